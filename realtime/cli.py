@@ -1,0 +1,69 @@
+"""The ``nerveseg`` command.
+
+Each subcommand lives in its own module that defines ``add_arguments(parser)`` and
+``run(args) -> int`` and imports its heavy packages (torch, Qt, TensorRT) inside
+``run``, so ``nerveseg --help`` and the runtime commands never load a training stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from nerveseg.engines.metadata import EngineError
+from nerveseg.realtime.errors import UserError
+
+# name: (module, one-line help). Order is the order of `nerveseg --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("nerveseg.training.synth.cli", "generate synthetic stereoscope data (datasets, video)"),
+    "train": ("nerveseg.training.cli", "train the classifier gate or a segmenter"),
+    "eval": ("nerveseg.training.eval_cli", "evaluate a model on a test split"),
+    "export": ("nerveseg.training.export", "export a checkpoint to ONNX with metadata"),
+    "replay": ("nerveseg.realtime.replay_cli", "replay a video or image folder to an annotated AVI"),
+    "run": ("nerveseg.realtime.run_cli", "run live on a camera (headless) with recording"),
+    "info": ("nerveseg.engines.info_cli", "show an engine file's metadata and provenance"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("nerveseg"):
+                raise
+            continue  # a subcommand whose module is not part of this install
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"nerveseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

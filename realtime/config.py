@@ -1,0 +1,154 @@
+"""Run configuration: one YAML per run, one section per stage, frozen dataclasses.
+
+Unknown keys fail with a "did you mean"; the resolved configuration is written beside
+every output. Paths in a config are plain strings: never expanded, executed or
+interpolated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .overlay import OverlayConfig
+from .preprocess import PreprocessConfig
+
+DEFAULT_GATE = "samples/models/gate.onnx"
+DEFAULT_SEGMENTER = "samples/models/unet.onnx"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """``spec``: camera index, video file or image folder. ``pace``: release file frames at
+    their frame rate. ``live``: newest-frame policy (default: on for cameras only)."""
+
+    spec: str = ""
+    pace: bool = False
+    live: bool | None = None
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    engine: str = DEFAULT_GATE
+    backend: str = "auto"
+    threads: int = 0
+    nerve_class: str = "nerve"
+    min_confidence: float = 0.5
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    engine: str = DEFAULT_SEGMENTER
+    backend: str = "auto"
+    threads: int = 0
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """``path``: the annotated AVI (None: no recording)."""
+
+    path: str | None = None
+    codec: str = "mjpeg"
+    quality: int = 3
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``csv``/``summary``: per-frame CSV and JSON summary (default: beside the AVI)."""
+
+    csv: str | None = None
+    summary: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    queue_capacity: int = 4
+
+
+def _did_you_mean(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _build(cls: type, raw: Any, where: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: section {where or 'top level'} must be a mapping, not {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise UserError(f"{source}: unknown key {where}{key!r}{_did_you_mean(str(key), list(fields))}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(hints[key], type):
+            value = _build(hints[key], value, f"{where}{key}.", source)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{source}: bad value in {where.rstrip('.') or 'config'}: {exc}") from None
+
+
+def from_dict(raw: dict, source: str = "<config>") -> PipelineConfig:
+    return _build(PipelineConfig, raw, "", source)
+
+
+def to_dict(config: Any) -> dict:
+    """Plain data (lists, not tuples) for YAML/JSON."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` (nested dicts merged key by key; None values ignored)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            value = merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+            if not value and key not in out:
+                continue
+        out[key] = value
+    return out
+
+
+def load(path: str | Path | None, overrides: dict | None = None) -> PipelineConfig:
+    """The configuration from ``path`` (YAML; None: defaults) with CLI ``overrides``."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: a config must be a mapping of sections")
+    return from_dict(merge(raw, overrides or {}), str(path or "<command line>"))
+
+
+def save(config: PipelineConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

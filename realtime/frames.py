@@ -1,0 +1,108 @@
+"""The immutable records that travel along the pipeline's edges.
+
+``Frame`` → ``GateResult`` → ``Segmentation`` → ``Rendered``. Each record holds the one
+before it and adds its stage's time stamp ``(stage, start_ns, end_ns)`` from
+``time.perf_counter_ns()``; the on-screen numbers, the CSV and the bench report all read
+these stamps. A frame the gate does not call nerve still becomes a ``Segmentation``
+(with ``mask=None``), so the renderer and sinks have one code path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .preprocess import Box
+
+Stamp = tuple[str, int, int]
+
+
+def now_ns() -> int:
+    return time.perf_counter_ns()
+
+
+def stage_ms(stamps: tuple[Stamp, ...]) -> dict[str, float]:
+    """Milliseconds spent in each stage (the last stamp wins if a stage repeats)."""
+    return {name: (end - start) / 1e6 for name, start, end in stamps}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """A decoded frame. ``image``: ``(H, W, 3) uint8 RGB``, owned by this record (the
+    source allocates a new array per frame). ``captured_ns``: when the frame became
+    available to the pipeline. ``pts``: source time in seconds (None for cameras)."""
+
+    index: int
+    captured_ns: int
+    image: np.ndarray
+    pts: float | None = None
+    stamps: tuple[Stamp, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GateResult:
+    """The gate's verdict. ``view``: ``(h, w, 3) uint8`` slice of ``frame.image`` inside
+    ``box`` (what is displayed); ``engine_input``: ``(1, H, W, 3) uint8`` copy of the
+    resized view, owned by this record. ``probs``: ``(C,) float32`` softmax.
+    ``dropped``: frames dropped (by the live policy) before this one, cumulative."""
+
+    frame: Frame
+    view: np.ndarray
+    box: Box
+    engine_input: np.ndarray
+    label: str
+    confidence: float
+    probs: np.ndarray
+    is_nerve: bool
+    stamps: tuple[Stamp, ...]
+    dropped: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Segmentation:
+    """``mask``: ``(h, w) bool`` at view resolution, or None when the segmenter did not
+    run (gate said not nerve, or it failed: see ``error``). ``roi``: the region the
+    segmentation was restricted to, in view pixels, if any."""
+
+    gate: GateResult
+    mask: np.ndarray | None
+    stamps: tuple[Stamp, ...]
+    roi: Box | None = None
+    error: str | None = None
+
+    @property
+    def frame(self) -> Frame:
+        return self.gate.frame
+
+    @property
+    def mask_fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask is not None else 0.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rendered:
+    """The annotated view. ``image``: ``(h, w, 3) uint8 RGB`` owned by this record.
+    ``panel``: the box of the text panel (the only pixels besides the mask tint that
+    differ from ``seg.gate.view``)."""
+
+    seg: Segmentation
+    image: np.ndarray
+    panel: Box | None
+    stamps: tuple[Stamp, ...]
+    fps: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def frame(self) -> Frame:
+        return self.seg.gate.frame
+
+    @property
+    def index(self) -> int:
+        return self.seg.gate.frame.index
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for e in (self.seg.gate.error, self.seg.error) if e]

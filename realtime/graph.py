@@ -1,0 +1,250 @@
+"""A small operator graph: one thread per operator, bounded channels between them.
+
+Every thread boundary is a :class:`Channel` with a named :class:`Policy`:
+
+* ``BLOCK``: the producer waits for room. Files and tests: lossless, deterministic.
+* ``DROP_OLDEST``: the oldest waiting item is thrown away to make room. Live video:
+  latency over completeness. Drops are counted on the channel.
+* ``REJECT``: the new item is thrown away when full (counted too).
+
+An operator processes one item at a time. Closing flows downstream: when a source ends
+(or the pipeline stops) it closes its outputs, each operator drains its input, runs
+``teardown`` and closes its own outputs. Threads stop by event and join, never by force.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import threading
+import time
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+
+class Policy(enum.Enum):
+    BLOCK = "block"
+    DROP_OLDEST = "drop_oldest"
+    REJECT = "reject"
+
+
+class Closed(Exception):
+    """Raised by :meth:`Channel.get` when the channel is closed and empty."""
+
+
+class Channel:
+    """A bounded FIFO between two threads with a named backpressure policy."""
+
+    def __init__(self, name: str, capacity: int, policy: Policy):
+        if capacity < 1:
+            raise ValueError(f"channel {name}: capacity must be ≥ 1, not {capacity}")
+        self.name, self.capacity, self.policy = name, capacity, policy
+        self._items: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+        self.high_water = 0
+
+    def put(self, item: Any) -> bool:
+        """Offer ``item``; returns False when it (or nothing) was dropped by policy or the
+        channel is closed. ``BLOCK`` waits for room."""
+        with self._cond:
+            if self._closed:
+                return False
+            if len(self._items) >= self.capacity:
+                if self.policy is Policy.BLOCK:
+                    while len(self._items) >= self.capacity and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return False
+                elif self.policy is Policy.DROP_OLDEST:
+                    self._items.popleft()
+                    self.dropped += 1
+                else:
+                    self.dropped += 1
+                    return False
+            self._items.append(item)
+            self.high_water = max(self.high_water, len(self._items))
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; raises :class:`Closed` once closed and drained, ``TimeoutError``
+        when ``timeout`` passes with nothing to read."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise Closed(self.name)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(self.name)
+                self._cond.wait(remaining)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Operator:
+    """One stage. Subclasses implement :meth:`process` (and optionally ``setup`` /
+    ``teardown``, which run in the operator's own thread).
+
+    ``process`` returns the item to pass downstream, or None to pass nothing.
+    Configuration is checked in ``__init__``; ``process`` does no setup work.
+    """
+
+    name = "operator"
+    #: consecutive per-item failures tolerated before the pipeline is stopped
+    max_consecutive_errors = 25
+
+    def setup(self) -> None:
+        """Called once in the operator's thread before the first item."""
+
+    def process(self, item: Any) -> Any:
+        raise NotImplementedError
+
+    def on_error(self, item: Any, exc: Exception) -> Any:
+        """What to pass downstream when ``process`` raised on ``item``; default: nothing."""
+        return None
+
+    def teardown(self) -> None:
+        """Called once in the operator's thread after the input is closed and drained."""
+
+
+class SourceOperator(Operator):
+    """A stage without input: :meth:`items` yields until the source ends or ``stop`` is set."""
+
+    def items(self, stop: threading.Event) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+class Pipeline:
+    """Operators wired by channels, each run in its own thread.
+
+    Build with :meth:`connect` (one call per edge), then :meth:`start` and :meth:`wait`.
+    """
+
+    def __init__(self, name: str = "pipeline"):
+        self.name = name
+        self.stop_event = threading.Event()
+        self.channels: list[Channel] = []
+        self._inputs: dict[Operator, Channel] = {}
+        self._outputs: dict[Operator, list[Channel]] = collections.defaultdict(list)
+        self._operators: list[Operator] = []
+        self._threads: list[threading.Thread] = []
+        self.errors: list[tuple[str, BaseException]] = []
+        self.fatal: BaseException | None = None
+        self.item_errors: collections.Counter = collections.Counter()
+
+    def _add(self, op: Operator) -> None:
+        if op not in self._operators:
+            self._operators.append(op)
+
+    def connect(self, upstream: Operator, downstream: Operator, capacity: int = 4,
+                policy: Policy = Policy.BLOCK) -> Channel:
+        """Wire ``upstream`` → ``downstream`` through a new channel."""
+        if downstream in self._inputs:
+            raise ValueError(f"{downstream.name} already has an input")
+        channel = Channel(f"{upstream.name}->{downstream.name}", capacity, policy)
+        self._add(upstream)
+        self._add(downstream)
+        self._inputs[downstream] = channel
+        self._outputs[upstream].append(channel)
+        self.channels.append(channel)
+        return channel
+
+    def inbox(self, op: Operator) -> Channel | None:
+        return self._inputs.get(op)
+
+    @property
+    def operators(self) -> list[Operator]:
+        return list(self._operators)
+
+    def start(self) -> "Pipeline":
+        for op in self._operators:
+            thread = threading.Thread(target=self._run_op, args=(op,), name=f"{self.name}:{op.name}",
+                                      daemon=True)
+            self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the sources to end; everything downstream drains and ends after them."""
+        self.stop_event.set()
+
+    def abort(self) -> None:
+        """Stop at once: close every channel so blocked producers and consumers wake."""
+        self.stop_event.set()
+        for channel in self.channels:
+            channel.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join every thread; True when all ended within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def _emit(self, op: Operator, item: Any) -> None:
+        for channel in self._outputs.get(op, ()):
+            channel.put(item)
+
+    def _run_op(self, op: Operator) -> None:
+        try:
+            op.setup()
+            if isinstance(op, SourceOperator):
+                for item in op.items(self.stop_event):
+                    self._emit(op, item)
+                    if self.stop_event.is_set():
+                        break
+            else:
+                self._drain(op, self._inputs[op])
+        except BaseException as exc:  # a bug or a fatal input error: stop everything, keep it
+            log.error("%s failed: %s", op.name, exc, exc_info=not isinstance(exc, (OSError, ValueError)))
+            self.errors.append((op.name, exc))
+            self.fatal = self.fatal or exc
+            self.abort()
+        finally:
+            try:
+                op.teardown()
+            except Exception as exc:
+                log.error("%s teardown failed: %s", op.name, exc)
+                self.errors.append((op.name, exc))
+            for channel in self._outputs.get(op, ()):
+                channel.close()
+
+    def _drain(self, op: Operator, inbox: Channel) -> None:
+        consecutive = 0
+        while True:
+            try:
+                item = inbox.get()
+            except Closed:
+                return
+            try:
+                out = op.process(item)
+                consecutive = 0
+            except Exception as exc:
+                consecutive += 1
+                self.item_errors[op.name] += 1
+                log.warning("%s failed on one item (%d in a row): %s", op.name, consecutive, exc)
+                if consecutive >= op.max_consecutive_errors:
+                    raise RuntimeError(f"{op.name}: {consecutive} consecutive failures, last: {exc}") from exc
+                out = op.on_error(item, exc)
+            if out is not None:
+                self._emit(op, out)

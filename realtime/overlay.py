@@ -1,0 +1,100 @@
+"""Drawing the overlay: mask tint, its outline, and the text panel.
+
+Everything is drawn in place on an image the caller owns. Only two kinds of pixels
+change: the mask's pixels (tint and inner outline) and the text panel's box. Every other
+pixel stays equal to the input frame, which the tests and ``nerveseg validate`` check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .preprocess import Box
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_COLOURS = {"nerve": (60, 255, 90), "tendon": (255, 190, 60), "opening_wound": (255, 90, 90)}
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    colour: tuple[int, int, int] = (60, 255, 90)
+    opacity: float = 0.45
+    outline: bool = True
+    panel: bool = True
+    font_scale: float = 0.0  # 0: scale with the image height
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.opacity <= 1.0:
+            raise ValueError(f"opacity must be within [0, 1], not {self.opacity}")
+        if len(self.colour) != 3 or not all(0 <= int(c) <= 255 for c in self.colour):
+            raise ValueError(f"colour must be three values in 0..255, not {self.colour!r}")
+        object.__setattr__(self, "colour", tuple(int(c) for c in self.colour))
+
+
+def mask_bbox(mask: np.ndarray) -> Box | None:
+    """The tight box around the True pixels of ``mask`` (``(h, w) bool``), or None."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def tint(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], opacity: float,
+         outline: bool = True) -> None:
+    """Blend ``colour`` into ``image`` (``(h, w, 3) uint8``) where ``mask`` is True, in place;
+    with ``outline``, the mask's inner edge is painted solid. Work is confined to the
+    mask's bounding box."""
+    box = mask_bbox(mask)
+    if box is None:
+        return
+    region = box.slice(image)
+    m = box.slice(mask)
+    m8 = m.view(np.uint8)
+    solid = np.empty_like(region)
+    solid[:] = colour
+    blended = cv2.addWeighted(region, 1.0 - opacity, solid, opacity, 0.0)
+    if outline:
+        inner = cv2.erode(m8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        blended[m8 > inner] = colour
+    cv2.copyTo(blended, m8, region)
+
+
+def text_lines(label: str, confidence: float, ms: dict[str, float], fps: float, dropped: int,
+               extra: list[str] | None = None) -> list[tuple[str, tuple[int, int, int]]]:
+    """The panel's lines with their colours."""
+    head = f"{label.replace('_', ' ').upper()} {confidence:.2f}"
+    parts = [f"{k} {v:4.1f}" for k, v in ms.items()]
+    lines = [(head, LABEL_COLOURS.get(label, (255, 255, 255))),
+             (" ".join(parts[:3]) + " ms", (230, 230, 230))]
+    if len(parts) > 3:
+        lines.append((" ".join(parts[3:]) + " ms", (230, 230, 230)))
+    lines.append((f"{fps:5.1f} FPS  dropped {dropped}", (230, 230, 230)))
+    lines.extend((line, (255, 220, 120)) for line in extra or [])
+    return lines
+
+
+def draw_panel(image: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
+               font_scale: float = 0.0) -> Box:
+    """Draw a dark panel with ``lines`` at the top-left of ``image``, in place; returns
+    the panel's box (the only pixels it touched)."""
+    h, w = image.shape[:2]
+    scale = font_scale or max(0.35, h / 1400)
+    thickness = 1 if scale < 0.7 else 2
+    pad = int(8 * scale + 4)
+    sizes = [cv2.getTextSize(text, FONT, scale, thickness) for text, _ in lines]
+    line_h = max(s[0][1] + s[1] for s in sizes) + pad // 2
+    width = min(w, max(s[0][0] for s in sizes) + 2 * pad)
+    height = min(h, line_h * len(lines) + pad)
+    box = Box(0, 0, width, height)
+    region = box.slice(image)
+    region //= 4  # darken rather than blank, so the tissue under the panel stays guessable
+    y = pad // 2
+    for (text, colour), ((_, text_h), baseline) in zip(lines, sizes):
+        y += line_h
+        cv2.putText(region, text, (pad, y - baseline - pad // 4), FONT, scale, colour, thickness,
+                    cv2.LINE_AA)
+    return box

@@ -1,0 +1,274 @@
+"""Frame sources: video file (PyAV), image folder, camera (OpenCV device index).
+
+Each source checks its input when built (a missing or unreadable file is a
+:class:`UserError` at start-up) and then yields :class:`Frame` records from
+:meth:`frames`. Bad frames inside a good file are skipped and counted, never fatal:
+everything decoded before and after them goes on down the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .frames import Frame, now_ns
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class SourceStatus:
+    """What the source is doing, for the view and logs: ``state`` is one of
+    ``starting``, ``ok``, ``no signal``, ``ended``, ``failed``."""
+
+    state: str = "starting"
+    message: str = ""
+    since_ns: int = 0
+
+    def set(self, state: str, message: str = "") -> None:
+        if state != self.state or message != self.message:
+            self.state, self.message, self.since_ns = state, message, now_ns()
+
+
+class Source:
+    """Base: ``frames(stop)`` yields :class:`Frame` until the input ends or ``stop`` is set."""
+
+    name = "source"
+    fps: float = 30.0
+    live = False
+
+    def __init__(self) -> None:
+        self.status = SourceStatus()
+        self.skipped = 0  # frames that could not be decoded or read
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"source": self.name, "fps": self.fps, "skipped": self.skipped}
+
+
+class VideoFileSource(Source):
+    """A video file decoded with PyAV (FFmpeg), frame by frame in order.
+
+    ``pace=True`` releases frames at the file's frame rate (a recorded video played as
+    if it were live); otherwise frames come as fast as they decode.
+    """
+
+    def __init__(self, path: str | Path, pace: bool = False, decoder_threads: int = 0):
+        super().__init__()
+        import av
+
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.pace = pace
+        self._decoder_threads = decoder_threads
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: video file not found")
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise UserError(f"{self.path}: file has no video stream")
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+                self.fps = float(rate)
+                self.frame_count = int(stream.frames or 0)
+                self.size = (stream.codec_context.height, stream.codec_context.width)
+        except av.error.FFmpegError as exc:
+            raise UserError(f"{self.path}: not a readable video ({_av_message(exc)})") from None
+        self.ended_early: str | None = None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "frame_count": self.frame_count,
+                "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early}
+
+    def _decoded(self, stop: threading.Event) -> Iterator[np.ndarray]:
+        import av
+
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = self._decoder_threads
+            packets = container.demux(stream)
+            while not stop.is_set():
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:
+                    self.ended_early = f"demux error: {_av_message(exc)}"
+                    log.warning("%s: stopped reading early (%s)", self.path, self.ended_early)
+                    break
+                yield from self._decode_packet(packet)
+
+    def _decode_packet(self, packet) -> Iterator[np.ndarray]:
+        import av
+
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            self.skipped += 1
+            log.warning("%s: skipped an undecodable packet (%s)", self.path, _av_message(exc))
+            return
+        for frame in frames:
+            yield frame.to_ndarray(format="rgb24")
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        self.status.set("ok")
+        start_ns = now_ns()
+        index = 0
+        t0 = now_ns()
+        for image in self._decoded(stop):
+            decoded = now_ns()
+            if self.pace:
+                due = start_ns + int(index * 1e9 / self.fps)
+                if due > decoded:
+                    time.sleep((due - decoded) / 1e9)
+            captured = now_ns()
+            yield Frame(index, captured, image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
+            index += 1
+            t0 = now_ns()
+        self.status.set("ended", self.ended_early or "end of video")
+
+
+class ImageFolderSource(Source):
+    """Every image in a folder, in name order, as one frame each."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0, pace: bool = False):
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.fps = fps
+        self.pace = pace
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: image folder not found")
+        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise UserError(f"{self.path}: no images in folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+        self.frame_count = len(self.files)
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        self.status.set("ok")
+        start_ns = now_ns()
+        index = 0
+        for file in self.files:
+            if stop.is_set():
+                break
+            t0 = now_ns()
+            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if bgr is None:
+                self.skipped += 1
+                log.warning("%s: not a readable image, skipped", file)
+                continue
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            decoded = now_ns()
+            if self.pace:
+                due = start_ns + int(index * 1e9 / self.fps)
+                if due > decoded:
+                    time.sleep((due - decoded) / 1e9)
+            yield Frame(index, now_ns(), image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
+            index += 1
+        self.status.set("ended", "end of image folder")
+
+
+class CameraSource(Source):
+    """A camera by OpenCV device index. A camera that is missing, or stops delivering
+    frames, is reported as ``no signal`` and reopened with exponential back-off; the
+    source never ends on its own.
+
+    ``opener(index)`` returns a ``cv2.VideoCapture``-like object (tests pass a fake).
+    """
+
+    live = True
+
+    def __init__(self, index: int, fps: float = 30.0, opener: Callable | None = None,
+                 read_timeout: float = 1.0, backoff: tuple[float, float] = (0.25, 4.0),
+                 max_failed_reads: int = 5):
+        super().__init__()
+        self.index = index
+        self.name = f"camera:{index}"
+        self.fps = fps
+        self._opener = opener or _open_cv_camera
+        self.read_timeout = read_timeout
+        self.backoff = backoff
+        self.max_failed_reads = max_failed_reads
+        self.reconnects = 0
+
+    def _open(self, stop: threading.Event):
+        delay = self.backoff[0]
+        while not stop.is_set():
+            capture = self._opener(self.index)
+            if capture is not None and capture.isOpened():
+                return capture
+            if capture is not None:
+                capture.release()
+            self.status.set("no signal", f"camera {self.index} not available; retrying in {delay:.2f} s")
+            stop.wait(delay)
+            delay = min(delay * 2, self.backoff[1])
+        return None
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        index = 0
+        while not stop.is_set():
+            capture = self._open(stop)
+            if capture is None:
+                break
+            self.status.set("ok")
+            try:
+                for image, t0, t1 in self._read_until_failure(capture, stop):
+                    yield Frame(index, t1, image, pts=None, stamps=(("decode", t0, t1),))
+                    index += 1
+            finally:
+                capture.release()
+            if not stop.is_set():
+                self.reconnects += 1
+                self.status.set("no signal", f"camera {self.index} stopped delivering frames; reconnecting")
+        self.status.set("ended", "stopped")
+
+    def _read_until_failure(self, capture, stop: threading.Event):
+        failures = 0
+        while not stop.is_set():
+            t0 = now_ns()
+            ok, bgr = capture.read()
+            t1 = now_ns()
+            if not ok or bgr is None or bgr.size == 0:
+                failures += 1
+                self.skipped += 1
+                if failures >= self.max_failed_reads or (t1 - t0) / 1e9 > self.read_timeout:
+                    return
+                continue
+            failures = 0
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t0, now_ns()
+
+
+def _open_cv_camera(index: int):
+    capture = cv2.VideoCapture(index)
+    return capture
+
+
+def _av_message(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+def open_source(spec: str | int, pace: bool | None = None) -> Source:
+    """A source from a command-line spec: a camera index (``0``), a video file or an
+    image folder. ``pace`` defaults to False for files (replay as fast as possible)."""
+    text = str(spec)
+    if text.isdigit():
+        return CameraSource(int(text))
+    path = Path(text)
+    if path.is_dir():
+        return ImageFolderSource(path, pace=bool(pace))
+    return VideoFileSource(path, pace=bool(pace))

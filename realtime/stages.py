@@ -1,0 +1,180 @@
+"""The pipeline's processing operators: source, gate, segment, overlay."""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+
+import cv2
+import numpy as np
+
+from nerveseg.engines.base import Engine
+from nerveseg.engines.metadata import EngineError
+
+from .frames import Frame, GateResult, Rendered, Segmentation, now_ns, stage_ms
+from .graph import Channel, Operator, SourceOperator
+from .overlay import OverlayConfig, draw_panel, text_lines, tint
+from .preprocess import Box, PreprocessConfig, Preprocessor
+from .sources import Source
+
+SHORT = {"decode": "dec", "preprocess": "pre", "gate": "gate", "segment": "seg", "overlay": "ovl",
+         "encode": "enc"}
+
+
+class SourceOp(SourceOperator):
+    name = "source"
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def items(self, stop: threading.Event):
+        return self.source.frames(stop)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class GateOp(Operator):
+    """Preprocess + classifier gate. Frames whose top class is ``nerve_class`` with at
+    least ``min_confidence`` are marked for segmentation."""
+
+    name = "gate"
+
+    def __init__(self, engine: Engine, preprocess: PreprocessConfig, nerve_class: str = "nerve",
+                 min_confidence: float = 0.5):
+        if engine.meta.task != "classify":
+            raise EngineError(f"{engine.provenance.path}: the gate needs a 'classify' engine, "
+                              f"this is a {engine.meta.task!r} engine")
+        if nerve_class not in engine.classes:
+            raise EngineError(f"{engine.provenance.path}: gate classes {list(engine.classes)} "
+                              f"lack {nerve_class!r}")
+        self.engine = engine
+        self.preprocess = Preprocessor(preprocess, engine.input_size)
+        self.nerve_index = engine.classes.index(nerve_class)
+        self.min_confidence = min_confidence
+        self.inbox: Channel | None = None  # set by compose(): its drop count is reported
+
+    def process(self, frame: Frame) -> GateResult:
+        t0 = now_ns()
+        view, engine_input, box = self.preprocess(frame.image)
+        t1 = now_ns()
+        probs = softmax(self.engine.run(engine_input)["logits"][0].astype(np.float32))
+        k = int(probs.argmax())
+        t2 = now_ns()
+        is_nerve = k == self.nerve_index and probs[k] >= self.min_confidence
+        return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
+                          probs, bool(is_nerve), frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
+                          dropped=self._dropped())
+
+    def _dropped(self) -> int:
+        return self.inbox.dropped if self.inbox is not None else 0
+
+    def on_error(self, frame: Frame, exc: Exception) -> GateResult:
+        """The failed frame is still shown (raw, marked), so the picture never freezes."""
+        h, w = frame.image.shape[:2]
+        t = now_ns()
+        return GateResult(frame, frame.image, Box(0, 0, w, h), np.empty((1, 0, 0, 3), np.uint8), "error",
+                          0.0, np.zeros(len(self.engine.classes), np.float32), False,
+                          frame.stamps + (("gate", t, t),), dropped=self._dropped(),
+                          error=f"gate: {exc}")
+
+
+class SegmentOp(Operator):
+    """Runs the segmenter on frames the gate called nerve and maps the mask back to view
+    pixels. ``threshold`` and ``roi`` may be changed while running (from the UI)."""
+
+    name = "segment"
+
+    def __init__(self, engine: Engine, threshold: float = 0.5):
+        if engine.meta.task != "segment":
+            raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' engine, "
+                              f"this is a {engine.meta.task!r} engine")
+        self.engine = engine
+        self.threshold = threshold
+        self.roi: Box | None = None
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"segmentation threshold must be within (0, 1), not {value}")
+        # Compare logits, not probabilities: no sigmoid over the whole map per frame.
+        self._logit = math.log(value / (1.0 - value))
+        self._threshold = value
+
+    def _engine_input(self, g: GateResult) -> np.ndarray:
+        h, w = self.engine.input_size
+        if g.engine_input.shape[1:3] == (h, w):
+            return g.engine_input
+        return cv2.resize(g.view, (w, h), interpolation=cv2.INTER_AREA)[None]
+
+    def process(self, g: GateResult) -> Segmentation:
+        t0 = now_ns()
+        roi = self.roi
+        if not g.is_nerve:
+            return Segmentation(g, None, g.stamps + (("segment", t0, t0),), roi=roi)
+        logits = self.engine.run(self._engine_input(g))["mask_logits"][0, 0]
+        vh, vw = g.view.shape[:2]
+        mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
+        if roi is not None:
+            mask = restrict(mask, roi)
+        return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi)
+
+    def on_error(self, g: GateResult, exc: Exception) -> Segmentation:
+        t = now_ns()
+        return Segmentation(g, None, g.stamps + (("segment", t, t),), roi=self.roi, error=f"segment: {exc}")
+
+
+def restrict(mask: np.ndarray, roi: Box) -> np.ndarray:
+    """``mask`` with everything outside ``roi`` cleared (a new array)."""
+    out = np.zeros_like(mask)
+    roi.slice(out)[...] = roi.slice(mask)
+    return out
+
+
+class OverlayOp(Operator):
+    """Draws the mask tint and the text panel on a copy of the view."""
+
+    name = "overlay"
+
+    def __init__(self, config: OverlayConfig, fps_window: int = 30):
+        self.config = config
+        self.opacity = config.opacity
+        self._times: collections.deque = collections.deque(maxlen=fps_window)
+        self._last_ms: dict[str, float] = {}
+
+    def fps(self) -> float:
+        """Running frame rate over the last ``fps_window`` rendered frames."""
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) * 1e9 / span if span > 0 else 0.0
+
+    def process(self, s: Segmentation) -> Rendered:
+        t0 = now_ns()
+        self._times.append(t0)
+        g = s.gate
+        image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
+        if s.mask is not None:
+            tint(image, s.mask, self.config.colour, self.opacity, self.config.outline)
+        panel = None
+        if self.config.panel:
+            ms = {SHORT[k]: v for k, v in stage_ms(s.stamps).items() if k in SHORT}
+            if s.mask is None:
+                ms.pop("seg", None)
+            # This frame's overlay and encode are not done yet: show the previous ones.
+            ms.update({k: v for k, v in self._last_ms.items() if k not in ms})
+            errors = [e for e in (g.error, s.error) if e]
+            lines = text_lines(g.label, g.confidence, ms, self.fps(), g.dropped,
+                               [f"WARNING {e[:60]}" for e in errors])
+            panel = draw_panel(image, lines, self.config.font_scale)
+        t1 = now_ns()
+        self._last_ms["ovl"] = (t1 - t0) / 1e6
+        return Rendered(s, image, panel, s.stamps + (("overlay", t0, t1),), fps=self.fps())

@@ -1,0 +1,112 @@
+"""Per-frame timing rows and their summary statistics.
+
+One source of truth: the stamps carried by each record. :func:`frame_row` turns a
+finished :class:`Rendered` into the CSV row; :class:`LatencyStats` summarises rows for
+the JSON summary, the printed table and the bench report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .frames import Rendered, stage_ms
+
+STAGES = ("decode", "preprocess", "gate", "segment", "overlay", "encode")
+PERCENTILES = (50, 95, 99)
+
+
+def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
+    """The per-frame log row. Times in ms; ``capture_s`` from the pipeline's start."""
+    gate, seg, frame = r.seg.gate, r.seg, r.frame
+    ms = stage_ms(r.stamps)
+    row = {
+        "frame": frame.index,
+        "pts_s": None if frame.pts is None else round(frame.pts, 6),
+        "capture_s": round((frame.captured_ns - t0_ns) / 1e9, 6),
+        "class": gate.label,
+        "confidence": round(gate.confidence, 4),
+        "segmented": seg.mask is not None,
+        "mask_fraction": round(seg.mask_fraction, 5),
+    }
+    for stage in STAGES:
+        value = ms.get(stage)
+        if stage == "segment" and seg.mask is None:
+            value = None  # skipped branch: no segmentation time, not zero
+        row[f"{stage}_ms"] = None if value is None else round(value, 3)
+    last_overlay = dict((name, end) for name, _, end in r.stamps).get("overlay", done_ns)
+    row["annotation_delay_ms"] = round((last_overlay - frame.captured_ns) / 1e6, 3)
+    row["latency_ms"] = round((done_ns - frame.captured_ns) / 1e6, 3)
+    row["dropped"] = gate.dropped
+    row["roi"] = "" if seg.roi is None else "{},{},{},{}".format(*seg.roi)
+    row["status"] = "ok" if not r.errors else "failed: " + "; ".join(r.errors)
+    return row
+
+
+@dataclass
+class LatencyStats:
+    """Accumulates rows; ``summary()`` skips ``skip`` frames at each end (warm-up and
+    tear-down) when there are enough frames to afford it, and says so."""
+
+    skip: int = 10
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def _window(self) -> tuple[list[dict], int]:
+        n = len(self.rows)
+        skip = self.skip if n > 4 * self.skip else 0
+        return self.rows[skip:n - skip] if skip else self.rows, skip
+
+    def summary(self) -> dict:
+        rows, skip = self._window()
+        out: dict = {"frames": len(self.rows), "frames_in_statistics": len(rows),
+                     "skipped_each_end": skip,
+                     "note": f"statistics exclude the first and last {skip} frames (warm-up, tear-down)"
+                     if skip else "too few frames to exclude warm-up; all frames counted"}
+        if len(rows) >= 2:
+            span = rows[-1]["capture_s"] - rows[0]["capture_s"]
+            out["fps"] = round((len(rows) - 1) / span, 2) if span > 0 else None
+        out["segmented_frames"] = sum(1 for r in self.rows if r["segmented"])
+        out["failed_frames"] = sum(1 for r in self.rows if r["status"] != "ok")
+        out["dropped"] = self.rows[-1]["dropped"] if self.rows else 0
+        out["stages_ms"] = {s: describe([r[f"{s}_ms"] for r in rows]) for s in STAGES}
+        out["annotation_delay_ms"] = describe([r["annotation_delay_ms"] for r in rows])
+        out["latency_ms"] = describe([r["latency_ms"] for r in rows])
+        out["classes"] = _counts(r["class"] for r in self.rows)
+        return out
+
+
+def describe(values) -> dict | None:
+    """p50/p95/p99/p99.9, mean, std, max and count of the non-None ``values``."""
+    data = np.array([v for v in values if v is not None], dtype=np.float64)
+    if data.size == 0:
+        return None
+    q = np.percentile(data, [50, 95, 99, 99.9])
+    return {"n": int(data.size), "mean": round(float(data.mean()), 3), "std": round(float(data.std()), 3),
+            "p50": round(float(q[0]), 3), "p95": round(float(q[1]), 3), "p99": round(float(q[2]), 3),
+            "p99_9": round(float(q[3]), 3), "max": round(float(data.max()), 3)}
+
+
+def _counts(items) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+def format_table(summary: dict) -> str:
+    """The short FPS report printed at the end of a replay."""
+    lines = [f"frames {summary['frames']}  FPS {summary.get('fps')}  "
+             f"segmented {summary['segmented_frames']}  dropped {summary['dropped']}  "
+             f"failed {summary['failed_frames']}",
+             f"{'stage':<18}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
+    rows = [(s, summary["stages_ms"].get(s)) for s in STAGES]
+    rows += [("annotation delay", summary["annotation_delay_ms"]), ("capture→written", summary["latency_ms"])]
+    for name, d in rows:
+        if d:
+            lines.append(f"{name:<18}{d['p50']:>9.2f}{d['p95']:>9.2f}{d['p99']:>9.2f}{d['max']:>9.2f}")
+    lines.append(f"({summary['note']})")
+    return "\n".join(lines)
