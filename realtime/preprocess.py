@@ -125,12 +125,13 @@ def view_box(frame: np.ndarray, config: PreprocessConfig) -> Box:
         ft, fb, fl, fr = config.border
         top, bottom, left, right = int(eh * ft), int(eh * fb), int(ew * fl), int(ew * fr)
     inner = Box(left, top, ew - right, eh - bottom)
+    # Even sides: the recorders' 4:2:0 pixel formats need them.
+    width, height = inner.width & ~1, inner.height & ~1
     if config.square:
-        side = min(inner.width, inner.height)
-        x0 = inner.x0 + (inner.width - side) // 2
-        y0 = inner.y0 + (inner.height - side) // 2
-        inner = Box(x0, y0, x0 + side, y0 + side)
-    return inner.offset(eye.x0, eye.y0)
+        width = height = min(width, height)
+    x0 = inner.x0 + (inner.width - width) // 2
+    y0 = inner.y0 + (inner.height - height) // 2
+    return Box(x0, y0, x0 + width, y0 + height).offset(eye.x0, eye.y0)
 
 
 class Preprocessor:

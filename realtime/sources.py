@@ -253,8 +253,9 @@ class CameraSource(Source):
 
 
 def _open_cv_camera(index: int):
-    capture = cv2.VideoCapture(index)
-    return capture
+    # OpenCV warns on stderr at every failed open; the status line says it once instead.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2.VideoCapture(index)
 
 
 def _av_message(exc: Exception) -> str:

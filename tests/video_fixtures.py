@@ -8,25 +8,31 @@ import av
 import numpy as np
 
 
-def stereo_frame(i: int, height: int = 120, width: int = 320, nerve: bool = True) -> np.ndarray:
+def stereo_frame(i: int, height: int = 240, width: int = 640, nerve: bool = True) -> np.ndarray:
     """``(H, W, 3) uint8`` side-by-side frame: grey tissue, a white glare band at the left
     eye's outer edge and, when ``nerve``, a bright horizontal band (channel mean > 200)
-    whose row moves with ``i``. Non-nerve frames are dark (the tiny gate says
+    whose row moves with ``i`` (see :func:`band_row`). Non-nerve frames are dark (the tiny gate says
     opening_wound)."""
     frame = np.full((height, width, 3), 150 if nerve else 60, np.uint8)
     frame[:, : width // 16] = 255  # glare band at the left eye's outer edge
     if nerve:
-        row = 30 + (i % 40)
-        frame[row:row + 8, :] = 235
+        row = band_row(i, height)
+        frame[row:row + 16, :] = 235
     return frame
 
 
+def band_row(i: int, height: int = 240) -> int:
+    """First row of frame ``i``'s nerve band (16 rows tall)."""
+    return height // 3 + (i % 40)
+
+
 def write_video(path: Path, frames: int = 24, fps: int = 24, nerve_every: int = 2,
-                height: int = 120, width: int = 320, codec: str = "mpeg4") -> Path:
+                height: int = 240, width: int = 640, codec: str = "mpeg4") -> Path:
     """An MP4/AVI of ``frames`` frames; frame i is nerve when ``i % nerve_every == 0``."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         for i in range(frames):
             image = stereo_frame(i, height, width, nerve=(i % nerve_every == 0))
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
@@ -37,6 +43,12 @@ def write_video(path: Path, frames: int = 24, fps: int = 24, nerve_every: int = 
 
 
 def count_frames(path: Path) -> int:
-    """Frames PyAV can decode from ``path``."""
+    """Frames PyAV can decode from ``path`` (undecodable packets are passed over)."""
+    n = 0
     with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
+        for packet in container.demux(video=0):
+            try:
+                n += len(packet.decode())
+            except av.error.InvalidDataError:
+                continue
+    return n

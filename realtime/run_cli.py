@@ -1,0 +1,59 @@
+"""``nerveseg run``: the live pipeline on a camera (or a paced file), headless.
+
+The newest-frame policy keeps latency bounded; drops are counted. A camera that is
+missing or stops is reported as "no signal" and retried until it comes back.
+Ctrl-C ends the run cleanly (recording closed, summary written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import config as cfg
+from .errors import UserError
+from .replay_cli import add_engine_arguments, overrides
+from .stats import format_table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True,
+                        help="camera index (0, 1, ...), or a video file / image folder played at its frame rate")
+    parser.add_argument("--record", type=Path, help="annotated AVI to write (CSV and JSON beside it)")
+    parser.add_argument("--log", type=Path, help="per-frame CSV (default: beside the recording)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    add_engine_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .pipeline import NervePipeline
+
+    if args.record is not None and args.record.suffix.lower() != ".avi":
+        raise UserError(f"{args.record}: the recording must be an .avi file")
+    extra = {"source": {"spec": args.source, "pace": True, "live": True},
+             "record": {"path": str(args.record) if args.record else None},
+             "log": {"csv": str(args.log) if args.log else None}}
+    config = cfg.load(args.config, cfg.merge(overrides(args), extra))
+    pipeline = NervePipeline(config)
+    if args.record:
+        cfg.save(config, args.record.with_suffix(".config.yaml"))
+    pipeline.start()
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    last_state = None
+    try:
+        while not pipeline.wait(0.5):
+            status = pipeline.source.status
+            if status.state != last_state:
+                print(f"source {pipeline.source.name}: {status.state} {status.message}".rstrip(), file=sys.stderr)
+                last_state = status.state
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    except KeyboardInterrupt:
+        pass
+    pipeline.stop()
+    pipeline.wait(5.0)
+    summary = pipeline.finish()
+    print(format_table(summary))
+    return 1 if pipeline.graph.fatal is not None else 0

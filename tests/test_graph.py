@@ -1,0 +1,160 @@
+"""The operator graph: named backpressure policies, ordering, error isolation, shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nerveseg.realtime.graph import Channel, Closed, Operator, Pipeline, Policy, SourceOperator
+
+
+class Counter(SourceOperator):
+    name = "counter"
+
+    def __init__(self, n: int, delay: float = 0.0):
+        self.n, self.delay = n, delay
+
+    def items(self, stop):
+        for i in range(self.n):
+            if self.delay:
+                time.sleep(self.delay)
+            yield i
+
+
+class Collect(Operator):
+    name = "collect"
+
+    def __init__(self, delay: float = 0.0):
+        self.items, self.delay, self.torn_down = [], delay, False
+
+    def process(self, item):
+        if self.delay:
+            time.sleep(self.delay)
+        self.items.append(item)
+        return item
+
+    def teardown(self):
+        self.torn_down = True
+
+
+class FailOn(Operator):
+    name = "fail"
+
+    def __init__(self, bad):
+        self.bad = set(bad)
+
+    def process(self, item):
+        if item in self.bad:
+            raise ValueError(f"bad item {item}")
+        return item
+
+    def on_error(self, item, exc):
+        return ("failed", item)
+
+
+def test_block_policy_waits_for_room_and_loses_nothing():
+    channel = Channel("c", 2, Policy.BLOCK)
+    channel.put(1)
+    channel.put(2)
+    done = threading.Event()
+    threading.Thread(target=lambda: (channel.put(3), done.set()), daemon=True).start()
+    assert not done.wait(0.1), "a full BLOCK channel must make the producer wait"
+    assert channel.get() == 1
+    assert done.wait(1.0)
+    assert [channel.get(), channel.get()] == [2, 3]
+    assert channel.dropped == 0
+
+
+def test_drop_oldest_keeps_the_newest_and_counts():
+    channel = Channel("c", 1, Policy.DROP_OLDEST)
+    for i in range(5):
+        assert channel.put(i)
+    assert channel.get() == 4
+    assert channel.dropped == 4
+
+
+def test_reject_drops_the_new_item():
+    channel = Channel("c", 1, Policy.REJECT)
+    assert channel.put("a")
+    assert not channel.put("b")
+    assert channel.get() == "a" and channel.dropped == 1
+
+
+def test_closed_channel_drains_then_raises():
+    channel = Channel("c", 3, Policy.BLOCK)
+    channel.put(1)
+    channel.close()
+    assert channel.get() == 1
+    with pytest.raises(Closed):
+        channel.get()
+    with pytest.raises(TimeoutError):
+        Channel("d", 1, Policy.BLOCK).get(timeout=0.01)
+
+
+def test_pipeline_keeps_order_and_tears_down_every_stage():
+    p = Pipeline("t")
+    source, middle, sink = Counter(200), Collect(), Collect()
+    p.connect(source, middle, capacity=2)
+    p.connect(middle, sink, capacity=2)
+    p.start()
+    assert p.wait(10)
+    assert sink.items == list(range(200))
+    assert middle.torn_down and sink.torn_down
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("t:"))
+
+
+def test_live_edge_drops_oldest_when_consumer_is_slow():
+    p = Pipeline("live")
+    source, sink = Counter(40, delay=0.002), Collect(delay=0.02)
+    channel = p.connect(source, sink, capacity=1, policy=Policy.DROP_OLDEST)
+    p.start()
+    assert p.wait(10)
+    assert channel.dropped > 0
+    assert len(sink.items) + channel.dropped == 40
+    assert sink.items == sorted(sink.items) and sink.items[-1] == 39, "the newest frame always gets through"
+
+
+def test_failing_item_is_isolated_and_replaced():
+    p = Pipeline("iso")
+    source, fail, sink = Counter(10), FailOn({3, 7}), Collect()
+    p.connect(source, fail)
+    p.connect(fail, sink)
+    p.start()
+    assert p.wait(10)
+    assert sink.items[3] == ("failed", 3) and sink.items[7] == ("failed", 7)
+    assert len(sink.items) == 10 and p.item_errors["fail"] == 2 and p.fatal is None
+
+
+def test_repeated_failures_stop_the_pipeline_with_a_clear_error():
+    p = Pipeline("stop")
+    fail = FailOn(set(range(1000)))
+    fail.max_consecutive_errors = 5
+    p.connect(Counter(1000), fail)
+    p.connect(fail, Collect())
+    p.start()
+    assert p.wait(10)
+    assert p.fatal is not None and "5 consecutive failures" in str(p.fatal)
+
+
+def test_stop_ends_an_endless_source_promptly():
+    class Endless(SourceOperator):
+        name = "endless"
+
+        def items(self, stop):
+            i = 0
+            while not stop.is_set():
+                time.sleep(0.001)
+                i += 1
+                yield i
+
+    p = Pipeline("endless")
+    sink = Collect()
+    p.connect(Endless(), sink)
+    p.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    p.stop()
+    assert p.wait(2.0), "every thread must end within 2 s of stop()"
+    assert time.monotonic() - t0 < 2.0 and sink.items
