@@ -1,0 +1,208 @@
+"""The synthetic stereoscope generator: look, geometry, datasets, video, CLI."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import zlib
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from nerveseg.realtime.cli import main
+from nerveseg.realtime.errors import UserError
+from nerveseg.realtime.preprocess import PreprocessConfig, detect_border, view_box
+from nerveseg.training.synth import (CLASSES, random_scene, render_stereo, write_classification,
+                                     write_segmentation, write_video)
+
+H, W = 540, 960  # the dataset render size: eyes of 540 × 480
+
+
+def scene(cls: str, seed: int):
+    return random_scene(np.random.default_rng(seed), cls)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Four rendered scenes per class: ``{cls: [(scene, frame, mask), ...]}``."""
+    out = {}
+    for k, cls in enumerate(CLASSES):
+        out[cls] = []
+        for i in range(4):
+            s = scene(cls, 100 * k + i)
+            out[cls].append((s, *render_stereo(s, H, W)))
+    return out
+
+
+def png(path: Path) -> np.ndarray:
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_render_shapes_and_determinism():
+    s = scene("nerve", 1)
+    assert s == scene("nerve", 1)
+    frame, mask = render_stereo(s, H, W)
+    again, mask2 = render_stereo(s, H, W)
+    assert frame.shape == (H, W, 3) and frame.dtype == np.uint8
+    assert mask.shape == (H, W // 2) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    assert np.array_equal(frame, again) and np.array_equal(mask, mask2)
+    # The eyes see the same scene (shifted by a few px), not the same pixels: own noise.
+    left, right = frame[:, :W // 2].astype(int), frame[:, W // 2:].astype(int)
+    assert not np.array_equal(left, right)
+    assert abs(left.mean() - right.mean()) < 20
+
+
+def test_same_scene_at_any_size():
+    s = scene("nerve", 2)
+    _, small = render_stereo(s, H, W)
+    _, big = render_stereo(s, 2 * H, 2 * W)
+    big = cv2.resize(big, (W // 2, H), interpolation=cv2.INTER_AREA)
+    iou = np.logical_and(small, big).sum() / np.logical_or(small, big).sum()
+    assert iou > 0.85
+
+
+def test_unknown_class_is_rejected():
+    with pytest.raises(ValueError, match="nerve"):
+        scene("vessel", 0)
+
+
+def test_nerve_mask_is_a_narrow_band(frames):
+    for s, _, mask in frames["nerve"]:
+        assert mask.sum() > 0.002 * mask.size
+        # Widest point of the band: twice the largest distance to the background.
+        width = 2 * cv2.distanceTransform(mask, cv2.DIST_L2, 5).max() / mask.shape[1]
+        assert 0.015 < width < 0.08, width
+    for cls in ("tendon", "opening_wound"):
+        for _, _, mask in frames[cls]:
+            assert mask.sum() == 0
+
+
+def test_tendon_band_is_broader_than_nerve():
+    nerve = max(scene("nerve", i).band.half_width for i in range(50))
+    tendon = min(scene("tendon", i).band.half_width for i in range(50))
+    assert tendon > 1.5 * nerve
+
+
+def test_near_monochrome(frames):
+    for cls in CLASSES:
+        for _, frame, _ in frames[cls]:
+            eye = frame[: int(0.85 * H), : W // 2].astype(int)  # above the red scale bar
+            assert np.abs(eye[..., 0] - eye[..., 1]).mean() < 6
+            assert np.abs(eye[..., 1] - eye[..., 2]).mean() < 6
+
+
+def test_glare_band_is_cut_by_the_runtime(frames):
+    for cls in CLASSES:
+        for s, frame, _ in frames[cls]:
+            top, bottom, left, right = detect_border(frame[:, : W // 2])
+            found = {"outer": left, "top": top, "bottom": bottom}[s.glare_side]
+            assert found >= 0.8 * s.glare_width * (W // 2), (s.glare_side, found)
+            view = view_box(frame, PreprocessConfig()).slice(frame)
+            assert (view.max(axis=2) >= 245).mean() < 0.2
+
+
+def test_specular_highlights_outside_the_mask(frames):
+    for s, frame, mask in frames["nerve"]:
+        box = view_box(frame, PreprocessConfig())
+        bright = (box.slice(frame).min(axis=2) >= 250).astype(np.uint8)
+        bright[box.slice(mask) > 0] = 0
+        n, _, stats, _ = cv2.connectedComponentsWithStats(bright)
+        dots = [a for a in stats[1:, cv2.CC_STAT_AREA] if a < 0.001 * bright.size]
+        assert len(dots) >= 3, s.highlights
+
+
+def test_red_scale_bar_bottom_right(frames):
+    _, frame, _ = frames["tendon"][0]
+    for eye in (frame[:, : W // 2], frame[:, W // 2:]):
+        r, g, b = (eye[..., c].astype(int) for c in range(3))
+        red = (r > 180) & (g < 90) & (b < 90)
+        h, w = red.shape
+        assert red[int(0.85 * h):, int(0.6 * w):].sum() > 100
+        assert red[: int(0.8 * h)].sum() == 0 and red[:, : int(0.5 * w)].sum() == 0
+
+
+def test_classification_folders_and_determinism(tmp_path):
+    counts = write_classification(tmp_path / "a", per_class=2, size=64, seed=3, progress=False)
+    write_classification(tmp_path / "b", per_class=2, size=64, seed=3, progress=False)
+    assert counts == {cls: 2 for cls in CLASSES}
+    for cls in CLASSES:
+        files = sorted((tmp_path / "a" / cls).glob("*.png"))
+        assert len(files) == 2
+        for f in files:
+            assert png(f).shape == (64, 64, 3)
+            assert f.read_bytes() == (tmp_path / "b" / cls / f.name).read_bytes()
+
+
+def test_segmentation_supervisely_layout(tmp_path):
+    out = tmp_path / "seg"
+    write_segmentation(out, count=4, size=64, seed=5, negatives=0.5, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert [c["title"] for c in meta["classes"]] == ["nerve"] and meta["classes"][0]["shape"] == "bitmap"
+    assert json.loads((out / "obj_class_to_machine_color.json").read_text()) == {"nerve": [1, 1, 1]}
+    images = sorted((out / "synthetic" / "img").glob("*.png"))
+    assert [p.name for p in images] == [p.name for p in sorted((out / "synthetic" / "masks_machine").glob("*.png"))]
+    empty = 0
+    for image in images:
+        mask = png(out / "synthetic" / "masks_machine" / image.name)
+        assert mask.ndim == 2 and mask.shape == png(image).shape[:2] and set(np.unique(mask)) <= {0, 1}
+        ann = json.loads((out / "synthetic" / "ann" / f"{image.name}.json").read_text())
+        assert ann["size"] == {"height": 64, "width": 64}
+        empty += mask.sum() == 0
+        if ann["objects"]:
+            bitmap = ann["objects"][0]["bitmap"]
+            crop = cv2.imdecode(np.frombuffer(zlib.decompress(base64.b64decode(bitmap["data"])), np.uint8),
+                                cv2.IMREAD_UNCHANGED)[..., 3] > 0
+            x0, y0 = bitmap["origin"]
+            assert np.array_equal(mask[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] > 0, crop)
+            assert crop.sum() == mask.sum()
+    assert empty == 2
+
+
+def test_segmentation_items_do_not_depend_on_count(tmp_path):
+    write_segmentation(tmp_path / "two", count=2, size=32, seed=9, progress=False)
+    write_segmentation(tmp_path / "three", count=3, size=32, seed=9, progress=False)
+    for name in ("synth_00000.png", "synth_00001.png"):
+        for sub in ("img", "masks_machine"):
+            a = tmp_path / "two" / "synthetic" / sub / name
+            assert a.read_bytes() == (tmp_path / "three" / "synthetic" / sub / name).read_bytes()
+
+
+def test_video_with_ground_truth(tmp_path):
+    path = tmp_path / "clip.mp4"
+    assert write_video(path, seconds=0.5, fps=10, seed=1, progress=False) == 5
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 5 and decoded[0].shape == (1080, 1920, 3)
+    rows = list(csv.DictReader((tmp_path / "clip.gt" / "labels.csv").open()))
+    assert [int(r["frame"]) for r in rows] == list(range(5)) and {r["class"] for r in rows} == {"nerve"}
+    masks = sorted((tmp_path / "clip.gt" / "masks").glob("*.png"))
+    assert [m.name for m in masks] == [f"{i:06d}.png" for i in range(5)]
+    first = png(masks[0])
+    assert first.shape == (1080, 960) and first.max() == 1
+    # Slow drift: consecutive frames are nearly the same picture.
+    assert np.abs(decoded[3].astype(int) - decoded[4].astype(int)).mean() < 12
+
+
+def test_cli_writes_and_fails_in_one_line(tmp_path, capsys):
+    out = tmp_path / "cls"
+    assert main(["synth", "classify", str(out), "--per-class", "1", "--size", "32", "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(CLASSES)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    capsys.readouterr()
+    assert main(["synth", "segment", str(blocker / "seg"), "--count", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker) in err
+    assert main(["synth", "video", str(tmp_path / "x.avi")]) == 2
+    assert main(["synth", "classify", str(out), "--per-class", "0"]) == 2
+
+
+def test_writers_raise_user_errors(tmp_path):
+    with pytest.raises(UserError, match="negatives"):
+        write_segmentation(tmp_path, count=1, negatives=1.5, progress=False)
+    with pytest.raises(UserError, match="even"):
+        write_video(tmp_path / "odd.mp4", seconds=0.1, size=(101, 200), progress=False)

@@ -1,0 +1,92 @@
+"""``nerveseg synth``: write synthetic training sets and a sample video.
+
+    nerveseg synth classify OUT --per-class 200 --size 256 --seed 0
+    nerveseg synth segment OUT --count 300 --negatives 0.1
+    nerveseg synth video OUT.mp4 --seconds 6 --fps 30
+    nerveseg synth all OUT            # OUT/classify, OUT/segment, OUT/sample.mp4
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from nerveseg.realtime.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="synth_command", metavar="WHAT", required=True)
+    classify = sub.add_parser("classify", help="class folders: OUT/{nerve,opening_wound,tendon}/*.png")
+    classify.add_argument("out", type=Path, metavar="OUT")
+    classify.add_argument("--per-class", type=int, default=200, help="images per class (default 200)")
+    segment = sub.add_parser("segment", help="Supervisely project with nerve masks (masks_machine)")
+    segment.add_argument("out", type=Path, metavar="OUT")
+    segment.add_argument("--count", type=int, default=300, help="images (default 300)")
+    segment.add_argument("--negatives", type=float, default=0.0,
+                         help="fraction of tendon/wound images with empty masks (default 0)")
+    segment.add_argument("--name", default="synthetic", help="dataset folder name (default synthetic)")
+    video = sub.add_parser("video", help="side-by-side stereo H.264 video with ground truth beside it")
+    video.add_argument("out", type=Path, metavar="OUT.mp4")
+    _video_options(video)
+    every = sub.add_parser("all", help="all three with defaults: OUT/classify, OUT/segment, OUT/sample.mp4")
+    every.add_argument("out", type=Path, metavar="OUT")
+    every.add_argument("--per-class", type=int, default=200, help="classification images per class")
+    every.add_argument("--count", type=int, default=300, help="segmentation images")
+    every.add_argument("--negatives", type=float, default=0.0, help="segmentation negatives fraction")
+    _video_options(every)
+    for command in (classify, segment, every):
+        command.add_argument("--size", type=int, default=256, help="stored image side in px (default 256)")
+        command.add_argument("--render-size", type=_size, default=(540, 960), metavar="WxH",
+                             help="stereo frame size rendered before cropping (default 960x540)")
+    for command in (classify, segment, video, every):
+        command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        command.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _video_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=6.0, help="length (default 6)")
+    parser.add_argument("--fps", type=int, default=30, help="frame rate (default 30)")
+    parser.add_argument("--video-size", type=_size, default=(1080, 1920), metavar="WxH",
+                        help="stereo frame size (default 1920x1080)")
+    parser.add_argument("--crf", type=int, default=26, help="x264 quality, lower is larger (default 26)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``"1920x1080"`` → ``(1080, 1920)``: (height, width), as the writers take it."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 960x540") from None
+    if width < 32 or height < 16:
+        raise argparse.ArgumentTypeError(f"{text}: too small (at least 32x16)")
+    return height, width
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import write_classification, write_segmentation, write_video
+
+    progress = not args.no_progress
+    what = args.synth_command
+    out = Path(args.out)
+    if what == "all" and out.suffix:
+        raise UserError(f"{out}: `synth all` writes a folder; give a folder name")
+    started = time.perf_counter()
+    if what in ("classify", "all"):
+        target = out / "classify" if what == "all" else out
+        write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress)
+        log.info("classification set: %s (%d per class)", target, args.per_class)
+    if what in ("segment", "all"):
+        target = out / "segment" if what == "all" else out
+        write_segmentation(target, args.count, args.size, args.seed, args.negatives,
+                           getattr(args, "name", "synthetic"), args.render_size, progress)
+        log.info("segmentation set: %s (%d images)", target, args.count)
+    if what in ("video", "all"):
+        target = out / "sample.mp4" if what == "all" else out
+        frames = write_video(target, args.seconds, args.fps, args.seed, args.video_size, args.crf, progress)
+        log.info("video: %s (%d frames, %.1f MB)", target, frames, target.stat().st_size / 1e6)
+    log.info("done in %.1f s", time.perf_counter() - started)
+    return 0
