@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("nerveseg.realtime.replay_cli", "replay a video or image folder to an annotated AVI"),
     "run": ("nerveseg.realtime.run_cli", "run live on a camera (headless) with recording"),
     "info": ("nerveseg.engines.info_cli", "show an engine file's metadata and provenance"),
+    "build-engine": ("nerveseg.engines.build_cli", "build a TensorRT engine (FP32/FP16/INT8) from an ONNX file"),
 }
 
 
