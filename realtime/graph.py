@@ -106,6 +106,10 @@ class Operator:
     name = "operator"
     #: consecutive per-item failures tolerated before the pipeline is stopped
     max_consecutive_errors = 25
+    #: seconds without input after which :meth:`on_idle` runs (None: never). For
+    #: operators that take commands (start/stop a recording) which must not wait for
+    #: the next frame: a paused or silent source sends none.
+    idle_s: float | None = None
 
     def setup(self) -> None:
         """Called once in the operator's thread before the first item."""
@@ -116,6 +120,9 @@ class Operator:
     def on_error(self, item: Any, exc: Exception) -> Any:
         """What to pass downstream when ``process`` raised on ``item``; default: nothing."""
         return None
+
+    def on_idle(self) -> None:
+        """Called in the operator's thread after ``idle_s`` seconds without input."""
 
     def teardown(self) -> None:
         """Called once in the operator's thread after the input is closed and drained."""
@@ -233,9 +240,12 @@ class Pipeline:
         consecutive = 0
         while True:
             try:
-                item = inbox.get()
+                item = inbox.get(op.idle_s)
             except Closed:
                 return
+            except TimeoutError:
+                op.on_idle()
+                continue
             try:
                 out = op.process(item)
                 consecutive = 0

@@ -1,7 +1,8 @@
 """Drawing the overlay: mask tint, its outline, and the text panel.
 
 Everything is drawn in place on an image the caller owns. Only two kinds of pixels
-change: the mask's pixels (tint and inner outline) and the text panel's box. Every other
+change: the mask's pixels (tint and inner outline) and the text panel's box (plus, when
+the surgeon has set a region of interest, its outline: see :mod:`.roi`). Every other
 pixel stays equal to the input frame, which the tests and ``nerveseg validate`` check.
 """
 

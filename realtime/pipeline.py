@@ -2,11 +2,15 @@
 
     source ─▶ gate (preprocess + classify) ─▶ segment ─▶ overlay ─┬▶ record ─▶ log
                                                                  └▶ subscribers (live view)
+    watchdog (own thread): the source's state ─▶ status listeners
 
 Replay (files, tests) uses ``BLOCK`` on every edge: every frame, in order. Live sources
 put a one-slot ``DROP_OLDEST`` edge after the source, so inference always takes the
 newest frame and the drops are counted. Subscribers (the Qt view) sit on a
 ``DROP_OLDEST`` edge of their own: a slow screen never slows the recording.
+
+While running, from any thread: pause/resume the source, switch eye, set the
+segmenter's threshold and region, the overlay's opacity, start and stop a recording.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
 
 from .config import PipelineConfig, to_dict
+from .errors import UserError
+from .events import Listeners, Notice, SourceState
 from .frames import Rendered, now_ns
 from .graph import Pipeline, Policy
-from .sinks import AviRecorder, LogOp, RecorderOp, SubscriberOp, check_writable
+from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
+from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +56,24 @@ class Engines:
 
 
 class NervePipeline:
-    """A built, wired pipeline. ``start()`` then ``wait()``; ``stop()`` ends a live run."""
+    """A built, wired pipeline. ``start()`` then ``wait()``; ``stop()`` ends a live run.
 
-    def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None):
+    ``history``: rows kept for the latency statistics (None: all; a long-running view
+    keeps a window). ``signal_timeout``: seconds without a frame from a live source
+    before the watchdog says "no signal"."""
+
+    def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
+                 history: int | None = None, signal_timeout: float = 0.5):
         self.config = config
         self.source = source or open_source(config.source.spec, pace=config.source.pace)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
         self.provenance = self.engines.provenance()
         self.outputs = self._outputs()
+        self.history = history
+        self.notices: Listeners[Notice] = Listeners()
         self.graph, self.ops = self.compose()
+        self.watchdog = Watchdog(self.ops["source"], self.graph, self.live, timeout=signal_timeout)
         self.started_unix = None
 
     def _outputs(self) -> dict[str, Path | None]:
@@ -78,10 +93,14 @@ class NervePipeline:
         gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence)
         segment = SegmentOp(self.engines.segment, c.segment.threshold)
         overlay = OverlayOp(c.overlay)
-        log_op = LogOp(self.outputs["csv"], self.provenance)
+        # The configured recording (replay, run --record) starts with the run; its CSV is
+        # the log's. The view starts and stops its own, each with a CSV beside it.
+        record = RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None,
+                            self.notices)
+        log_op = LogOp(self.outputs["csv"], self.provenance, keep=self.history)
         subscribers = SubscriberOp()
-        ops = {"source": source, "gate": gate, "segment": segment, "overlay": overlay, "log": log_op,
-               "subscribers": subscribers}
+        ops = {"source": source, "gate": gate, "segment": segment, "overlay": overlay, "record": record,
+               "log": log_op, "subscribers": subscribers}
 
         p = Pipeline("nerveseg")
         q = c.queue_capacity
@@ -91,23 +110,64 @@ class NervePipeline:
             gate.inbox = p.connect(source, gate, capacity=q, policy=Policy.BLOCK)
         p.connect(gate, segment, capacity=q, policy=Policy.BLOCK)
         p.connect(segment, overlay, capacity=q, policy=Policy.BLOCK)
-        if self.outputs["avi"] is not None:
-            ops["record"] = RecorderOp(self._recorder())
-            p.connect(overlay, ops["record"], capacity=q, policy=Policy.BLOCK)
-            p.connect(ops["record"], log_op, capacity=q, policy=Policy.BLOCK)
-        else:
-            p.connect(overlay, log_op, capacity=q, policy=Policy.BLOCK)
+        p.connect(overlay, record, capacity=q, policy=Policy.BLOCK)
+        p.connect(record, log_op, capacity=q, policy=Policy.BLOCK)
         p.connect(overlay, subscribers, capacity=2, policy=Policy.DROP_OLDEST)
         return p, ops
 
-    def _recorder(self) -> AviRecorder:
+    def _recording(self, avi: Path, csv: Path | None = None) -> Recording:
+        """A recording to ``avi`` (and a CSV beside it when ``csv``); checks both paths."""
         c = self.config.record
         meta = {"comment": json.dumps({"nerveseg": self.provenance}, separators=(",", ":")),
                 "title": f"nerveseg annotated {Path(self.source.name).name}"}
-        return AviRecorder(self.outputs["avi"], self.source.fps, c.codec, c.quality, meta)
+        avi_recorder = AviRecorder(avi, self.source.fps, c.codec, c.quality, meta)
+        return Recording(avi_recorder, CsvLog(csv, self.provenance) if csv is not None else None)
 
     def subscribe(self, callback: Callable[[Rendered], None]) -> None:
+        """``callback(rendered)`` for every frame shown (on a pipeline thread; newest-frame policy)."""
         self.ops["subscribers"].subscribe(callback)
+
+    def subscribe_status(self, callback: Callable[[SourceState], None]) -> None:
+        """``callback(state)`` whenever the source's state changes (on the watchdog's thread)."""
+        self.watchdog.subscribe(callback)
+
+    def subscribe_notices(self, callback: Callable[[Notice], None]) -> None:
+        """``callback(notice)`` when a recording starts, is saved or fails (on a pipeline thread)."""
+        self.notices.add(callback)
+
+    # -- controls: safe from any thread while running --------------------------------
+
+    def pause(self) -> None:
+        self.ops["source"].pause()
+
+    def resume(self) -> None:
+        self.ops["source"].resume()
+
+    @property
+    def paused(self) -> bool:
+        return self.ops["source"].paused
+
+    def set_eye(self, eye: str) -> None:
+        """``left``, ``right`` or ``full``; frames already past the gate keep the old one."""
+        try:
+            self.ops["gate"].eye = eye
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    def start_recording(self, avi: str | Path) -> None:
+        """Record the annotated frames to ``avi`` with the per-frame CSV beside it. Opened
+        in the recorder's thread: success or failure comes back as a :class:`Notice`."""
+        avi = Path(avi)
+        if avi.suffix.lower() != ".avi":
+            raise UserError(f"{avi}: the recording must be an .avi file")
+        if not self.graph.alive:
+            raise UserError(f"{self.source.name}: not running, nothing to record")
+        self.ops["record"].start(lambda: self._recording(avi, avi.with_suffix(".csv")), str(avi))
+
+    def stop_recording(self) -> None:
+        self.ops["record"].stop()
+
+    # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> "NervePipeline":
         for engine in (self.engines.gate, self.engines.segment):
@@ -115,13 +175,35 @@ class NervePipeline:
         self.started_unix = time.time()
         self.ops["log"].t0_ns = now_ns()
         self.graph.start()
+        self.watchdog.start()
         return self
 
     def stop(self) -> None:
         self.graph.stop()
+        self.ops["source"].resume()  # a paused file source waits on this: let it see the stop
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self.graph.wait(timeout)
+        """Join every thread (the watchdog's too); True when all ended within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ended = self.graph.wait(timeout)
+        if ended:
+            self.watchdog.stop()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.watchdog.join(remaining) and ended
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop and join everything; True when every thread ended. A thread stuck in a
+        driver call past ``timeout`` is left (it is a daemon) after its channels close."""
+        self.stop()
+        if not self.wait(timeout):
+            self.graph.abort()
+            self.watchdog.stop()
+            return self.wait(1.0)
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self.graph.alive or self.watchdog.alive
 
     def run(self) -> dict:
         """Start, wait for the source to end, write the summary and return it."""
@@ -141,7 +223,7 @@ class NervePipeline:
             "source": self.source.describe(),
             "mode": "live" if self.live else "replay",
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},
-            "recorded_frames": self.ops["record"].recorder.frames if "record" in self.ops else 0,
+            "recorded_frames": self.ops["record"].frames,
             "stage_errors": dict(self.graph.item_errors),
             "errors": [f"{name}: {exc}" for name, exc in self.graph.errors],
             "channels": {ch.name: {"dropped": ch.dropped, "high_water": ch.high_water}

@@ -47,7 +47,9 @@ class Box(NamedTuple):
 @dataclass(frozen=True)
 class PreprocessConfig:
     """``border``: ``"auto"`` detects blown-out edge rows/columns, ``"none"`` keeps all,
-    or four fractions ``(top, bottom, left, right)`` of the eye image to cut away."""
+    or four fractions ``(top, bottom, left, right)`` of the eye image to cut away.
+    ``square``: centre-crop one eye's view to a square; not applied to the ``full``
+    stereo frame, whose square middle would be half of each eye."""
 
     eye: Eye = "left"
     border: str | tuple[float, float, float, float] = "auto"
@@ -127,7 +129,7 @@ def view_box(frame: np.ndarray, config: PreprocessConfig) -> Box:
     inner = Box(left, top, ew - right, eh - bottom)
     # Even sides: the recorders' 4:2:0 pixel formats need them.
     width, height = inner.width & ~1, inner.height & ~1
-    if config.square:
+    if config.square and config.eye != "full":
         width = height = min(width, height)
     x0 = inner.x0 + (inner.width - width) // 2
     y0 = inner.y0 + (inner.height - height) // 2

@@ -1,4 +1,5 @@
-"""Sinks: the annotated AVI, the per-frame CSV log and its JSON summary, subscribers.
+"""Sinks: the annotated AVI (a recording that can start and stop while running), the
+per-frame CSV log and its JSON summary, subscribers.
 
 Each output records which engines made it (model, classes, input size, file hash):
 the AVI in its ``comment`` tag, the CSV in per-row hash columns, the JSON in full.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import queue
 import threading
 from pathlib import Path
 from typing import Callable
@@ -16,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UserError
+from .events import Notice
 from .frames import Rendered, now_ns
 from .graph import Operator
 from .stats import LatencyStats, frame_row
@@ -98,61 +101,190 @@ class AviRecorder:
             self._container = None
 
 
+class CsvLog:
+    """Per-frame rows (:func:`~.stats.frame_row`) to a CSV, with the engines' short hashes
+    on every row. Checked writable when built; opened by :meth:`open` in the writing thread."""
+
+    def __init__(self, path: Path, provenance: dict):
+        self.path = Path(path)
+        self._hashes = {f"{k}_sha256": v["sha256"][:12] for k, v in provenance.items() if "sha256" in v}
+        self._file = None
+        self._writer = None
+        check_writable(self.path)
+
+    def open(self) -> None:
+        self._file = open(self.path, "w", newline="")
+
+    def write(self, row: dict) -> None:
+        full = {**row, **self._hashes}
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=list(full))
+            self._writer.writeheader()
+        self._writer.writerow(full)
+        # A log that survives a crash is worth a syscall per frame.
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Recording:
+    """One recording: the annotated AVI and, when ``csv`` is given, its per-frame CSV
+    (one row per recorded frame, ``capture_s`` counted from the recording's first frame)."""
+
+    def __init__(self, avi: AviRecorder, csv_log: CsvLog | None = None):
+        self.avi, self.csv = avi, csv_log
+        self._t0_ns: int | None = None
+        if csv_log is not None:
+            csv_log.open()
+
+    @property
+    def path(self) -> Path:
+        return self.avi.path
+
+    @property
+    def frames(self) -> int:
+        return self.avi.frames
+
+    def write(self, r: Rendered) -> Rendered:
+        t0 = now_ns()
+        self.avi.write(r.image)
+        r = Rendered(r.seg, r.image, r.panel, r.stamps + (("encode", t0, now_ns()),), r.fps, r.extra)
+        if self.csv is not None:
+            if self._t0_ns is None:
+                self._t0_ns = r.frame.captured_ns
+            self.csv.write(frame_row(r, self._t0_ns, now_ns()))
+        return r
+
+    def close(self) -> None:
+        try:
+            self.avi.close()
+        finally:
+            if self.csv is not None:
+                self.csv.close()
+
+
 class RecorderOp(Operator):
-    """Encodes each rendered frame into the AVI; passes the frame on, stamped ``encode``."""
+    """Writes each rendered frame into the current :class:`Recording`, if any, and
+    passes it on (stamped ``encode`` when written).
+
+    Recordings may be started and stopped while running (:meth:`start`, :meth:`stop`,
+    from any thread). The files are opened, written and closed in this operator's
+    thread only: a command takes effect at the next frame, or within ``idle_s`` when
+    no frames come. What happened is told to ``notices`` (started, saved, failed); a
+    recording that fails (disk full, unwritable path) is closed and told, and the
+    pipeline runs on."""
 
     name = "record"
+    idle_s = 0.1
 
-    def __init__(self, recorder: AviRecorder):
-        self.recorder = recorder
+    def __init__(self, recording: Recording | None = None,
+                 notices: Callable[[Notice], None] | None = None):
+        self.recording = recording
+        self.notices = notices or (lambda notice: None)
+        self.frames = 0  # written, over every recording
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+
+    @property
+    def recorder(self) -> AviRecorder | None:
+        return self.recording.avi if self.recording is not None else None
+
+    def start(self, make: Callable[[], Recording], path: str | None = None) -> None:
+        """Close any current recording and start the one ``make()`` builds (in this
+        operator's thread; a :class:`UserError` or ``OSError`` from it is told, about
+        ``path``)."""
+        self._commands.put((make, path))
+
+    def stop(self) -> None:
+        self._commands.put((None, None))
+
+    def _apply(self) -> None:
+        while not self._commands.empty():
+            make, path = self._commands.get()
+            self._close()
+            if make is None:
+                continue
+            try:
+                self.recording = make()
+            except (UserError, OSError) as exc:
+                self.notices(Notice("error", f"recording not started: {_one_line(exc)}", path))
+            else:
+                self.notices(Notice("recording", f"recording to {self.recording.path}",
+                                    str(self.recording.path)))
+
+    def _close(self) -> None:
+        recording, self.recording = self.recording, None
+        if recording is None:
+            return
+        try:
+            recording.close()
+        except (OSError, ValueError) as exc:
+            self.notices(Notice("error", f"{recording.path}: not closed cleanly ({_one_line(exc)})",
+                                str(recording.path), recording.frames))
+        else:
+            self.notices(Notice("saved", f"saved {recording.path} ({recording.frames} frames)",
+                                str(recording.path), recording.frames))
 
     def process(self, r: Rendered) -> Rendered:
-        t0 = now_ns()
-        self.recorder.write(r.image)
-        return Rendered(r.seg, r.image, r.panel, r.stamps + (("encode", t0, now_ns()),), r.fps, r.extra)
+        self._apply()
+        if self.recording is None:
+            return r
+        try:
+            r = self.recording.write(r)
+        except (OSError, ValueError) as exc:
+            path = self.recording.path
+            self.notices(Notice("error", f"{path}: recording stopped ({_one_line(exc)})", str(path)))
+            self._close()
+            return r
+        self.frames += 1
+        return r
+
+    def on_idle(self) -> None:
+        self._apply()
 
     def teardown(self) -> None:
-        self.recorder.close()
+        self._apply()
+        self._close()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split())
 
 
 class LogOp(Operator):
-    """The per-frame CSV, the latency statistics and, at the end, the JSON summary."""
+    """The per-frame CSV, the latency statistics and, at the end, the JSON summary.
+    ``keep``: rows held for the statistics (None: all; see :class:`LatencyStats`)."""
 
     name = "log"
 
-    def __init__(self, csv_path: Path | None, provenance: dict, t0_ns: int | None = None):
+    def __init__(self, csv_path: Path | None, provenance: dict, t0_ns: int | None = None,
+                 keep: int | None = None):
         self.csv_path = csv_path
         self.provenance = provenance
-        self.stats = LatencyStats()
+        self.stats = LatencyStats(keep=keep)
         self.t0_ns = t0_ns
-        self._file = None
-        self._writer = None
-        self._hashes = {f"{k}_sha256": v["sha256"][:12] for k, v in provenance.items() if "sha256" in v}
-        if csv_path is not None:
-            check_writable(csv_path)
+        self._csv = CsvLog(csv_path, provenance) if csv_path is not None else None
 
     def setup(self) -> None:
-        if self.csv_path is not None:
-            self._file = open(self.csv_path, "w", newline="")
+        if self._csv is not None:
+            self._csv.open()
 
     def process(self, r: Rendered) -> Rendered:
         if self.t0_ns is None:
             self.t0_ns = r.frame.captured_ns
         row = frame_row(r, self.t0_ns, now_ns())
         self.stats.add(row)
-        if self._file is not None:
-            full = {**row, **self._hashes}
-            if self._writer is None:
-                self._writer = csv.DictWriter(self._file, fieldnames=list(full))
-                self._writer.writeheader()
-            self._writer.writerow(full)
-            # A log that survives a crash is worth a syscall per frame.
-            self._file.flush()
+        if self._csv is not None:
+            self._csv.write(row)
         return r
 
     def teardown(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._csv is not None:
+            self._csv.close()
 
 
 class SubscriberOp(Operator):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,15 +29,39 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 @dataclass
 class SourceStatus:
     """What the source is doing, for the view and logs: ``state`` is one of
-    ``starting``, ``ok``, ``no signal``, ``ended``, ``failed``."""
+    ``starting``, ``ok``, ``no signal``, ``ended``, ``failed``. Written by the source's
+    thread, read by others: read all three fields at once with :meth:`snapshot`."""
 
     state: str = "starting"
     message: str = ""
     since_ns: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def set(self, state: str, message: str = "") -> None:
-        if state != self.state or message != self.message:
-            self.state, self.message, self.since_ns = state, message, now_ns()
+        with self._lock:
+            if state != self.state or message != self.message:
+                self.state, self.message, self.since_ns = state, message, now_ns()
+
+    def snapshot(self) -> tuple[str, str, int]:
+        with self._lock:
+            return self.state, self.message, self.since_ns
+
+
+class Pacer:
+    """Releases frames at ``fps``. After a stall longer than one frame (a pause, a slow
+    consumer) it re-anchors on the present instead of rushing to catch up."""
+
+    def __init__(self, fps: float):
+        self.period_ns = int(1e9 / fps)
+        self._next_ns: int | None = None
+
+    def wait(self, stop: threading.Event) -> None:
+        now = now_ns()
+        if self._next_ns is None or now - self._next_ns > self.period_ns:
+            self._next_ns = now
+        elif self._next_ns > now:
+            stop.wait((self._next_ns - now) / 1e9)
+        self._next_ns += self.period_ns
 
 
 class Source:
@@ -126,15 +149,13 @@ class VideoFileSource(Source):
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         self.status.set("ok")
-        start_ns = now_ns()
+        pacer = Pacer(self.fps) if self.pace else None
         index = 0
         t0 = now_ns()
         for image in self._decoded(stop):
             decoded = now_ns()
-            if self.pace:
-                due = start_ns + int(index * 1e9 / self.fps)
-                if due > decoded:
-                    time.sleep((due - decoded) / 1e9)
+            if pacer is not None:
+                pacer.wait(stop)
             captured = now_ns()
             yield Frame(index, captured, image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
             index += 1
@@ -160,7 +181,7 @@ class ImageFolderSource(Source):
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         self.status.set("ok")
-        start_ns = now_ns()
+        pacer = Pacer(self.fps) if self.pace else None
         index = 0
         for file in self.files:
             if stop.is_set():
@@ -173,10 +194,8 @@ class ImageFolderSource(Source):
                 continue
             image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             decoded = now_ns()
-            if self.pace:
-                due = start_ns + int(index * 1e9 / self.fps)
-                if due > decoded:
-                    time.sleep((due - decoded) / 1e9)
+            if pacer is not None:
+                pacer.wait(stop)
             yield Frame(index, now_ns(), image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
             index += 1
         self.status.set("ended", "end of image folder")

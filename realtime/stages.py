@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import threading
 
@@ -16,20 +17,55 @@ from .frames import Frame, GateResult, Rendered, Segmentation, now_ns, stage_ms
 from .graph import Channel, Operator, SourceOperator
 from .overlay import OverlayConfig, draw_panel, text_lines, tint
 from .preprocess import Box, PreprocessConfig, Preprocessor
+from .roi import Roi, check_roi, draw_roi, restrict, roi_mask
 from .sources import Source
+
+#: the region-of-interest outline: cyan, apart from the nerve's green and the scale bar's red
+ROI_COLOUR = (40, 200, 255)
 
 SHORT = {"decode": "dec", "preprocess": "pre", "gate": "gate", "segment": "seg", "overlay": "ovl",
          "encode": "enc"}
 
 
 class SourceOp(SourceOperator):
+    """Passes the source's frames on; may be paused and resumed from another thread.
+
+    Paused, a file waits where it is (the next frame is the one after the last shown);
+    a camera cannot wait, so its frames are read and thrown away, and on resume the
+    picture is current, not a backlog. ``last_frame_ns`` is when the source last
+    delivered anything, paused or not: the watchdog reads it."""
+
     name = "source"
 
     def __init__(self, source: Source):
         self.source = source
+        self._running = threading.Event()
+        self._running.set()
+        self.last_frame_ns: int | None = None
+        self.received = 0
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def items(self, stop: threading.Event):
-        return self.source.frames(stop)
+        for frame in self.source.frames(stop):
+            self.last_frame_ns = now_ns()
+            self.received += 1
+            if self.source.live:
+                if self._running.is_set():
+                    yield frame
+                continue
+            while not self._running.wait(0.05):
+                if stop.is_set():
+                    return
+            yield frame
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -58,6 +94,17 @@ class GateOp(Operator):
         self.min_confidence = min_confidence
         self.inbox: Channel | None = None  # set by compose(): its drop count is reported
 
+    @property
+    def eye(self) -> str:
+        return self.preprocess.config.eye
+
+    @eye.setter
+    def eye(self, value: str) -> None:
+        """Switch eye while running: a fresh preprocessor (its own geometry and buffer),
+        swapped in whole, so a frame in progress finishes with the old one."""
+        config = dataclasses.replace(self.preprocess.config, eye=value)  # checks the value
+        self.preprocess = Preprocessor(config, self.engine.input_size)
+
     def process(self, frame: Frame) -> GateResult:
         t0 = now_ns()
         view, engine_input, box = self.preprocess(frame.image)
@@ -85,7 +132,8 @@ class GateOp(Operator):
 
 class SegmentOp(Operator):
     """Runs the segmenter on frames the gate called nerve and maps the mask back to view
-    pixels. ``threshold`` and ``roi`` may be changed while running (from the UI)."""
+    pixels. ``threshold`` and ``roi`` (a :class:`Box` or :class:`Polygon` in view
+    pixels, or None for the whole field) may be changed while running (from the UI)."""
 
     name = "segment"
 
@@ -95,7 +143,24 @@ class SegmentOp(Operator):
                               f"this is a {engine.meta.task!r} engine")
         self.engine = engine
         self.threshold = threshold
-        self.roi: Box | None = None
+        self.roi = None
+        self._inside: tuple | None = None  # (roi, shape, mask): the last region's raster
+
+    @property
+    def roi(self) -> Roi | None:
+        return self._roi
+
+    @roi.setter
+    def roi(self, value: Roi | None) -> None:
+        self._roi = check_roi(value)
+
+    def _restrict(self, mask: np.ndarray, roi: Roi) -> np.ndarray:
+        if isinstance(roi, Box):
+            return restrict(mask, roi)
+        cached = self._inside
+        if cached is None or cached[0] != roi or cached[1] != mask.shape:
+            cached = self._inside = (roi, mask.shape, roi_mask(roi, mask.shape))
+        return restrict(mask, roi, cached[2])
 
     @property
     def threshold(self) -> float:
@@ -124,7 +189,7 @@ class SegmentOp(Operator):
         vh, vw = g.view.shape[:2]
         mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
         if roi is not None:
-            mask = restrict(mask, roi)
+            mask = self._restrict(mask, roi)
         return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi)
 
     def on_error(self, g: GateResult, exc: Exception) -> Segmentation:
@@ -132,15 +197,9 @@ class SegmentOp(Operator):
         return Segmentation(g, None, g.stamps + (("segment", t, t),), roi=self.roi, error=f"segment: {exc}")
 
 
-def restrict(mask: np.ndarray, roi: Box) -> np.ndarray:
-    """``mask`` with everything outside ``roi`` cleared (a new array)."""
-    out = np.zeros_like(mask)
-    roi.slice(out)[...] = roi.slice(mask)
-    return out
-
-
 class OverlayOp(Operator):
-    """Draws the mask tint and the text panel on a copy of the view."""
+    """Draws the mask tint, the region's outline and the text panel on a copy of the
+    view. ``opacity`` may be changed while running (from the UI)."""
 
     name = "overlay"
 
@@ -149,6 +208,16 @@ class OverlayOp(Operator):
         self.opacity = config.opacity
         self._times: collections.deque = collections.deque(maxlen=fps_window)
         self._last_ms: dict[str, float] = {}
+
+    @property
+    def opacity(self) -> float:
+        return self._opacity
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"opacity must be within [0, 1], not {value}")
+        self._opacity = float(value)
 
     def fps(self) -> float:
         """Running frame rate over the last ``fps_window`` rendered frames."""
@@ -164,6 +233,8 @@ class OverlayOp(Operator):
         image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
         if s.mask is not None:
             tint(image, s.mask, self.config.colour, self.opacity, self.config.outline)
+        if s.roi is not None:
+            draw_roi(image, s.roi, ROI_COLOUR, max(1, image.shape[0] // 360))
         panel = None
         if self.config.panel:
             ms = {SHORT[k]: v for k, v in stage_ms(s.stamps).items() if k in SHORT}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .frames import Rendered, stage_ms
+from .roi import roi_text
 
 STAGES = ("decode", "preprocess", "gate", "segment", "overlay", "encode")
 PERCENTILES = (50, 95, 99)
@@ -39,7 +40,7 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
     row["annotation_delay_ms"] = round((last_overlay - frame.captured_ns) / 1e6, 3)
     row["latency_ms"] = round((done_ns - frame.captured_ns) / 1e6, 3)
     row["dropped"] = gate.dropped
-    row["roi"] = "" if seg.roi is None else "{},{},{},{}".format(*seg.roi)
+    row["roi"] = roi_text(seg.roi)
     row["status"] = "ok" if not r.errors else "failed: " + "; ".join(r.errors)
     return row
 
@@ -47,13 +48,26 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
 @dataclass
 class LatencyStats:
     """Accumulates rows; ``summary()`` skips ``skip`` frames at each end (warm-up and
-    tear-down) when there are enough frames to afford it, and says so."""
+    tear-down) when there are enough frames to afford it, and says so.
+
+    ``keep``: hold only about the latest ``keep`` rows (a view left running through a
+    long operation must not grow without bound); ``count``, ``segmented`` and ``failed``
+    still count every frame, percentiles and class counts cover the rows held."""
 
     skip: int = 10
     rows: list[dict] = field(default_factory=list)
+    keep: int | None = None
+    count: int = 0
+    segmented: int = 0
+    failed: int = 0
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
+        self.count += 1
+        self.segmented += bool(row["segmented"])
+        self.failed += row["status"] != "ok"
+        if self.keep is not None and len(self.rows) >= 2 * self.keep:
+            del self.rows[:-self.keep]  # amortised: one trim per `keep` frames
 
     def _window(self) -> tuple[list[dict], int]:
         n = len(self.rows)
@@ -62,15 +76,15 @@ class LatencyStats:
 
     def summary(self) -> dict:
         rows, skip = self._window()
-        out: dict = {"frames": len(self.rows), "frames_in_statistics": len(rows),
+        out: dict = {"frames": self.count, "frames_in_statistics": len(rows),
                      "skipped_each_end": skip,
                      "note": f"statistics exclude the first and last {skip} frames (warm-up, tear-down)"
                      if skip else "too few frames to exclude warm-up; all frames counted"}
         if len(rows) >= 2:
             span = rows[-1]["capture_s"] - rows[0]["capture_s"]
             out["fps"] = round((len(rows) - 1) / span, 2) if span > 0 else None
-        out["segmented_frames"] = sum(1 for r in self.rows if r["segmented"])
-        out["failed_frames"] = sum(1 for r in self.rows if r["status"] != "ok")
+        out["segmented_frames"] = self.segmented
+        out["failed_frames"] = self.failed
         out["dropped"] = self.rows[-1]["dropped"] if self.rows else 0
         out["stages_ms"] = {s: describe([r[f"{s}_ms"] for r in rows]) for s in STAGES}
         out["annotation_delay_ms"] = describe([r["annotation_delay_ms"] for r in rows])
