@@ -1,0 +1,223 @@
+"""The picture: the annotated frame, scaled to the widget with its aspect ratio kept,
+the source's state over it, and the surgeon's region drawn with the mouse.
+
+The frame is wrapped, not copied: a ``QImage`` over the record's ``(h, w, 3) uint8 RGB``
+array, with ``bytesPerLine`` taken from the array's strides. The widget keeps the array
+(and the record) referenced for as long as the ``QImage`` may read it.
+
+Regions: in ``rect`` mode a left-button drag draws a rectangle; in ``polygon`` mode each
+click adds a corner and a double-click, Enter or a click on the first corner closes it
+(Esc abandons it). The finished region is emitted in frame pixels.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPolygonF
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from nerveseg.realtime.events import SourceState
+from nerveseg.realtime.frames import Rendered, now_ns
+from nerveseg.realtime.preprocess import Box
+from nerveseg.realtime.roi import Polygon
+
+ROI_PEN = QColor(40, 200, 255)
+BANNERS = {"no signal": ("NO SIGNAL", QColor(255, 70, 70)), "ended": ("END OF VIDEO", QColor(255, 210, 90)),
+           "paused": ("PAUSED", QColor(255, 210, 90)), "failed": ("STOPPED", QColor(255, 70, 70)),
+           "starting": ("STARTING", QColor(200, 200, 200)), "no source": ("NO SOURCE", QColor(200, 200, 200))}
+MIN_DRAG = 4  # frame pixels: a shorter drag is a click, not a region
+
+
+def fit_rect(image_w: int, image_h: int, area: QRectF) -> QRectF:
+    """The largest rectangle of the image's aspect ratio centred in ``area``."""
+    scale = min(area.width() / image_w, area.height() / image_h)
+    w, h = image_w * scale, image_h * scale
+    return QRectF(area.x() + (area.width() - w) / 2, area.y() + (area.height() - h) / 2, w, h)
+
+
+class FrameView(QWidget):
+    roi_drawn = pyqtSignal(object)  # Box | Polygon, frame pixels
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setMinimumSize(320, 240)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.rendered: Rendered | None = None
+        self._array: np.ndarray | None = None
+        self._qimage: QImage | None = None
+        self.state = SourceState("starting", "no source open yet")
+        self.recording_since: float | None = None
+        self.display_ms = 0.0  # capture → GUI thread, for the newest frame
+        self.roi_mode = "rect"
+        self._drag: tuple[QPointF, QPointF] | None = None
+        self._corners: list[QPointF] = []
+        self._hover: QPointF | None = None
+
+    # -- content -----------------------------------------------------------------------
+
+    def set_frame(self, rendered: Rendered) -> None:
+        array = rendered.image
+        if not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)
+        h, w = array.shape[:2]
+        self._qimage = QImage(array.data, w, h, array.strides[0], QImage.Format.Format_RGB888)
+        self._array, self.rendered = array, rendered  # the QImage reads these pixels: keep them
+        self.display_ms = (now_ns() - rendered.frame.captured_ns) / 1e6
+        self.update()
+
+    def set_state(self, state: SourceState) -> None:
+        self.state = state
+        self.update()
+
+    def image_rect(self) -> QRectF | None:
+        if self._qimage is None:
+            return None
+        return fit_rect(self._qimage.width(), self._qimage.height(), QRectF(self.rect()))
+
+    def to_frame(self, pos: QPointF) -> tuple[int, int] | None:
+        """Widget point → frame pixel (clamped to the frame)."""
+        target = self.image_rect()
+        if target is None:
+            return None
+        w, h = self._qimage.width(), self._qimage.height()
+        x = (pos.x() - target.x()) * w / target.width()
+        y = (pos.y() - target.y()) * h / target.height()
+        return int(min(max(x, 0), w)), int(min(max(y, 0), h))
+
+    def from_frame(self, x: float, y: float) -> QPointF:
+        target = self.image_rect()
+        return QPointF(target.x() + x * target.width() / self._qimage.width(),
+                       target.y() + y * target.height() / self._qimage.height())
+
+    # -- drawing a region --------------------------------------------------------------
+
+    def cancel_drawing(self) -> None:
+        self._drag, self._corners = None, []
+        self.update()
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._qimage is None:
+            return
+        pos = event.position()
+        if self.roi_mode == "rect":
+            self._drag = (pos, pos)
+        elif len(self._corners) >= 3 and (pos - self._corners[0]).manhattanLength() < 10:
+            self._finish_polygon()
+        else:
+            self._corners.append(pos)
+        self.update()
+
+    def mouseMoveEvent(self, event) -> None:
+        # Track the drag from press to release ourselves: synthetic moves may carry no buttons.
+        self._hover = event.position()
+        if self._drag is not None:
+            self._drag = (self._drag[0], event.position())
+        self.update()
+
+    def mouseReleaseEvent(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._drag is None:
+            return
+        start, _ = self._drag
+        self._drag = None
+        a, b = self.to_frame(start), self.to_frame(event.position())
+        box = Box(min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1]))
+        if box.width >= MIN_DRAG and box.height >= MIN_DRAG:
+            self.roi_drawn.emit(box)
+        self.update()
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        if self.roi_mode == "polygon":
+            self._finish_polygon()
+
+    def keyPressEvent(self, event) -> None:
+        if self._corners and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self._finish_polygon()
+        elif (self._corners or self._drag) and event.key() == Qt.Key.Key_Escape:
+            self.cancel_drawing()
+        else:
+            super().keyPressEvent(event)
+
+    def _finish_polygon(self) -> None:
+        corners = [self.to_frame(p) for p in self._corners]
+        self._corners = []
+        unique = list(dict.fromkeys(corners))
+        if len(unique) >= 3:
+            self.roi_drawn.emit(Polygon(tuple(unique)))
+        self.update()
+
+    # -- painting ----------------------------------------------------------------------
+
+    def _font(self, px: float, bold: bool = True) -> QFont:
+        font = QFont(self.font())
+        font.setPixelSize(max(10, int(px)))
+        font.setBold(bold)
+        return font
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), Qt.GlobalColor.black)
+        target = self.image_rect()
+        if target is not None:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawImage(target, self._qimage)
+        self._paint_state(p, target)
+        self._paint_drawing(p)
+        self._paint_corner_text(p, target)
+        p.end()
+
+    def _paint_state(self, p: QPainter, target: QRectF | None) -> None:
+        banner = BANNERS.get(self.state.state)
+        if banner is None:
+            return
+        title, colour = banner
+        if target is not None and self.state.state in ("no signal", "failed"):
+            p.fillRect(target, QColor(0, 0, 0, 150))  # a frozen picture must not pass for live
+        if self.state.state == "starting" and target is not None:
+            return
+        area = target if target is not None else QRectF(self.rect())
+        h = max(self.height(), 240)
+        box = QRectF(area.x(), area.y() + area.height() * 0.38, area.width(), h * 0.16)
+        p.fillRect(box, QColor(0, 0, 0, 170))
+        p.setPen(colour)
+        p.setFont(self._font(h * 0.075))
+        p.drawText(box.adjusted(0, 0, 0, -box.height() * 0.35), Qt.AlignmentFlag.AlignCenter, title)
+        p.setPen(QColor(235, 235, 235))
+        p.setFont(self._font(h * 0.028, bold=False))
+        p.drawText(box.adjusted(8, box.height() * 0.6, -8, 0), Qt.AlignmentFlag.AlignHCenter, self.state.message)
+
+    def _paint_drawing(self, p: QPainter) -> None:
+        pen = QPen(ROI_PEN, 2, Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        if self._drag is not None:
+            p.drawRect(QRectF(self._drag[0], self._drag[1]).normalized())
+        if self._corners:
+            points = self._corners + ([self._hover] if self._hover is not None else [])
+            p.drawPolyline(QPolygonF(points))
+            for corner in self._corners:
+                p.drawEllipse(corner, 4, 4)
+
+    def _paint_corner_text(self, p: QPainter, target: QRectF | None) -> None:
+        area = target if target is not None else QRectF(self.rect())
+        size = max(13, self.height() * 0.024)
+        p.setFont(self._font(size))
+        if self.recording_since is not None:
+            secs = int(time.monotonic() - self.recording_since)
+            p.setPen(QColor(255, 60, 60))
+            p.setBrush(QColor(255, 60, 60))
+            right = QRectF(area.right() - size * 7, area.top() + size * 0.5, size * 6.5, size * 1.4)
+            p.drawEllipse(QPointF(right.left() + size * 0.5, right.center().y()), size * 0.35, size * 0.35)
+            p.drawText(right.adjusted(size, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter,
+                       f"REC {secs // 60:02d}:{secs % 60:02d}")
+        if self.rendered is not None:
+            text = f"frame {self.rendered.index}   capture→screen {self.display_ms:.0f} ms"
+            p.setPen(QColor(230, 230, 230))
+            box = QRectF(area.left() + 6, area.bottom() - size * 1.8, area.width() - 12, size * 1.6)
+            p.fillRect(QRectF(box.left() - 4, box.top(), p.fontMetrics().horizontalAdvance(text) + 8,
+                              box.height()), QColor(0, 0, 0, 140))
+            p.drawText(box, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)

@@ -1,0 +1,77 @@
+"""``nerveseg view``: the live operating-room window.
+
+The engines load before the window opens (a missing or wrong engine is a one-line
+error at start-up); everything after that, including a source that cannot be opened,
+is a message in the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from nerveseg.realtime import config as cfg
+from nerveseg.realtime.errors import UserError
+from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help="camera index (0, 1, ...), video file or image folder "
+                                         "(or open one from the window)")
+    parser.add_argument("--out", type=Path, default=Path("runs/view"),
+                        help="folder for recordings (AVI + CSV) and snapshots (PNG) (default runs/view)")
+    parser.add_argument("--size", default="1280x860", help="window size WxH (default 1280x860)")
+    add_engine_arguments(parser)
+    parser.add_argument("--screenshot", type=Path,
+                        help="save a PNG of the window after --after seconds, then close (for docs)")
+    parser.add_argument("--after", type=float, default=4.0, help="seconds before --screenshot (default 4)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected WxH, e.g. 1280x860") from None
+    return w, h
+
+
+def run(args: argparse.Namespace) -> int:
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from nerveseg.realtime.pipeline import Engines
+
+    from .window import ViewWindow
+
+    width, height = _size(args.size)
+    config = cfg.load(args.config, cfg.merge(overrides(args), {"source": {"pace": True, "live": True}}))
+    engines = Engines.load(config)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = ViewWindow(config, engines, args.out)
+    window.resize(width, height)
+    window.show()
+    if args.source is not None:
+        window.open_source(args.source)
+    if args.screenshot is not None:
+        QTimer.singleShot(int(args.after * 1000), lambda: (_save_screenshot(window, args.screenshot), window.close()))
+    # Ctrl-C in the terminal closes the window cleanly; the timer lets Python see the signal.
+    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
+    tick = QTimer(interval=200, timeout=lambda: None)
+    tick.start()
+    try:
+        app.exec()
+    finally:
+        tick.stop()
+        signal.signal(signal.SIGINT, previous)
+        window.close()  # already closed unless the event loop ended some other way
+    return 0
+
+
+def _save_screenshot(window, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path)):
+        print(f"nerveseg view: could not write {path}", file=sys.stderr)
+    else:
+        print(f"wrote {path}")

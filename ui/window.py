@@ -1,0 +1,292 @@
+"""The operating-room window: the picture, the controls, the status bar.
+
+The window only talks to a :class:`ViewSession` (which runs the pipeline on its own
+threads) and listens to a :class:`Bridge` (signals from those threads). Nothing here
+waits on inference or file I/O; every problem becomes a message in the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
+from PyQt6.QtWidgets import (QComboBox, QFileDialog, QInputDialog, QLabel, QMainWindow, QSlider, QToolBar,
+                             QWidget)
+
+from nerveseg.engines.metadata import EngineError
+from nerveseg.realtime.config import PipelineConfig
+from nerveseg.realtime.errors import UserError
+from nerveseg.realtime.events import Notice, SourceState
+from nerveseg.realtime.pipeline import Engines
+from nerveseg.realtime.preprocess import EYES, Box
+from nerveseg.realtime.roi import roi_text
+
+from .bridge import Bridge
+from .frame_view import FrameView
+from .session import ViewSession
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILTER = "Video (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg);;All files (*)"
+TOAST_STYLE = ("QLabel {{ background: rgba(20, 20, 20, 215); color: {colour}; padding: 8px 14px;"
+               " border-radius: 6px; font-size: 15px; font-weight: bold; }}")
+
+
+def provenance_text(provenance: dict) -> str:
+    """``gate: model [classes] backend sha256:…`` for each engine, on one line."""
+    return "    ".join(f"{role}: {p['model']} [{'/'.join(p['classes'])}] {p['backend']} sha256:{p['sha256'][:12]}"
+                       for role, p in provenance.items())
+
+
+class ViewWindow(QMainWindow):
+    """``camera_opener`` and ``signal_timeout`` go to the session (tests use a fake camera)."""
+
+    def __init__(self, config: PipelineConfig, engines: Engines, out_dir: Path,
+                 camera_opener: Callable | None = None, signal_timeout: float = 0.5):
+        super().__init__()
+        self.setWindowTitle("nerveseg view")
+        self.bridge = Bridge(self)
+        self.session = ViewSession(config, engines, out_dir, self.bridge.post_frame, self.bridge.post_status,
+                                   self.bridge.post_notice, camera_opener, signal_timeout)
+        self.view = FrameView(self)
+        self.view.set_state(SourceState("no source", "open a video (Ctrl+O) or a camera (Ctrl+K)"))
+        self.setCentralWidget(self.view)
+        self.frames_shown = 0
+        self.messages: list[str] = []  # everything told to the operator, newest last
+        self.recording_path: str | None = None
+        self._closed = False
+        self._build_toast()
+        self._build_toolbar(config)
+        self._build_status_bar(engines)
+        self.bridge.frame_ready.connect(self._on_frame_ready)
+        self.bridge.status.connect(self._on_status)
+        self.bridge.notice.connect(self._on_notice)
+        self.view.roi_drawn.connect(self._on_roi)
+        self._clock = QTimer(self, interval=500, timeout=self.view.update)  # the REC clock
+        self.view.setFocus()  # keys go to the picture (region drawing) and the shortcuts
+
+    # -- building ----------------------------------------------------------------------
+
+    def _action(self, text: str, keys: str | list[str], slot, checkable: bool = False) -> QAction:
+        action = QAction(text, self, checkable=checkable)
+        keys = [keys] if isinstance(keys, str) else keys
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setToolTip(f"{text} ({', '.join(keys)})")
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work wherever the focus is
+        return action
+
+    def _slider(self, low: int, high: int, value: int, slot) -> QSlider:
+        slider = QSlider(Qt.Orientation.Horizontal, minimum=low, maximum=high, value=value)
+        slider.setFixedWidth(110)
+        slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys belong to the shortcuts
+        slider.valueChanged.connect(slot)
+        return slider
+
+    def _build_toolbar(self, config: PipelineConfig) -> None:
+        bar = QToolBar("controls", self, movable=False)
+        self.addToolBar(bar)
+        self.open_action = self._action("Open video…", "Ctrl+O", self.choose_file)
+        self.folder_action = self._action("Image folder…", "Ctrl+Shift+O", self.choose_folder)
+        self.camera_action = self._action("Camera…", "Ctrl+K", self.choose_camera)
+        self.pause_action = self._action("Pause", "Space", self.set_paused, checkable=True)
+        self.record_action = self._action("Record", "R", self.set_recording, checkable=True)
+        self.snapshot_action = self._action("Snapshot", "S", self.snapshot)
+        for action in (self.open_action, self.folder_action, self.camera_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        for action in (self.pause_action, self.record_action, self.snapshot_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        self.eye_box = QComboBox()
+        self.eye_box.addItems(EYES)
+        self.eye_box.setCurrentText(config.preprocess.eye)
+        self.eye_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.eye_box.setToolTip("eye: left (1), right (2), full stereo frame (3)")
+        self.eye_box.currentTextChanged.connect(self.set_eye)
+        for i, eye in enumerate(EYES):
+            self._action(f"{eye} eye", str(i + 1), lambda _=False, e=eye: self.eye_box.setCurrentText(e))
+        bar.addWidget(QLabel(" Eye "))
+        bar.addWidget(self.eye_box)
+        self.opacity_label, self.threshold_label = QLabel(), QLabel()
+        self.opacity_slider = self._slider(0, 100, round(config.overlay.opacity * 100), self.set_opacity)
+        self.threshold_slider = self._slider(5, 95, round(config.segment.threshold * 100), self.set_threshold)
+        for label, slider in ((self.opacity_label, self.opacity_slider), (self.threshold_label, self.threshold_slider)):
+            bar.addWidget(label)
+            bar.addWidget(slider)
+        self._step_keys(self.opacity_slider, "[", "]", 10)
+        self._step_keys(self.threshold_slider, "-", "=", 5)
+        self._show_levels()
+        bar.addSeparator()
+        group = QActionGroup(self)
+        self.rect_action = self._action("Rectangle", "B", lambda: self._roi_mode("rect"), checkable=True)
+        self.poly_action = self._action("Polygon", "P", lambda: self._roi_mode("polygon"), checkable=True)
+        self.clear_action = self._action("Clear region", ["Delete", "C"], self.clear_roi)
+        for action in (self.rect_action, self.poly_action):
+            group.addAction(action)
+        self.rect_action.setChecked(True)
+        bar.addWidget(QLabel(" Region "))
+        for action in (self.rect_action, self.poly_action, self.clear_action):
+            bar.addAction(action)
+
+    def _step_keys(self, slider: QSlider, down: str, up: str, step: int) -> None:
+        self._action(f"{down}", down, lambda: slider.setValue(slider.value() - step))
+        self._action(f"{up}", up, lambda: slider.setValue(slider.value() + step))
+
+    def _build_status_bar(self, engines: Engines) -> None:
+        status = self.statusBar()
+        self.source_label = QLabel("no source")
+        self.provenance_label = QLabel(provenance_text(engines.provenance()))
+        self.provenance_label.setToolTip("\n".join(f"{role}: {p['path']} ({p['device']}) sha256:{p['sha256']}"
+                                                   for role, p in engines.provenance().items()))
+        status.addWidget(self.source_label, 1)
+        status.addPermanentWidget(self.provenance_label)
+
+    def _build_toast(self) -> None:
+        self.toast = QLabel(self.view)
+        self.toast.hide()
+        self._toast_timer = QTimer(self, singleShot=True, interval=6000, timeout=self.toast.hide)
+
+    # -- telling the operator ----------------------------------------------------------
+
+    def tell(self, text: str, error: bool = False) -> None:
+        """A message in the window: over the picture for a few seconds, and in the log."""
+        (log.warning if error else log.info)("%s", text)
+        self.messages.append(text)
+        self.toast.setStyleSheet(TOAST_STYLE.format(colour="#ff7070" if error else "#f0f0f0"))
+        self.toast.setText(text)
+        self.toast.setMaximumWidth(max(200, self.view.width() - 20))
+        self.toast.setWordWrap(True)
+        self.toast.adjustSize()
+        self.toast.move((self.view.width() - self.toast.width()) // 2, 12)
+        self.toast.show()
+        self.toast.raise_()
+        self._toast_timer.start()
+
+    # -- sources -----------------------------------------------------------------------
+
+    def open_source(self, spec: str) -> bool:
+        """Switch to a camera index, video file or image folder; False (and a message)
+        when it cannot be opened, the current source then running on."""
+        try:
+            self.session.open(spec)
+        except (UserError, EngineError, OSError, ValueError) as exc:
+            text = " ".join(str(exc).split())
+            self.tell(f"cannot open {'' if str(spec) in text else str(spec) + ': '}{text}", error=True)
+            return False
+        self.view.cancel_drawing()
+        self.pause_action.setChecked(False)
+        return True
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video", str(Path.cwd()), VIDEO_FILTER)
+        if path:
+            self.open_source(path)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open image folder", str(Path.cwd()))
+        if path:
+            self.open_source(path)
+
+    def choose_camera(self) -> None:
+        index, ok = QInputDialog.getInt(self, "Camera", "Camera index:", 0, 0, 63)
+        if ok:
+            self.open_source(str(index))
+
+    # -- controls ----------------------------------------------------------------------
+
+    def set_paused(self, paused: bool) -> None:
+        self.pause_action.setChecked(self.session.set_paused(bool(paused)))
+
+    def set_recording(self, on: bool) -> None:
+        if not on:
+            self.session.stop_recording()
+            return
+        try:
+            self.recording_path = str(self.session.start_recording())
+        except UserError as exc:
+            self.record_action.setChecked(False)
+            self.tell(f"cannot record: {exc}", error=True)
+
+    def snapshot(self) -> None:
+        try:
+            self.session.snapshot(self.view.rendered)
+        except UserError as exc:
+            self.tell(f"cannot save a snapshot: {exc}", error=True)
+
+    def set_eye(self, eye: str) -> None:
+        try:
+            cleared = self.session.set_eye(eye)
+        except UserError as exc:
+            self.tell(str(exc), error=True)
+            return
+        self.view.cancel_drawing()
+        self.tell(f"{eye} eye" + (" (region cleared: it was drawn on the other picture)" if cleared else ""))
+
+    def set_opacity(self, value: int) -> None:
+        self.session.set_opacity(value / 100)
+        self._show_levels()
+
+    def set_threshold(self, value: int) -> None:
+        self.session.set_threshold(value / 100)
+        self._show_levels()
+
+    def _show_levels(self) -> None:
+        self.opacity_label.setText(f" Opacity {self.opacity_slider.value():3d}% ")
+        self.threshold_label.setText(f" Threshold {self.threshold_slider.value() / 100:.2f} ")
+
+    def _roi_mode(self, mode: str) -> None:
+        self.view.cancel_drawing()
+        self.view.roi_mode = mode
+
+    def _on_roi(self, roi) -> None:
+        self.session.set_roi(roi)
+        kind = "rectangle" if isinstance(roi, Box) else "polygon"
+        self.tell(f"segmentation restricted to the {kind} {roi_text(roi)}; Delete clears it")
+
+    def clear_roi(self) -> None:
+        self.view.cancel_drawing()
+        if self.session.settings.roi is not None:
+            self.session.set_roi(None)
+            self.tell("region cleared: the whole field is segmented")
+
+    # -- from the pipeline -------------------------------------------------------------
+
+    def _on_frame_ready(self) -> None:
+        rendered = self.bridge.take_frame()
+        if rendered is not None:
+            self.view.set_frame(rendered)
+            self.frames_shown += 1
+
+    def _on_status(self, state: SourceState) -> None:
+        self.view.set_state(state)
+        self.source_label.setText(f"{state.source}: {state.text}")
+        if state.state in ("ok", "ended", "no signal"):
+            self.pause_action.setChecked(False)
+
+    def _on_notice(self, notice: Notice) -> None:
+        mine = notice.path is not None and notice.path == self.recording_path
+        if notice.kind == "recording" and mine:
+            self.view.recording_since = time.monotonic()
+            self.record_action.setChecked(True)
+            self._clock.start()
+        elif notice.kind in ("saved", "error") and mine:
+            self.view.recording_since = None
+            self.record_action.setChecked(False)
+            self._clock.stop()
+        self.tell(notice.message, error=notice.kind == "error")
+
+    # -- closing -----------------------------------------------------------------------
+
+    def closeEvent(self, event) -> None:
+        if not self._closed:
+            self._closed = True
+            self._clock.stop()
+            self._toast_timer.stop()
+            if not self.session.close():
+                log.warning("a pipeline thread did not stop in time (left as a daemon)")
+        event.accept()
