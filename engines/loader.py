@@ -84,6 +84,8 @@ def backend_for(path: Path, backend: str, env: Environment | None = None) -> tup
         name, reason = backend, "requested"
     if name in ONNX_ONLY and path.suffix.lower() != ".onnx":
         raise EngineError(f"{path}: backend {name!r} runs .onnx files only")
+    if name == "tensorrt" and path.suffix.lower() not in (".onnx", ".engine", ".plan"):
+        raise EngineError(f"{path}: backend 'tensorrt' runs .engine/.plan files or builds from .onnx")
     problem = _gpu_problem(name, env or probe()) if name not in ("onnxruntime", "torch") else None
     if problem:
         raise EngineError(f"{path}: backend {name!r} cannot run here: {problem}; use --backend onnxruntime "

@@ -59,8 +59,15 @@ class TensorRTEngine(Engine):
         check_key(path, sidecar, env)
         self._buffers: list = []
         self._stream = None
-        self._load(path, sidecar.meta)
+        try:
+            self._load(path, sidecar.meta)
+        except cm.CudaError as exc:  # at start-up a CUDA failure is a one-line refusal
+            raise EngineError(f"{path}: {exc}") from None
         device = f"cuda:0 {env.gpu.name}"
+        # Provenance's hash is the engine's (it differs per GPU); the ONNX hash is what
+        # ties the output to the exported model, so it travels in the reason.
+        source = f"from ONNX sha256:{sidecar.key.onnx_sha256[:12]}"
+        reason = f"{reason}; {source}" if reason else source
         self.provenance = Provenance(str(path), sidecar.engine_sha256, f"tensorrt-{sidecar.key.precision}",
                                      sidecar.meta, device=device, reason=reason)
 

@@ -50,6 +50,7 @@ def test_auto_by_suffix_for_engine_and_checkpoint_files(tmp_path):
     (CPU, "gate.onnx", "onnxruntime-cuda", ["no CUDA device"]),
     (NO_TRT_NO_ORT_CUDA, "gate.onnx", "onnxruntime-trt", ["no TensorrtExecutionProvider"]),
     (FULL, "gate.fp16.engine", "onnxruntime", ["runs .onnx files only"]),
+    (FULL, "gate.pt", "tensorrt", ["runs .engine/.plan files or builds from .onnx"]),
     (FULL, "gate.onnx", "tensorflow", ["unknown backend 'tensorflow'", "tensorrt", "onnxruntime"]),
 ])
 def test_backends_this_machine_cannot_run_fail_in_one_line_naming_the_file(tmp_path, env, path, backend, words):

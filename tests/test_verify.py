@@ -125,8 +125,10 @@ def test_thresholds_default_to_the_fp16_requirement():
     assert (t.min_agreement, t.min_iou, t.max_abs_diff, t.mask_logit) == (0.99, 0.98, None, 0.0)
 
 
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
 def test_verify_onnx_against_its_torch_checkpoint(tmp_path):
-    """ORT vs the torch backend on the same model: waits for engines/torch_backend.py."""
+    """ORT vs the torch backend on the same model (a 32 px MobileNetV2 gate exported here
+    with the legacy exporter: quick, and independent of `nerveseg export`)."""
     pytest.importorskip("nerveseg.engines.torch_backend", reason="torch backend not written yet")
     torch = pytest.importorskip("torch")
     from nerveseg.engines.metadata import META_KEY, EngineMeta
