@@ -160,8 +160,8 @@ class NervePipeline:
         avi = Path(avi)
         if avi.suffix.lower() != ".avi":
             raise UserError(f"{avi}: the recording must be an .avi file")
-        if not self.graph.alive:
-            raise UserError(f"{self.source.name}: not running, nothing to record")
+        if self.started_unix is not None and not self.graph.alive:  # before start() it waits for frames
+            raise UserError(f"{self.source.name}: has ended, nothing to record")
         self.ops["record"].start(lambda: self._recording(avi, avi.with_suffix(".csv")), str(avi))
 
     def stop_recording(self) -> None:

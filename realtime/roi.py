@@ -96,5 +96,11 @@ def parse_roi(text: str) -> Roi | None:
     if not text:
         return None
     if " " in text:
-        return Polygon(tuple(tuple(int(v) for v in p.split(",")) for p in text.split()))
-    return Box(*(int(v) for v in text.split(",")))
+        points = tuple(tuple(int(v) for v in p.split(",")) for p in text.split())
+        if any(len(p) != 2 for p in points):
+            raise ValueError(f"polygon corners are x,y pairs, not {text!r}")
+        return Polygon(points)
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) != 4:
+        raise ValueError(f"a rectangle is x0,y0,x1,y1, not {text!r}")
+    return Box(*values)
