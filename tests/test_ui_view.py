@@ -355,10 +355,15 @@ def test_end_of_video_keeps_the_last_frame_and_plays_again(make_window, qtbot, v
     qtbot.waitUntil(lambda: window.view.state.state == "ended", timeout=5000)
 
 
-def test_view_command_opens_the_window_and_saves_a_screenshot(qapp, engines, videos, tmp_path):
-    shot = tmp_path / "shot.png"
-    code = main(["view", "--source", str(videos["long"]), "--gate", engines.gate.provenance.path,
-                 "--seg", engines.segment.provenance.path, "--out", str(tmp_path / "out"),
-                 "--size", "640x480", "--screenshot", str(shot), "--after", "1.0"])
+def test_view_command_records_from_the_start_and_saves_a_screenshot(qapp, engines, videos, tmp_path, capsys):
+    shot, out = tmp_path / "shot.png", tmp_path / "out"
+    engine_args = ["--gate", engines.gate.provenance.path, "--seg", engines.segment.provenance.path]
+    code = main(["view", "--source", str(videos["long"]), *engine_args, "--out", str(out), "--record",
+                 "--roi", "0,0,120,240", "--size", "640x480", "--screenshot", str(shot), "--after", "1.0"])
     assert code == 0 and cv2.imread(str(shot)).shape[:2] == (480, 640)
     assert not pipeline_threads()
+    (avi,) = out.glob("*.avi")
+    rows = list(csv.DictReader(avi.with_suffix(".csv").open()))
+    assert len(rows) == count_frames(avi) > 5 and {r["roi"] for r in rows} == {"0,0,120,240"}
+    assert main(["view", *engine_args, "--roi", "1,2,3"]) == 2
+    assert "--roi '1,2,3': a rectangle is x0,y0,x1,y1" in capsys.readouterr().err

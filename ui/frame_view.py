@@ -181,14 +181,23 @@ class FrameView(QWidget):
             return
         area = target if target is not None else QRectF(self.rect())
         h = max(self.height(), 240)
-        box = QRectF(area.x(), area.y() + area.height() * 0.38, area.width(), h * 0.16)
+        # Lost or failed: across the middle of the dimmed picture. Paused or ended: low
+        # down, so the frame the surgeon is looking at stays in view.
+        middle = target is None or self.state.state in ("no signal", "failed")
+        size = 0.075 if middle else 0.05
+        message = self.state.message if self.state.message.lower() != title.lower() else ""
+        height = h * (size * 1.6 + (0.05 if message else 0.0))
+        top = area.y() + area.height() * 0.38 if middle else area.bottom() - height - h * 0.07
+        box = QRectF(area.x(), top, area.width(), height)
         p.fillRect(box, QColor(0, 0, 0, 170))
         p.setPen(colour)
-        p.setFont(self._font(h * 0.075))
-        p.drawText(box.adjusted(0, 0, 0, -box.height() * 0.35), Qt.AlignmentFlag.AlignCenter, title)
-        p.setPen(QColor(235, 235, 235))
-        p.setFont(self._font(h * 0.028, bold=False))
-        p.drawText(box.adjusted(8, box.height() * 0.6, -8, 0), Qt.AlignmentFlag.AlignHCenter, self.state.message)
+        p.setFont(self._font(h * size))
+        title_box = box.adjusted(0, 0, 0, -box.height() * 0.35) if message else box
+        p.drawText(title_box, Qt.AlignmentFlag.AlignCenter, title)
+        if message:
+            p.setPen(QColor(235, 235, 235))
+            p.setFont(self._font(h * 0.028, bold=False))
+            p.drawText(box.adjusted(8, box.height() * 0.6, -8, 0), Qt.AlignmentFlag.AlignHCenter, message)
 
     def _paint_drawing(self, p: QPainter) -> None:
         pen = QPen(ROI_PEN, 2, Qt.PenStyle.DashLine)

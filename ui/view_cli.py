@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "(or open one from the window)")
     parser.add_argument("--out", type=Path, default=Path("runs/view"),
                         help="folder for recordings (AVI + CSV) and snapshots (PNG) (default runs/view)")
+    parser.add_argument("--record", action="store_true", help="start recording as soon as the source runs")
+    parser.add_argument("--roi", help="start with a region: x0,y0,x1,y1 (rectangle) or 'x,y x,y x,y ...' "
+                                      "(polygon), in view pixels")
     parser.add_argument("--size", default="1280x860", help="window size WxH (default 1280x860)")
     add_engine_arguments(parser)
     parser.add_argument("--screenshot", type=Path,
@@ -37,6 +40,15 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _roi(text: str):
+    from nerveseg.realtime.roi import check_roi, parse_roi
+
+    try:
+        return check_roi(parse_roi(text))
+    except ValueError as exc:
+        raise UserError(f"--roi {text!r}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
@@ -46,14 +58,18 @@ def run(args: argparse.Namespace) -> int:
     from .window import ViewWindow
 
     width, height = _size(args.size)
+    roi = _roi(args.roi) if args.roi else None
     config = cfg.load(args.config, cfg.merge(overrides(args), {"source": {"pace": True, "live": True}}))
     engines = Engines.load(config)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = ViewWindow(config, engines, args.out)
     window.resize(width, height)
     window.show()
-    if args.source is not None:
-        window.open_source(args.source)
+    if args.source is not None and window.open_source(args.source):
+        if roi is not None:
+            window.session.set_roi(roi)
+        if args.record:
+            window.record_action.trigger()
     if args.screenshot is not None:
         QTimer.singleShot(int(args.after * 1000), lambda: (_save_screenshot(window, args.screenshot), window.close()))
     # Ctrl-C in the terminal closes the window cleanly; the timer lets Python see the signal.

@@ -37,9 +37,9 @@ TOAST_STYLE = ("QLabel {{ background: rgba(20, 20, 20, 215); color: {colour}; pa
 
 
 def provenance_text(provenance: dict) -> str:
-    """``gate: model [classes] backend sha256:…`` for each engine, on one line."""
-    return "    ".join(f"{role}: {p['model']} [{'/'.join(p['classes'])}] {p['backend']} sha256:{p['sha256'][:12]}"
-                       for role, p in provenance.items())
+    """``gate: model [classes] backend sha256:…``, one line per engine."""
+    return "\n".join(f"{role}: {p['model']} [{'/'.join(p['classes'])}] {p['backend']} sha256:{p['sha256'][:12]}"
+                     for role, p in provenance.items())
 
 
 class ViewWindow(QMainWindow):
@@ -71,18 +71,18 @@ class ViewWindow(QMainWindow):
 
     # -- building ----------------------------------------------------------------------
 
-    def _action(self, text: str, keys: str | list[str], slot, checkable: bool = False) -> QAction:
+    def _action(self, text: str, keys: str | list[str], slot, checkable: bool = False, tip: str = "") -> QAction:
         action = QAction(text, self, checkable=checkable)
         keys = [keys] if isinstance(keys, str) else keys
         action.setShortcuts([QKeySequence(k) for k in keys])
-        action.setToolTip(f"{text} ({', '.join(keys)})")
+        action.setToolTip(f"{tip or text} ({', '.join(keys)})")
         action.triggered.connect(slot)
         self.addAction(action)  # shortcuts work wherever the focus is
         return action
 
     def _slider(self, low: int, high: int, value: int, slot) -> QSlider:
         slider = QSlider(Qt.Orientation.Horizontal, minimum=low, maximum=high, value=value)
-        slider.setFixedWidth(110)
+        slider.setFixedWidth(90)
         slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys belong to the shortcuts
         slider.valueChanged.connect(slot)
         return slider
@@ -90,12 +90,14 @@ class ViewWindow(QMainWindow):
     def _build_toolbar(self, config: PipelineConfig) -> None:
         bar = QToolBar("controls", self, movable=False)
         self.addToolBar(bar)
-        self.open_action = self._action("Open video…", "Ctrl+O", self.choose_file)
-        self.folder_action = self._action("Image folder…", "Ctrl+Shift+O", self.choose_folder)
-        self.camera_action = self._action("Camera…", "Ctrl+K", self.choose_camera)
-        self.pause_action = self._action("Pause", "Space", self.set_paused, checkable=True)
-        self.record_action = self._action("Record", "R", self.set_recording, checkable=True)
-        self.snapshot_action = self._action("Snapshot", "S", self.snapshot)
+        self.open_action = self._action("Video…", "Ctrl+O", self.choose_file, tip="Open a video file")
+        self.folder_action = self._action("Folder…", "Ctrl+Shift+O", self.choose_folder, tip="Open an image folder")
+        self.camera_action = self._action("Camera…", "Ctrl+K", self.choose_camera, tip="Pick a camera by index")
+        self.pause_action = self._action("Pause", "Space", self.set_paused, checkable=True,
+                                         tip="Pause / resume (a finished video plays again)")
+        self.record_action = self._action("Record", "R", self.set_recording, checkable=True,
+                                          tip="Record the annotated view to AVI, per-frame CSV beside it")
+        self.snapshot_action = self._action("Snapshot", "S", self.snapshot, tip="Save the frame on screen as PNG")
         for action in (self.open_action, self.folder_action, self.camera_action):
             bar.addAction(action)
         bar.addSeparator()
@@ -123,9 +125,12 @@ class ViewWindow(QMainWindow):
         self._show_levels()
         bar.addSeparator()
         group = QActionGroup(self)
-        self.rect_action = self._action("Rectangle", "B", lambda: self._roi_mode("rect"), checkable=True)
-        self.poly_action = self._action("Polygon", "P", lambda: self._roi_mode("polygon"), checkable=True)
-        self.clear_action = self._action("Clear region", ["Delete", "C"], self.clear_roi)
+        self.rect_action = self._action("Rectangle", "B", lambda: self._roi_mode("rect"), checkable=True,
+                                        tip="Drag a rectangle on the picture")
+        self.poly_action = self._action("Polygon", "P", lambda: self._roi_mode("polygon"), checkable=True,
+                                        tip="Click corners; double-click or Enter closes, Esc abandons")
+        self.clear_action = self._action("Clear", ["Delete", "C"], self.clear_roi,
+                                         tip="Clear the region: segment the whole field")
         for action in (self.rect_action, self.poly_action):
             group.addAction(action)
         self.rect_action.setChecked(True)
@@ -237,7 +242,7 @@ class ViewWindow(QMainWindow):
 
     def _show_levels(self) -> None:
         self.opacity_label.setText(f" Opacity {self.opacity_slider.value():3d}% ")
-        self.threshold_label.setText(f" Threshold {self.threshold_slider.value() / 100:.2f} ")
+        self.threshold_label.setText(f"  Threshold {self.threshold_slider.value() / 100:.2f} ")
 
     def _roi_mode(self, mode: str) -> None:
         self.view.cancel_drawing()
