@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from nerveseg.engines.metadata import EngineError
 from nerveseg.realtime.config import PipelineConfig, SourceConfig
 from nerveseg.realtime.errors import UserError
 from nerveseg.realtime.events import Notice, SourceState
@@ -61,6 +62,7 @@ class ViewSession:
         self.pipeline: NervePipeline | None = None
         self.spec: str | None = None
         self._switches: list[threading.Thread] = []
+        self._switch_lock = threading.Lock()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nerveseg-io")
         self._closing = False
 
@@ -74,44 +76,68 @@ class ViewSession:
             return CameraSource(int(text), opener=self.camera_opener)
         return open_source(text, pace=True)
 
-    def open(self, spec: str) -> None:
-        """Switch to ``spec`` (camera index, video file or image folder). Raises
-        :class:`UserError` when it cannot be opened; the current source then runs on."""
+    def open(self, spec: str, roi: Roi | None = None, record: bool = False) -> None:
+        """Switch to ``spec`` (camera index, video file or image folder), in a switch
+        thread: even probing a file is I/O. A source that cannot be opened comes back as
+        an ``error`` notice, and the current source then runs on. ``roi``: start with
+        this region (else none: one drawn on another picture means nothing here);
+        ``record``: start recording with the first frame."""
         if self._closing:
             return
-        source = self._source(spec)
-        s = self.settings
-        c = self.config
+        roi = check_roi(roi)
+        thread = threading.Thread(target=self._switch, args=(str(spec), roi, record), name="nerveseg:switch",
+                                  daemon=True)
+        self._switches = [t for t in self._switches if t.is_alive()] + [thread]
+        thread.start()
+
+    def _build(self, spec: str) -> NervePipeline:
+        s, c = self.settings, self.config
         config = dataclasses.replace(
-            c, source=SourceConfig(spec=str(spec), pace=True, live=True),
+            c, source=SourceConfig(spec=spec, pace=True, live=True),
             preprocess=dataclasses.replace(c.preprocess, eye=s.eye),
             segment=dataclasses.replace(c.segment, threshold=s.threshold),
             overlay=dataclasses.replace(c.overlay, opacity=s.opacity),
             record=dataclasses.replace(c.record, path=None), log=dataclasses.replace(c.log, csv=None, summary=None))
-        pipeline = NervePipeline(config, source=source, engines=self.engines, history=HISTORY,
+        pipeline = NervePipeline(config, source=self._source(spec), engines=self.engines, history=HISTORY,
                                  signal_timeout=self.signal_timeout)
-        # A region drawn on another source's picture means nothing on this one.
-        s.roi = None
         pipeline.subscribe(lambda r, p=pipeline: self.pipeline is p and self.on_frame(r))
         pipeline.subscribe_status(lambda st, p=pipeline: self.pipeline is p and self.on_status(st))
         pipeline.subscribe_notices(self.on_notice)  # an old pipeline's "saved" still counts
-        old, self.pipeline, self.spec = self.pipeline, pipeline, str(spec)
-        self.on_status(SourceState("starting", f"opening {source.name}", source.name))
-        thread = threading.Thread(target=self._switch, args=(old, pipeline), name="nerveseg:switch", daemon=True)
-        self._switches = [t for t in self._switches if t.is_alive()] + [thread]
-        thread.start()
+        return pipeline
 
-    def _switch(self, old: NervePipeline | None, new: NervePipeline) -> None:
-        # One pipeline at a time on the engines: a backend may reuse its buffers.
-        if old is not None and not old.close(timeout=3.0):
-            log.warning("%s: a thread did not stop in time (left as a daemon)", old.source.name)
-        if self._closing or self.pipeline is not new:
-            return
-        try:
-            new.start()
-        except Exception as exc:  # an engine failing its warm-up: say so, keep the window
-            log.exception("starting %s failed", new.source.name)
-            self.on_notice(Notice("error", f"{new.source.name}: could not start ({exc})"))
+    def _switch(self, spec: str, roi: Roi | None, record: bool) -> None:
+        with self._switch_lock:  # switches happen one at a time, in the order asked
+            if self._closing:
+                return
+            try:
+                new = self._build(spec)
+            except (UserError, EngineError, OSError, ValueError) as exc:
+                text = " ".join(str(exc).split())
+                self.on_notice(Notice("error", f"cannot open {'' if spec in text else spec + ': '}{text}"))
+                return
+            old, self.pipeline, self.spec = self.pipeline, new, spec
+            self.settings.roi = roi
+            self._apply_settings(new)  # the operator may have moved a slider while this was built
+            self.on_status(SourceState("starting", f"opening {new.source.name}", new.source.name))
+            if record:
+                self._record(new)
+            # One pipeline at a time on the engines: a backend may reuse its buffers.
+            if old is not None and not old.close(timeout=3.0):
+                log.warning("%s: a thread did not stop in time (left as a daemon)", old.source.name)
+            if self._closing or self.pipeline is not new:
+                return
+            try:
+                new.start()
+            except Exception as exc:  # an engine failing its warm-up: say so, keep the window
+                log.exception("starting %s failed", new.source.name)
+                self.on_notice(Notice("error", f"{new.source.name}: could not start ({exc})"))
+
+    def _apply_settings(self, pipeline: NervePipeline) -> None:
+        s = self.settings
+        pipeline.set_eye(s.eye)
+        pipeline.ops["segment"].threshold = s.threshold
+        pipeline.ops["overlay"].opacity = s.opacity
+        pipeline.ops["segment"].roi = s.roi
 
     # -- controls ----------------------------------------------------------------------
 
@@ -177,8 +203,11 @@ class ViewSession:
         arrives as a notice. Raises :class:`UserError` when nothing is running."""
         if self.pipeline is None:
             raise UserError("no source open: nothing to record")
+        return self._record(self.pipeline)
+
+    def _record(self, pipeline: NervePipeline) -> Path:
         path = self.out_dir / f"nerveseg-{self._stamp()}.avi"
-        self.pipeline.start_recording(path)
+        pipeline.start_recording(path)
         return path
 
     def stop_recording(self) -> None:

@@ -65,11 +65,8 @@ def run(args: argparse.Namespace) -> int:
     window = ViewWindow(config, engines, args.out)
     window.resize(width, height)
     window.show()
-    if args.source is not None and window.open_source(args.source):
-        if roi is not None:
-            window.session.set_roi(roi)
-        if args.record:
-            window.record_action.trigger()
+    if args.source is not None:
+        window.open_source(args.source, roi=roi, record=args.record)
     if args.screenshot is not None:
         QTimer.singleShot(int(args.after * 1000), lambda: (_save_screenshot(window, args.screenshot), window.close()))
     # Ctrl-C in the terminal closes the window cleanly; the timer lets Python see the signal.

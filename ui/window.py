@@ -14,10 +14,8 @@ from typing import Callable
 
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
-from PyQt6.QtWidgets import (QComboBox, QFileDialog, QInputDialog, QLabel, QMainWindow, QSlider, QToolBar,
-                             QWidget)
+from PyQt6.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QMainWindow, QSlider, QToolBar
 
-from nerveseg.engines.metadata import EngineError
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.errors import UserError
 from nerveseg.realtime.events import Notice, SourceState
@@ -104,6 +102,10 @@ class ViewWindow(QMainWindow):
         for action in (self.pause_action, self.record_action, self.snapshot_action):
             bar.addAction(action)
         bar.addSeparator()
+        self._build_view_controls(bar, config)
+
+    def _build_view_controls(self, bar: QToolBar, config: PipelineConfig) -> None:
+        """Eye, opacity, threshold and region: what changes the picture."""
         self.eye_box = QComboBox()
         self.eye_box.addItems(EYES)
         self.eye_box.setCurrentText(config.preprocess.eye)
@@ -174,18 +176,11 @@ class ViewWindow(QMainWindow):
 
     # -- sources -----------------------------------------------------------------------
 
-    def open_source(self, spec: str) -> bool:
-        """Switch to a camera index, video file or image folder; False (and a message)
-        when it cannot be opened, the current source then running on."""
-        try:
-            self.session.open(spec)
-        except (UserError, EngineError, OSError, ValueError) as exc:
-            text = " ".join(str(exc).split())
-            self.tell(f"cannot open {'' if str(spec) in text else str(spec) + ': '}{text}", error=True)
-            return False
-        self.view.cancel_drawing()
-        self.pause_action.setChecked(False)
-        return True
+    def open_source(self, spec: str, roi=None, record: bool = False) -> None:
+        """Switch to a camera index, video file or image folder (optionally with a
+        region, recording from the start). Opened off the GUI thread: a source that
+        cannot be opened comes back as a message, the current source running on."""
+        self.session.open(spec, roi, record)
 
     def choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open video", str(Path.cwd()), VIDEO_FILTER)
@@ -268,14 +263,19 @@ class ViewWindow(QMainWindow):
             self.frames_shown += 1
 
     def _on_status(self, state: SourceState) -> None:
+        if state.state == "starting":  # a new source: the old one's drawing and pause are gone
+            self.view.cancel_drawing()
+            self.pause_action.setChecked(False)
         self.view.set_state(state)
         self.source_label.setText(f"{state.source}: {state.text}")
         if state.state in ("ok", "ended", "no signal"):
             self.pause_action.setChecked(False)
 
     def _on_notice(self, notice: Notice) -> None:
+        if notice.kind == "recording":  # only this window starts recordings
+            self.recording_path = notice.path
         mine = notice.path is not None and notice.path == self.recording_path
-        if notice.kind == "recording" and mine:
+        if notice.kind == "recording":
             self.view.recording_since = time.monotonic()
             self.record_action.setChecked(True)
             self._clock.start()
@@ -284,6 +284,10 @@ class ViewWindow(QMainWindow):
             self.record_action.setChecked(False)
             self._clock.stop()
         self.tell(notice.message, error=notice.kind == "error")
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.view.setFocus()
 
     # -- closing -----------------------------------------------------------------------
 
