@@ -214,18 +214,21 @@ class RecorderOp(Operator):
                 self.notices(Notice("recording", f"recording to {self.recording.path}",
                                     str(self.recording.path)))
 
-    def _close(self) -> None:
+    def _close(self, failure: BaseException | None = None) -> None:
+        """Close the current recording and tell: saved, or (``failure``) why it stopped."""
         recording, self.recording = self.recording, None
         if recording is None:
             return
+        path, problem = recording.path, failure
         try:
             recording.close()
         except (OSError, ValueError) as exc:
-            self.notices(Notice("error", f"{recording.path}: not closed cleanly ({_one_line(exc)})",
-                                str(recording.path), recording.frames))
+            problem = problem or exc
+        if problem is None:
+            self.notices(Notice("saved", f"saved {path} ({recording.frames} frames)", str(path), recording.frames))
         else:
-            self.notices(Notice("saved", f"saved {recording.path} ({recording.frames} frames)",
-                                str(recording.path), recording.frames))
+            self.notices(Notice("error", f"{path}: recording stopped after {recording.frames} frames "
+                                         f"({_one_line(problem)})", str(path), recording.frames))
 
     def process(self, r: Rendered) -> Rendered:
         self._apply()
@@ -234,9 +237,7 @@ class RecorderOp(Operator):
         try:
             r = self.recording.write(r)
         except (OSError, ValueError) as exc:
-            path = self.recording.path
-            self.notices(Notice("error", f"{path}: recording stopped ({_one_line(exc)})", str(path)))
-            self._close()
+            self._close(failure=exc)  # what was written stays readable (intra-only codec)
             return r
         self.frames += 1
         return r

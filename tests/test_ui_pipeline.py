@@ -109,6 +109,34 @@ def test_unwritable_recording_is_told_and_the_pipeline_runs_on(tmp_path, engines
     assert pipeline.close(5.0)
 
 
+def test_a_recording_that_fails_midway_is_closed_and_told(tmp_path, engines, video, monkeypatch):
+    from nerveseg.realtime.sinks import AviRecorder
+
+    pipeline = live_pipeline(engines, video)
+    notices, shown = [], []
+    pipeline.subscribe_notices(notices.append)
+    pipeline.subscribe(shown.append)
+    original = AviRecorder.write
+
+    def write(self, image):
+        if self.frames == 3:
+            raise OSError(28, "No space left on device", str(self.path))
+        original(self, image)
+
+    monkeypatch.setattr(AviRecorder, "write", write)
+    pipeline.start()
+    pipeline.start_recording(tmp_path / "full.avi")
+    wait_for(lambda: any(n.kind == "error" for n in notices), what="the failure")
+    error = next(n for n in notices if n.kind == "error")
+    assert "after 3 frames (" in error.message and "No space left on device" in error.message
+    assert error.path == str(tmp_path / "full.avi") and error.frames == 3
+    assert not any(n.kind == "saved" for n in notices), "a failure is not reported as a success"
+    n = len(shown)
+    wait_for(lambda: len(shown) > n + 3, what="frames after the failure")
+    assert pipeline.graph.fatal is None and count_frames(tmp_path / "full.avi") == 3
+    assert pipeline.close(5.0)
+
+
 def test_pause_holds_a_file_where_it_is_and_resume_goes_on(engines, video):
     pipeline = live_pipeline(engines, video)
     shown, states = [], []

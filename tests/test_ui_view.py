@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from PyQt6.QtCore import QTimer, Qt
+from PyQt6.QtWidgets import QFileDialog, QInputDialog
 from video_fixtures import count_frames, stereo_frame, write_video
 
 from nerveseg.engines.loader import load_engine
@@ -270,7 +271,8 @@ def test_closing_while_a_camera_read_hangs_stops_every_thread(make_window, qtbot
     assert time.monotonic() - t0 < 3.0 and not pipeline_threads()
 
 
-def test_bad_sources_are_messages_in_the_window_and_the_view_runs_on(make_window, qtbot, videos, tmp_path):
+def test_bad_sources_are_messages_in_the_window_and_the_view_runs_on(make_window, qtbot, videos, tmp_path,
+                                                                    monkeypatch):
     window = make_window()
     window.open_source(str(videos["long"]))
     wait_frames(qtbot, window, 3)
@@ -278,12 +280,15 @@ def test_bad_sources_are_messages_in_the_window_and_the_view_runs_on(make_window
     junk.write_text("this is not a video")
     window.open_source(str(tmp_path / "missing.mp4"))
     qtbot.waitUntil(lambda: "missing.mp4: video file not found" in "".join(window.messages[-1:]))
-    window.open_source(str(junk))
+    # picked in the file dialog (Ctrl+O); the dialog itself is stood in for
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(junk), ""))
+    qtbot.keyClick(window.view, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: "junk.mp4: not a readable video" in "".join(window.messages[-1:]))
     assert window.toast.isVisible() and "junk.mp4" in window.toast.text()
     assert "long.mp4" in window.session.pipeline.source.name
     wait_frames(qtbot, window, 3)  # the good video plays on
-    window.open_source("63")  # no such camera: the real OpenCV lookup
+    monkeypatch.setattr(QInputDialog, "getInt", lambda *a, **k: (63, True))
+    window.camera_action.trigger()  # no such camera: the real OpenCV lookup
     qtbot.waitUntil(lambda: window.view.state.state == "no signal"
                     and "camera 63 not available" in window.source_label.text(), timeout=2000)
     ticks = []
