@@ -1,0 +1,50 @@
+"""torch backend: the reference a training checkpoint runs on (CPU), for parity checks
+and for evaluating a model before export. Imports torch and the training stack inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import Engine
+from .metadata import OUTPUT_NAMES, EngineError, Provenance, file_sha256
+
+
+class TorchEngine(Engine):
+    """A nerveseg checkpoint (``best.pt``/``last.pt``) rebuilt from the model registry.
+
+    The model runs inside the same ``NormalizedModel`` that training used and export
+    traces, so ``run`` takes ``(N, H, W, 3) uint8 RGB`` and returns the contract's outputs
+    (``logits`` or ``mask_logits``) as fresh float32 arrays. ``threads > 0`` sets
+    torch's CPU threads for the whole process (torch has no per-model setting).
+    """
+
+    backend_name = "torch"
+
+    def __init__(self, path: str | Path, threads: int = 0, reason: str = ""):
+        import torch
+
+        from nerveseg.training.checkpoint import model_from_checkpoint
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._model, meta, _ = model_from_checkpoint(path)
+        if meta.task not in OUTPUT_NAMES or len(OUTPUT_NAMES[meta.task]) != 1:
+            raise EngineError(f"{path}: the torch backend runs classify and segment checkpoints, "
+                              f"not {meta.task!r}")
+        self._output = OUTPUT_NAMES[meta.task][0]
+        self._torch = torch
+        self.provenance = Provenance(str(path), file_sha256(path), self.backend_name, meta,
+                                     device="cpu", reason=reason)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        h, w = self.input_size
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != (h, w, 3):
+            raise ValueError(f"expected (N, {h}, {w}, 3) uint8, got {batch.shape} {batch.dtype}")
+        with self._torch.inference_mode():
+            output = self._model(self._torch.from_numpy(np.ascontiguousarray(batch)))
+        return {self._output: output.numpy().astype(np.float32, copy=False)}
+
+    def close(self) -> None:
+        self._model = None

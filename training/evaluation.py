@@ -1,0 +1,151 @@
+"""Evaluate any engine (torch checkpoint, ONNX, TensorRT) on a split: metrics, report, PNGs.
+
+No torch here: the engine comes from :func:`nerveseg.engines.loader.load_engine`, images
+from :mod:`nerveseg.training.data` (resized as the runtime resizes), metrics from
+:mod:`nerveseg.training.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import metrics, plots
+from .data import label_of, mask_path, read_mask, read_rgb
+
+
+def _batches(engine, root: Path, items: list[str], batch_size: int, desc: str, timing: dict):
+    """Yield ``(items, outputs)`` per batch; ``timing["ms_per_image"]``: the engine alone."""
+    spent = 0.0
+    for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, disable=None):
+        chunk = items[start:start + batch_size]
+        images = np.stack([read_rgb(root / item, engine.input_size) for item in chunk])
+        began = time.perf_counter()
+        outputs = engine.run(images)
+        spent += time.perf_counter() - began
+        yield chunk, outputs
+    timing["ms_per_image"] = round(1000 * spent / max(len(items), 1), 3)
+
+
+def evaluate_gate(engine, root: str | Path, items: list[str], batch_size: int = 16) -> dict:
+    """Classification report (see :func:`metrics.classification_report`) of ``engine``."""
+    root, classes = Path(root), engine.classes
+    truth = np.array([label_of(item, classes) for item in items])
+    timing: dict = {}
+    logits = [out["logits"].copy()
+              for _, out in _batches(engine, root, items, batch_size, "eval gate", timing)]
+    probs = metrics.softmax(np.concatenate(logits))
+    report = metrics.classification_report(truth, probs, classes)
+    report["predictions"] = {item: classes[k] for item, k in zip(items, probs.argmax(1))}
+    return {**report, **timing}
+
+
+def evaluate_seg(engine, root: str | Path, items: list[str], batch_size: int = 16,
+                 threshold: float = 0.5) -> dict:
+    """Segmentation report of ``engine``; a pixel is nerve where sigmoid(logit) > ``threshold``."""
+    root = Path(root)
+    cut = math.log(threshold / (1 - threshold))  # sigmoid(x) > t  ⇔  x > logit(t)
+    iou, dice, has_nerve, inter, union, timing = [], [], [], 0, 0, {}
+    for chunk, out in _batches(engine, root, items, batch_size, "eval seg", timing):
+        pred = out["mask_logits"][:, 0] > cut
+        true = np.stack([read_mask(mask_path(root, item), engine.input_size) for item in chunk]) > 0
+        i, d = metrics.iou_dice(pred, true)
+        iou.append(i)
+        dice.append(d)
+        has_nerve.append(true.reshape(len(true), -1).any(1))
+        inter, union = inter + int((pred & true).sum()), union + int((pred | true).sum())
+    report = metrics.summarize_segmentation(np.concatenate(iou), np.concatenate(dice),
+                                            np.concatenate(has_nerve), inter, union)
+    report["threshold"] = threshold
+    report["per_image"]["items"] = list(items)
+    return {**report, **timing}
+
+
+def summary(report: dict, task: str) -> dict:
+    """The few numbers worth embedding in an engine's metadata (``extra.test_metrics``)."""
+    if task == "classify":
+        return {"n": report["n"], "accuracy": report["accuracy"], "mcc": report["mcc"],
+                "macro_f1": report["macro"]["f1"], "macro_auc": report["macro"]["auc"],
+                "sensitivity": {c: v["sensitivity"] for c, v in report["per_class"].items()}}
+    return {"n": report["n"], "iou_mean": report["iou"]["mean"],
+            "iou_ci95": [report["iou"]["ci_low"], report["iou"]["ci_high"]],
+            "iou_nerve_mean": report["iou_nerve"]["mean"], "dice_mean": report["dice"]["mean"],
+            "pixel_iou": report["pixel_iou"], "threshold": report["threshold"]}
+
+
+def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split: str = "test",
+             batch_size: int = 16, threshold: float = 0.5) -> dict:
+    """Evaluate and write ``metrics.json``, ``report.txt`` and the PNGs into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = engine.meta.task
+    if task == "classify":
+        report = evaluate_gate(engine, root, items, batch_size)
+    else:
+        report = evaluate_seg(engine, root, items, batch_size, threshold)
+    report = {"task": task, "split": split, "data": str(root), "engine": engine.provenance.to_dict(),
+              "summary": summary(report, task), **report}
+    (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
+    (out / "report.txt").write_text(format_report(report))
+    name = Path(engine.provenance.path).name
+    if task == "classify":
+        plots.confusion_png(report["confusion_matrix"], report["classes"], out / "confusion.png",
+                            f"{name}: {split} (n={report['n']})")
+        plots.roc_png(report["roc"], {c: v["auc"] for c, v in report["per_class"].items()},
+                      out / "roc.png", f"{name}: ROC one-vs-rest ({split})")
+    else:
+        plots.histogram_png(report["per_image"]["iou"], out / "iou_hist.png", "IoU",
+                            f"{name}: per-image IoU ({split}, n={report['n']})")
+    return report
+
+
+def _f(value) -> str:
+    return "  n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def format_report(report: dict) -> str:
+    """The human-readable ``report.txt``."""
+    engine = report["engine"]
+    lines = [f"nerveseg eval: {engine['path']} ({engine['model']}, {engine['backend']}, "
+             f"sha256 {engine['sha256'][:12]})",
+             f"data {report['data']}, split {report['split']}: {report['n']} images; "
+             f"engine {report['ms_per_image']:.2f} ms/image", ""]
+    if report["task"] == "classify":
+        lines += _gate_lines(report)
+    else:
+        lines += _seg_lines(report)
+    return "\n".join(lines) + "\n"
+
+
+def _gate_lines(report: dict) -> list[str]:
+    keys = (*metrics.BINARY_KEYS, "auc")
+    lines = [f"accuracy {_f(report['accuracy'])}   multiclass MCC {_f(report['mcc'])}", "",
+             f"{'class':<16}{'n':>5}" + "".join(f"{k[:5]:>7}" for k in keys)]
+    for name, row in report["per_class"].items():
+        lines.append(f"{name:<16}{row['support']:>5}" + "".join(f"{_f(row[k]):>7}" for k in keys))
+    lines.append(f"{'macro':<16}{'':>5}" + "".join(f"{_f(report['macro'][k]):>7}" for k in keys))
+    lines += ["", "confusion matrix (rows true, columns predicted):",
+              f"{'':<16}" + "".join(f"{c[:10]:>12}" for c in report["classes"])]
+    for name, row in zip(report["classes"], report["confusion_matrix"]):
+        lines.append(f"{name:<16}" + "".join(f"{v:>12}" for v in row))
+    lines += ["", "one-vs-rest per class; a ratio with a zero denominator is n/a."]
+    return lines
+
+
+def _seg_lines(report: dict) -> list[str]:
+    pct = int(round(100 * report["confidence"]))
+    lines = [f"threshold: sigmoid > {report['threshold']}", ""]
+    for key, label in (("iou", "IoU, all images"), ("dice", "Dice, all images"),
+                       ("iou_nerve", "IoU, images with nerve"), ("dice_nerve", "Dice, images with nerve")):
+        s = report[key]
+        lines.append(f"{label:<24} mean {_f(s['mean'])}  {pct}% CI [{_f(s['ci_low'])}, "
+                     f"{_f(s['ci_high'])}]  SEM {_f(s['sem'])}  n={s['n']}")
+    lines += [f"{'pixel IoU (pooled)':<24} {_f(report['pixel_iou'])}", "",
+              f"{report['n'] - report['n_with_nerve']} images have no nerve in the truth; an empty "
+              "prediction there scores IoU = Dice = 1.", "CI: t-interval on per-image values."]
+    return lines

@@ -1,0 +1,218 @@
+"""``nerveseg export CHECKPOINT --out MODEL.onnx``: the checked chain from torch to ONNX.
+
+Steps, each raising :class:`ExportError` with its name if it fails:
+
+1. ``load``: rebuild the checkpoint's model from the registry inside ``NormalizedModel``;
+2. ``torch→onnx``: input ``image`` ``(N, H, W, 3) uint8`` with dynamic ``N``, output
+   ``logits`` or ``mask_logits`` (the contract of :mod:`nerveseg.engines.metadata`);
+   the legacy TorchScript exporter by default (see docs/TRAINING.md for why);
+3. ``onnx.checker``: full check with shape inference;
+4. ``parity``: ONNX Runtime against torch on random and real frames: max abs logit
+   difference ≤ ``1e-3 + 1e-3·max|torch|``, and for masks also IoU ≥ 0.99 per frame;
+5. ``metadata``: ``EngineMeta`` (with parity and test metrics in ``extra``) under the
+   ONNX metadata key ``nerveseg``, then save;
+6. ``reload``: open the file with ``load_engine`` as the runtime will, check the metadata
+   reads back and the outputs match the in-memory session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from nerveseg.realtime.errors import UserError
+
+log = logging.getLogger(__name__)
+ATOL, RTOL, MIN_IOU = 1e-3, 1e-3, 0.99
+
+
+class ExportError(UserError):
+    """A failed export step; the message names the step and the file."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint (best.pt)")
+    parser.add_argument("--out", required=True, metavar="MODEL.onnx", help="ONNX file to write")
+    parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
+                        help="torch.onnx exporter (default legacy: 30x faster here, same graph quality)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17 legacy, 18 dynamo)")
+    parser.add_argument("--data", default=None, help="dataset for real parity frames (default: the training data)")
+    parser.add_argument("--splits", default=None, metavar="DIR",
+                        help="split lists for real frames (default: splits/ beside the checkpoint)")
+    parser.add_argument("--metrics", default=None, metavar="JSON",
+                        help="metrics.json from `nerveseg eval` to embed as extra.test_metrics")
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = export(args.checkpoint, args.out, exporter=args.exporter, opset=args.opset,
+                  data=args.data, splits=args.splits, metrics=args.metrics)
+    parity = meta.extra["parity"]
+    print(f"wrote {args.out}: {meta.model} {meta.task} {list(meta.classes)} {meta.input_size}; "
+          f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames")
+    return 0
+
+
+def _step(name: str, source, func, *args, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except ExportError:
+        raise
+    except Exception as exc:  # any failure inside a step is reported as that step's failure
+        log.debug("export step %s failed", name, exc_info=True)
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ExportError(f"{source}: export step {name!r} failed: {text}") from exc
+
+
+def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, data=None,
+           splits=None, metrics=None):
+    """Run the chain; returns the embedded :class:`EngineMeta`."""
+    from nerveseg.training.checkpoint import model_from_checkpoint
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    model, meta, ckpt = _step("load", checkpoint, model_from_checkpoint, checkpoint)
+    opset = opset or (17 if exporter == "legacy" else 18)
+    proto = _step("torch→onnx", checkpoint, to_onnx, model, meta, exporter, opset)
+    _step("onnx.checker", checkpoint, _check, proto)
+    frames = parity_frames(meta, ckpt, checkpoint, data, splits)
+    parity, reference = _step("parity", checkpoint, check_parity, model, proto, meta, frames)
+    extra = _extra(meta, ckpt, checkpoint, exporter, opset, parity, metrics)
+    final = dataclasses.replace(meta, created=_now(), extra=extra)
+    _step("metadata", out, _embed_and_save, proto, final, out)
+    _step("reload", out, _reload, out, final, frames, reference)
+    log.info("exported %s → %s (%s exporter, opset %d)", checkpoint, out, exporter, opset)
+    return final
+
+
+def to_onnx(model, meta, exporter: str, opset: int):
+    """The traced ``onnx.ModelProto`` of ``model`` (a ``NormalizedModel``) per the contract."""
+    import io
+
+    import onnx
+    import torch
+
+    from nerveseg.engines.metadata import INPUT_NAME, OUTPUT_NAMES
+
+    output = OUTPUT_NAMES[meta.task][0]
+    h, w = meta.input_size
+    # Batch 2, not 1: torch.export specialises size-1 dimensions.
+    example = torch.zeros((2, h, w, 3), dtype=torch.uint8)
+    model = model.eval()
+    if exporter == "dynamo":
+        batch = torch.export.Dim("N", min=1, max=4096)
+        program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=[output],
+                                    dynamic_shapes={"image": {0: batch}}, opset_version=opset,
+                                    dynamo=True, verbose=False)
+        return program.model_proto
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # Chosen knowingly (docs/TRAINING.md): the deprecation notice is not news to the user.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), buffer, input_names=[INPUT_NAME], output_names=[output],
+                          dynamic_axes={INPUT_NAME: {0: "N"}, output: {0: "N"}}, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _check(proto) -> None:
+    import onnx
+
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def parity_frames(meta, ckpt: dict, checkpoint: Path, data=None, splits=None, real: int = 8,
+                  random: int = 4) -> np.ndarray:
+    """``(N, H, W, 3) uint8``: ``random`` noise frames plus up to ``real`` test-split frames."""
+    from .data import read_rgb
+    from .splits import read_split
+
+    h, w = meta.input_size
+    frames = [np.random.default_rng(0).integers(0, 256, (random, h, w, 3), dtype=np.uint8)]
+    data = Path(data or ckpt.get("args", {}).get("data", ""))
+    folder = Path(splits) if splits else checkpoint.parent / "splits"
+    try:
+        items = read_split(folder, "test", data)[:real]
+    except UserError as exc:
+        log.warning("parity on random frames only: %s", exc)
+        items = []
+    if items:
+        frames.append(np.stack([read_rgb(data / item, (h, w)) for item in items]))
+    return np.concatenate(frames)
+
+
+def check_parity(model, proto, meta, frames: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Compare ONNX Runtime (in memory) with torch on ``frames``; raise if out of tolerance."""
+    import onnxruntime as ort
+    import torch
+
+    from .metrics import iou_dice
+
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(frames)).numpy()
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: frames})[0]
+    if got.shape != expected.shape:
+        raise ExportError(f"parity: ONNX output {got.shape} but torch {expected.shape}")
+    diff = float(np.abs(got - expected).max())
+    tolerance = ATOL + RTOL * float(np.abs(expected).max())
+    result = {"frames": int(len(frames)), "max_abs_diff": diff, "tolerance": tolerance}
+    if diff > tolerance:
+        raise ExportError(f"parity: max |onnx - torch| = {diff:.3g} > {tolerance:.3g}")
+    if meta.task == "segment":
+        iou = iou_dice(got[:, 0] > 0, expected[:, 0] > 0)[0]
+        result["min_mask_iou"] = float(iou.min())
+        if iou.min() < MIN_IOU:
+            raise ExportError(f"parity: mask IoU {iou.min():.4f} < {MIN_IOU} on a frame")
+    log.info("parity on %d frames: max |Δ| %.2e (tolerance %.2e)", len(frames), diff, tolerance)
+    return result, got
+
+
+def _extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, parity: dict,
+           metrics) -> dict:
+    from nerveseg.engines.metadata import file_sha256
+
+    extra = dict(meta.extra)
+    extra.update(exporter=f"torch.onnx {exporter}", opset=opset, checkpoint=checkpoint.name,
+                 checkpoint_sha256=file_sha256(checkpoint), epoch=ckpt.get("epoch"),
+                 val_metrics=ckpt.get("metrics"), parity=parity)
+    if meta.task == "segment":
+        extra.setdefault("threshold", 0.5)
+    if metrics:
+        report = json.loads(Path(metrics).read_text())
+        if report.get("task") != meta.task:
+            raise ExportError(f"{metrics}: metrics are for a {report.get('task')!r} model, "
+                              f"this is a {meta.task!r} model")
+        extra["test_metrics"] = {"split": report.get("split"), **report["summary"]}
+    return extra
+
+
+def _embed_and_save(proto, meta, out: Path) -> None:
+    import onnx
+
+    from nerveseg.engines.metadata import META_KEY
+
+    onnx.helper.set_model_props(proto, {META_KEY: meta.to_json()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+
+
+def _reload(out: Path, meta, frames: np.ndarray, reference: np.ndarray) -> None:
+    from nerveseg.engines.loader import load_engine
+
+    with load_engine(out, backend="onnxruntime", task=meta.task) as engine:
+        if json.loads(engine.meta.to_json()) != json.loads(meta.to_json()):
+            raise ExportError(f"{out}: metadata read back differs from what was written")
+        got = next(iter(engine.run(frames).values()))
+    if float(np.abs(got - reference).max()) > 1e-5:
+        raise ExportError(f"{out}: the saved engine's outputs differ from the checked graph")
+
+
+def _now() -> str:
+    from .runlog import utc_now
+
+    return utc_now()

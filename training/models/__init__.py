@@ -1,0 +1,44 @@
+"""Model registries: one dict per task, one architecture per module.
+
+``GATES`` build classifiers that output ``(N, C)`` logits, ``SEGMENTERS`` build
+segmenters that output ``(N, 1, H, W)`` mask logits; both take a normalised
+``(N, 3, H, W) float32`` batch. Wrap one in :class:`NormalizedModel` to get the
+engine contract (``(N, H, W, 3) uint8 RGB`` in).
+"""
+
+from __future__ import annotations
+
+from . import densenet, mobilenet_v2, resnet, unet_mobilenet_v2
+from .normalized import NormalizedModel
+from .pretrained import load_pretrained
+from .spec import ModelConfigError, ModelSpec
+
+GATES: dict[str, ModelSpec] = {
+    "mobilenet_v2": mobilenet_v2.SPEC,
+    "resnet50": resnet.RESNET50,
+    "resnet101": resnet.RESNET101,
+    "densenet169": densenet.DENSENET169,
+    "densenet201": densenet.DENSENET201,
+}
+SEGMENTERS: dict[str, ModelSpec] = {
+    "unet_mobilenet_v2": unet_mobilenet_v2.SPEC,
+}
+REGISTRIES = {"classify": GATES, "segment": SEGMENTERS}
+
+__all__ = ["GATES", "SEGMENTERS", "REGISTRIES", "ModelSpec", "NormalizedModel",
+           "get_spec", "build_model", "load_pretrained", "ModelConfigError"]
+
+
+def get_spec(task: str, name: str) -> ModelSpec:
+    """The spec registered as ``name`` for ``task``; a wrong name lists the valid ones."""
+    registry = REGISTRIES.get(task)
+    if registry is None:
+        raise ModelConfigError(f"unknown task {task!r}; expected one of {', '.join(REGISTRIES)}")
+    if name not in registry:
+        raise ModelConfigError(f"unknown {task} model {name!r}; choose one of {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def build_model(task: str, name: str, num_classes: int, **kwargs):
+    """A fresh (randomly initialised) ``name`` model for ``task``."""
+    return get_spec(task, name).build(num_classes=num_classes, **kwargs)
