@@ -8,6 +8,7 @@ everything decoded before and after them goes on down the pipeline.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -36,11 +37,16 @@ class SourceStatus:
     message: str = ""
     since_ns: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: the last state changes, oldest first, for logs and tests: ``(state, since_ns)``
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64),
+                                       repr=False, compare=False)
 
     def set(self, state: str, message: str = "") -> None:
         with self._lock:
             if state != self.state or message != self.message:
                 self.state, self.message, self.since_ns = state, message, now_ns()
+                if not self.history or self.history[-1][0] != state:
+                    self.history.append((state, self.since_ns))
 
     def snapshot(self) -> tuple[str, str, int]:
         with self._lock:
@@ -239,20 +245,29 @@ class CameraSource(Source):
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         index = 0
+        delay = self.backoff[0]
         while not stop.is_set():
             capture = self._open(stop)
             if capture is None:
                 break
-            self.status.set("ok")
+            delivered = False
             try:
                 for image, t0, t1 in self._read_until_failure(capture, stop):
+                    if not delivered:  # "ok" means frames arrive, not merely that it opened
+                        self.status.set("ok")
+                        delivered = True
                     yield Frame(index, t1, image, pts=None, stamps=(("decode", t0, t1),))
                     index += 1
             finally:
                 capture.release()
-            if not stop.is_set():
-                self.reconnects += 1
-                self.status.set("no signal", f"camera {self.index} stopped delivering frames; reconnecting")
+            if stop.is_set():
+                break
+            self.reconnects += 1
+            self.status.set("no signal", f"camera {self.index} stopped delivering frames; reconnecting")
+            # A device that opens but delivers nothing must not be reopened in a hot loop.
+            delay = self.backoff[0] if delivered else min(delay * 2, self.backoff[1])
+            if not delivered:
+                stop.wait(delay)
         self.status.set("ended", "stopped")
 
     def _read_until_failure(self, capture, stop: threading.Event):

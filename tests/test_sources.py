@@ -50,7 +50,7 @@ def test_camera_missing_then_plugged_in_then_lost_then_back():
     device = FakeDevice()
     source = CameraSource(3, opener=device.open, backoff=(0.01, 0.05), max_failed_reads=3)
     stop = threading.Event()
-    got, states = [], []
+    got = []
 
     def consume():
         for frame in source.frames(stop):
@@ -62,7 +62,6 @@ def test_camera_missing_then_plugged_in_then_lost_then_back():
 
     def wait_for(condition):
         while not condition() and time.monotonic() < deadline:
-            states.append(source.status.state)
             time.sleep(0.005)
         assert condition()
 
@@ -78,7 +77,8 @@ def test_camera_missing_then_plugged_in_then_lost_then_back():
     thread.join(2)
     assert not thread.is_alive()
     assert got == list(range(9)), "indices continue across the reconnect"
-    assert "ok" in states and source.status.state == "ended"
+    seen = [state for state, _ in source.status.history]
+    assert seen[:4] == ["no signal", "ok", "no signal", "ok"] and seen[-1] == "ended"
 
 
 def test_image_folder_skips_unreadable_images(tmp_path):
