@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("nerveseg.engines.info_cli", "show an engine file's metadata and provenance"),
     "build-engine": ("nerveseg.engines.build_cli", "build a TensorRT engine (FP32/FP16/INT8) from an ONNX file"),
     "verify": ("nerveseg.engines.verify_cli", "check that two engines agree (logits, gate, mask IoU)"),
+    "validate": ("nerveseg.realtime.validate_cli", "validation report: accuracy, pixel degradation, delays, model card"),
 }
 
 

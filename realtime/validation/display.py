@@ -1,0 +1,119 @@
+"""Where "on screen" is stamped, for the delay measurement.
+
+Two probes with one interface (``attach``, ``drive``, ``shown``, ``describe``, ``close``):
+
+* ``qt-paint`` (:mod:`.qt_probe`, the default): the view's own ``FrameView`` behind the
+  view's own ``Bridge``, wired as ``nerveseg view`` wires them; a frame is on screen when
+  the widget's paint of it has finished (a real display when there is one, else Qt's
+  offscreen platform).
+* ``subscriber``: the moment the pipeline hands the frame to the view's subscriber. The
+  fallback where Qt cannot start; it leaves out the GUI thread's hand-over and the paint.
+
+:func:`make_probe` picks one and says why. A new way to stamp the screen (a photodiode,
+a frame grabber on the monitor's input) is a third class with the same five methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..frames import Rendered, Stamp, now_ns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A frame that reached the screen. Times from ``time.perf_counter_ns()``:
+    ``handoff`` when the pipeline gave it to the view, ``received`` when the GUI thread took
+    it, ``painted`` when its first paint finished."""
+
+    index: int
+    captured_ns: int
+    stamps: tuple[Stamp, ...]
+    segmented: bool
+    handoff_ns: int
+    received_ns: int
+    painted_ns: int
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the probe keeps of a frame at the hand-over (not its pixels)."""
+
+    captured_ns: int
+    stamps: tuple[Stamp, ...]
+    segmented: bool
+    handoff_ns: int
+
+    @classmethod
+    def of(cls, r: Rendered) -> "Handoff":
+        return cls(r.frame.captured_ns, r.stamps, r.seg.mask is not None, now_ns())
+
+
+def run_until_done(pipeline, tick: Callable[[], None], deadline_s: float, step: Callable[[float], None]) -> None:
+    """Start ``pipeline`` and wait for its frames to end, calling ``tick`` between waits
+    (``step(seconds)`` waits: a sleep, or Qt's event loop). Past ``deadline_s`` the run is stopped."""
+    pipeline.start()
+    deadline = time.monotonic() + deadline_s
+    while pipeline.graph.alive:
+        step(0.05)
+        tick()
+        if time.monotonic() > deadline:
+            log.warning("validation run took longer than %.0f s: stopped", deadline_s)
+            pipeline.stop()
+            deadline = float("inf")
+    pipeline.wait(5.0)
+    tick()
+
+
+class SubscriberProbe:
+    method = "subscriber"
+    where = ("the display subscriber: the moment the pipeline hands the frame to the view "
+             "(the GUI thread's hand-over and the paint are not included)")
+
+    def __init__(self, reason: str = ""):
+        self.reason = reason
+        self._handoffs: dict[int, Handoff] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, pipeline) -> None:
+        pipeline.subscribe(self._on_frame)
+
+    def _on_frame(self, r: Rendered) -> None:
+        with self._lock:
+            self._handoffs.setdefault(r.index, Handoff.of(r))
+
+    def drive(self, pipeline, tick: Callable[[], None], deadline_s: float) -> None:
+        run_until_done(pipeline, tick, deadline_s, time.sleep)
+
+    def shown(self) -> list[Shown]:
+        with self._lock:
+            items = sorted(self._handoffs.items())
+        return [Shown(i, h.captured_ns, h.stamps, h.segmented, h.handoff_ns, h.handoff_ns, h.handoff_ns)
+                for i, h in items]
+
+    def describe(self) -> dict:
+        return {"method": self.method, "on_screen_means": self.where, "fallback_reason": self.reason or None,
+                "not_shown_at_view": 0}
+
+    def close(self) -> None:
+        pass
+
+
+def make_probe(kind: str):
+    """``qt`` (falls back to the subscriber, saying why, where Qt cannot start) or ``subscriber``."""
+    if kind == "subscriber":
+        return SubscriberProbe()
+    try:
+        from .qt_probe import QtPaintProbe
+
+        return QtPaintProbe()
+    except (ImportError, RuntimeError) as exc:
+        reason = f"Qt view unavailable ({' '.join(str(exc).split())})"
+        log.warning("%s: delays measured at the display subscriber", reason)
+        return SubscriberProbe(reason)

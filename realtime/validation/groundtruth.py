@@ -1,0 +1,128 @@
+"""Ground truth beside a video, as ``nerveseg synth video`` writes it, and the in-pipeline
+score against it.
+
+``<stem>.gt/labels.csv`` (``frame,class``) and ``<stem>.gt/masks/NNNNNN.png`` (left eye,
+0/1, one per frame). Everything is checked before anything runs; the per-frame scoring
+happens on the validation tap's thread and never raises into the pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nerveseg.training import metrics
+from nerveseg.training.data import read_mask
+
+from ..errors import UserError
+from ..frames import Rendered
+
+
+@dataclass(frozen=True)
+class VideoTruth:
+    folder: Path
+    labels: dict[int, str]
+
+    def mask_path(self, index: int) -> Path:
+        return self.folder / "masks" / f"{index:06d}.png"
+
+
+def find_video_truth(video: Path, classes: tuple[str, ...]) -> VideoTruth | None:
+    """The ground truth beside ``video``, checked; None when there is none."""
+    folder = video.parent / f"{video.stem}.gt"
+    if not folder.exists():
+        return None
+    labels = _read_labels(folder / "labels.csv", classes)
+    masks = folder / "masks"
+    present = {p.name for p in masks.glob("*.png")} if masks.is_dir() else set()
+    missing = [i for i in sorted(labels) if f"{i:06d}.png" not in present]
+    if missing:
+        raise UserError(f"{masks}: no mask for {len(missing)} labelled frames (first: {missing[0]:06d}.png)")
+    return VideoTruth(folder, labels)
+
+
+def _read_labels(path: Path, classes: tuple[str, ...]) -> dict[int, str]:
+    if not path.is_file():
+        raise UserError(f"{path}: ground-truth labels not found (expected frame,class rows)")
+    labels: dict[int, str] = {}
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"frame", "class"} <= set(reader.fieldnames):
+            raise UserError(f"{path}: needs a header with the columns frame,class")
+        for line, row in enumerate(reader, start=2):
+            try:
+                index = int(row["frame"])
+            except (TypeError, ValueError):
+                raise UserError(f"{path}: line {line}: frame {row['frame']!r} is not a number") from None
+            if row["class"] not in classes:
+                raise UserError(f"{path}: line {line}: class {row['class']!r} is not one of {', '.join(classes)}")
+            labels[index] = row["class"]
+    if not labels:
+        raise UserError(f"{path}: no labelled frames")
+    return labels
+
+
+@dataclass
+class TruthScore:
+    """Scores each rendered frame against the ground truth: the gate's class (classification
+    report) and the mask the surgeon sees, gate included (a frame not called nerve shows
+    no mask). Masks are compared in view pixels; the truth is in left-eye coordinates, so
+    masks are scored only when the pipeline looks at the left eye."""
+
+    truth: VideoTruth
+    classes: tuple[str, ...]
+    eye: str = "left"
+    keep: int = 3
+    y_true: list[int] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+    iou: list[float] = field(default_factory=list)
+    dice: list[float] = field(default_factory=list)
+    has_nerve: list[bool] = field(default_factory=list)
+    pixels: list[int] = field(default_factory=lambda: [0, 0])  # intersection, union
+    problems: list[str] = field(default_factory=list)
+    examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def __call__(self, r: Rendered) -> None:
+        label, g = self.truth.labels.get(r.index), r.seg.gate
+        if label is None or g.error:
+            self.problems.append(f"frame {r.index}: " + ("not labelled" if label is None else g.error))
+            return
+        self.y_true.append(self.classes.index(label))
+        self.probs.append(g.probs)
+        if self.eye != "left":
+            return
+        path = self.truth.mask_path(r.index)
+        try:
+            truth = g.box.slice(read_mask(path)) > 0
+        except UserError as exc:
+            self.problems.append(str(exc))
+            return
+        view_shape = g.view.shape[:2]
+        if truth.shape != view_shape:
+            self.problems.append(f"{path}: mask does not cover the view ({truth.shape} vs {view_shape})")
+            return
+        pred = r.seg.mask if r.seg.mask is not None else np.zeros(view_shape, bool)
+        i, d = metrics.iou_dice(pred[None], truth[None])
+        self.iou.append(float(i[0]))
+        self.dice.append(float(d[0]))
+        self.has_nerve.append(bool(truth.any()))
+        self.pixels[0] += int((pred & truth).sum())
+        self.pixels[1] += int((pred | truth).sum())
+        if len(self.examples) < self.keep and truth.any() and r.seg.mask is not None and r.index % 7 == 0:
+            self.examples.append((g.view.copy(), truth, pred.copy()))
+
+    def report(self) -> dict:
+        out: dict = {"folder": str(self.truth.folder), "labelled_frames": len(self.truth.labels),
+                     "scored_frames": len(self.y_true), "problems": self.problems[:20],
+                     "problem_count": len(self.problems)}
+        if self.y_true:
+            out["classification"] = metrics.classification_report(
+                np.array(self.y_true), np.stack(self.probs), self.classes)
+        if self.iou:
+            out["segmentation"] = metrics.summarize_segmentation(self.iou, self.dice, self.has_nerve, *self.pixels)
+        elif self.eye != "left":
+            out["segmentation_note"] = f"masks not scored: the truth is left-eye, the run used eye={self.eye}"
+        return out

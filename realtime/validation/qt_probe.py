@@ -1,0 +1,115 @@
+"""The on-screen end of the delay measurement: the view's own widget, painting.
+
+The one module outside ``ui/`` that touches Qt, because it must measure the real thing:
+``nerveseg.ui``'s :class:`Bridge` (the one-slot mailbox to the GUI thread) and its
+:class:`FrameView` (the ``QImage`` over the rendered array, scaled into the window), wired
+as ``ViewWindow._on_frame_ready`` wires them. Imported only when ``--display qt`` runs.
+Without a display (no ``DISPLAY``/``WAYLAND_DISPLAY``) Qt paints offscreen: the same
+paint code, minus the compositor and the monitor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PyQt6.QtCore import QEventLoop, QTimer  # noqa: E402
+from PyQt6.QtWidgets import QApplication  # noqa: E402
+
+from nerveseg.ui.bridge import Bridge  # noqa: E402
+from nerveseg.ui.frame_view import FrameView  # noqa: E402
+
+from ..frames import Rendered, now_ns  # noqa: E402
+from .display import Handoff, Shown, run_until_done  # noqa: E402
+
+#: the operating-room monitor the view fills
+SCREEN = (1920, 1080)
+
+
+class StampedView(FrameView):
+    """A :class:`FrameView` that notes when the GUI thread took each frame and when the
+    first paint showing it finished."""
+
+    def __init__(self):
+        super().__init__()
+        self.received: dict[int, int] = {}
+        self.painted: dict[int, int] = {}
+
+    def set_frame(self, rendered: Rendered) -> None:
+        self.received.setdefault(rendered.index, now_ns())
+        super().set_frame(rendered)
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.rendered is not None:
+            self.painted.setdefault(self.rendered.index, now_ns())
+
+
+class QtPaintProbe:
+    method = "qt-paint"
+
+    def __init__(self, size: tuple[int, int] = SCREEN):
+        self.app = QApplication.instance() or QApplication(["nerveseg-validate"])
+        self.bridge = Bridge()
+        self.view = StampedView()
+        self.view.resize(*size)
+        self.view.show()
+        self.bridge.frame_ready.connect(self._on_frame_ready)
+        self._handoffs: dict[int, Handoff] = {}
+        self._lock = threading.Lock()
+        self.reason = ""
+
+    def attach(self, pipeline) -> None:
+        pipeline.subscribe(self._post)
+
+    def _post(self, r: Rendered) -> None:  # a pipeline thread
+        with self._lock:
+            self._handoffs.setdefault(r.index, Handoff.of(r))
+        self.bridge.post_frame(r)
+
+    def _on_frame_ready(self) -> None:  # the GUI thread: as ViewWindow._on_frame_ready
+        rendered = self.bridge.take_frame()
+        if rendered is not None:
+            self.view.set_frame(rendered)
+
+    def _events(self, seconds: float) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(max(1, int(seconds * 1000)), loop.quit)
+        loop.exec()
+
+    def drive(self, pipeline, tick: Callable[[], None], deadline_s: float) -> None:
+        run_until_done(pipeline, tick, deadline_s, self._events)
+        self._events(0.1)  # the last frame's paint
+
+    def shown(self) -> list[Shown]:
+        with self._lock:
+            handoffs = dict(self._handoffs)
+        out = []
+        for index, painted in sorted(self.view.painted.items()):
+            h = handoffs.get(index)
+            if h is not None:
+                out.append(Shown(index, h.captured_ns, h.stamps, h.segmented, h.handoff_ns,
+                                 self.view.received[index], painted))
+        return out
+
+    def describe(self) -> dict:
+        return {"method": self.method, "platform": self.app.platformName(),
+                "on_screen_means": (f"the end of the view's paint of the frame (nerveseg.ui FrameView, "
+                                    f"{self.view.width()}x{self.view.height()}, Qt platform "
+                                    f"'{self.app.platformName()}'); the compositor, the display's refresh and "
+                                    f"the monitor's input lag come on top"),
+                "fallback_reason": None, "not_shown_at_view": self.bridge.replaced + self._unpainted()}
+
+    def _unpainted(self) -> int:
+        """Frames the GUI thread took but replaced before a paint showed them."""
+        return len(set(self.view.received) - set(self.view.painted))
+
+    def close(self) -> None:
+        self.view.close()
+        self.view.deleteLater()
+        self.bridge.deleteLater()
+        self.app.processEvents()

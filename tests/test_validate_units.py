@@ -1,0 +1,104 @@
+"""The validation's building blocks on hand-made inputs: pixel rules, delay arithmetic,
+thresholds, test-set layouts, the display probe's fallback."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from nerveseg.realtime.errors import UserError
+from nerveseg.realtime.validation import degradation as deg
+from nerveseg.realtime.validation import delays
+from nerveseg.realtime.validation.display import Shown, SubscriberProbe, make_probe
+from nerveseg.realtime.validation.testsets import find_test_sets
+
+CLASSES = ("nerve", "opening_wound", "tendon")
+
+
+def test_only_pixels_outside_the_overlay_count():
+    raw = np.full((10, 12, 3), 100, np.uint8)
+    shown = raw.copy()
+    allowed = np.zeros((10, 12), bool)
+    allowed[2:4] = True
+    shown[2:4] = 0                      # inside the overlay: allowed
+    assert deg.outside_difference(shown, raw, allowed) == (0, 0)
+    shown[8, 5, 1] = 103                # one channel of one pixel, outside
+    shown[9, 0] = 101
+    assert deg.outside_difference(shown, raw, allowed) == (2, 3)
+    assert deg.outside_difference(shown, raw, allowed, tolerance=1) == (1, 3)
+    with pytest.raises(ValueError):
+        deg.outside_difference(shown[:5], raw, allowed)
+
+
+def test_codec_loss_of_identical_and_noisy_frames():
+    a = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    assert deg.codec_loss(a, a) == (None, 0.0, 0, 0.0)
+    b = a.copy()
+    b[0, 0, 0] ^= 4
+    psnr, mean, worst, fraction = deg.codec_loss(b, a)
+    assert psnr > 40 and worst == 4 and fraction == pytest.approx(1 / 256)
+
+
+def _shown(index: int, captured: int, segmented: bool = True) -> Shown:
+    stamps = (("decode", captured - 5, captured - 1), ("preprocess", captured + 2, captured + 4),
+              ("gate", captured + 4, captured + 9), ("segment", captured + 11, captured + 20),
+              ("overlay", captured + 21, captured + 24))
+    return Shown(index, captured, stamps, segmented, captured + 30, captured + 35, captured + 50)
+
+
+def test_the_parts_of_a_delay_add_up_to_the_delay():
+    parts = delays.parts_ms(_shown(0, 1000))
+    assert list(parts) == list(delays.PARTS)
+    assert sum(parts.values()) == pytest.approx(50 / 1e6)
+    assert parts["queue before gate"] == pytest.approx(2 / 1e6) and parts["paint"] == pytest.approx(15 / 1e6)
+
+
+def test_delay_report_leaves_out_warm_up_and_separates_annotated_frames():
+    shown = [_shown(i, i * 1_000_000, segmented=i % 2 == 0) for i in range(50)]
+    report = delays.delay_report(shown, fps=25.0, counts={"source": 50})
+    assert report["skipped_each_end"] == 10 and report["frame_period_ms"] == 40.0
+    assert report["video"]["stats"]["n"] == 30 and report["annotation"]["stats"]["n"] == 15
+    assert report["video"]["stats"]["p50"] == pytest.approx(50 / 1e6, abs=1e-3)
+    assert report["frames"] == {"source": 50, "shown": 50, "shown_with_mask": 25}
+
+
+def test_threshold_checks_pass_fail_and_refuse_to_pass_on_no_evidence():
+    stats = {"p50": 10.0, "p95": 30.0, "p99": 40.0, "max": 90.0}
+    assert delays.threshold_check("video delay", stats, "p95", 33.3)["passed"]
+    failed = delays.threshold_check("video delay", stats, "max", 33.3)
+    assert not failed["passed"] and failed["line"].startswith("FAIL  video delay: max 90.0 ms > 33.3 ms")
+    missing = delays.threshold_check("annotation delay", None, "p95", 120)
+    assert not missing["passed"] and "not measured" in missing["line"]
+    with pytest.raises(ValueError):
+        delays.threshold_check("video delay", stats, "p90", 1)
+
+
+def test_synth_all_layout_and_a_splits_folder(tmp_path):
+    import cv2
+
+    for cls in CLASSES:
+        (tmp_path / "classify" / cls).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "classify" / cls / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    for name in ("img", "masks_machine"):
+        (tmp_path / "segment" / "ds" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "segment" / "ds" / name / "f.png"), np.zeros((8, 8), np.uint8))
+    splits = tmp_path / "run" / "splits"
+    splits.mkdir(parents=True)
+    (splits / "test.txt").write_text("nerve/a.png\ntendon/a.png\n")
+    found = find_test_sets([tmp_path], CLASSES, gate_split=splits)
+    assert found["classify"].items == ("nerve/a.png", "tendon/a.png") and len(found["segment"].items) == 1
+    with pytest.raises(UserError, match="a second classify test set"):
+        find_test_sets([tmp_path, tmp_path / "classify"], CLASSES)
+    with pytest.raises(UserError, match="not a split list"):
+        find_test_sets([tmp_path], CLASSES, gate_split=tmp_path / "classify" / "nerve" / "a.png")
+
+
+def test_the_qt_probe_falls_back_to_the_subscriber_and_says_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nerveseg.realtime.validation.qt_probe", None)
+    probe = make_probe("qt")
+    assert isinstance(probe, SubscriberProbe)
+    described = probe.describe()
+    assert described["method"] == "subscriber" and "Qt view unavailable" in described["fallback_reason"]
+    assert "subscriber" in described["on_screen_means"]
