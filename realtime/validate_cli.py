@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="|Δ| a pixel outside the overlay may differ by (default 0: identical)")
     parser.add_argument("--display", choices=["qt", "subscriber"], default="qt",
                         help="where 'on screen' is stamped: the view's paint (default) or the display subscriber")
+    parser.add_argument("--no-record-while-timing", action="store_true",
+                        help="measure the delays without recording (default: recording on, as in theatre)")
     parser.add_argument("--no-pdf", action="store_true", help="HTML and JSON only")
     parser.add_argument("--keep-recordings", action="store_true", help="keep the AVIs the checks were made on")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -97,7 +99,8 @@ def options(args: argparse.Namespace):
     return Options(video=args.video, out=args.out, test_sets=tuple(args.test_set), gate_split=args.gate_split,
                    seg_split=args.seg_split, annotation_ms=args.annotation_threshold_ms,
                    video_ms=args.video_threshold_ms, statistic=args.delay_statistic, tolerance=args.pixel_tolerance,
-                   display=args.display, pdf=not args.no_pdf, keep_recordings=args.keep_recordings,
+                   display=args.display, pdf=not args.no_pdf, record_while_timing=not args.no_record_while_timing,
+                   keep_recordings=args.keep_recordings,
                    progress=not args.no_progress, command=_command(args))
 
 

@@ -115,11 +115,12 @@ def every_frame_pass(config: PipelineConfig, engines: Engines, spec: str, checks
 
 
 def real_time_pass(config: PipelineConfig, engines: Engines, spec: str, probe, folder: Path,
-                   progress: bool = True) -> dict:
-    """Play the file in real time with ``probe`` on the view's edge; returns the run's
-    summary with the drop counts the delay report needs."""
+                   progress: bool = True, record: bool = True) -> dict:
+    """Play the file in real time with ``probe`` on the view's edge, recording (``record``)
+    as in theatre; returns the run's summary with the drop counts the delay report needs."""
     timed = _with_source(config, spec, pace=True, live=True)
-    timed = dataclasses.replace(timed, record=dataclasses.replace(timed.record, path=str(folder / "timed.avi")))
+    if record:
+        timed = dataclasses.replace(timed, record=dataclasses.replace(timed.record, path=str(folder / "timed.avi")))
     pipeline = NervePipeline(timed, engines=engines)  # its CSV and summary land beside timed.avi
     probe.attach(pipeline)
     stats = pipeline.ops["log"].stats

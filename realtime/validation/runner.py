@@ -45,6 +45,7 @@ class Options:
     tolerance: int = 0
     display: str = "qt"
     pdf: bool = True
+    record_while_timing: bool = True
     keep_recordings: bool = False
     progress: bool = True
     command: str = "nerveseg validate"
@@ -103,9 +104,11 @@ def _every_frame(inputs: Inputs, engines: Engines, config: PipelineConfig, o: Op
 def _delays(inputs: Inputs, engines: Engines, config: PipelineConfig, o: Options, folder: Path) -> dict:
     probe = display.make_probe(o.display)
     try:
-        summary = passes.real_time_pass(config, engines, str(o.video), probe, folder, o.progress)
+        summary = passes.real_time_pass(config, engines, str(o.video), probe, folder, o.progress,
+                                        o.record_while_timing)
         report = delays.delay_report(probe.shown(), inputs.fps, summary["counts"])
         report["display"] = probe.describe()
+        report["recording"] = config.record.codec if o.record_while_timing else None
         report["frames"]["not_shown_at_view"] = report["display"].pop("not_shown_at_view")
     finally:
         probe.close()

@@ -176,9 +176,12 @@ def delay(results: dict, key: str, number: int, title: str) -> Section:
     s = Section(key, f"{number}. {title.capitalize()}")
     what = ("capture → that frame's mask on screen, over the frames shown with a mask" if key == "annotation"
             else "capture → the frame on screen, over every frame shown")
+    recording = f"recording on ({d['recording']})" if d.get("recording") else "no recording"
+    load = results["machine"].get("load_average_1_5_15_min")
     s.p(f"{what}. The video was played at its frame rate ({fmt(1000 / d['frame_period_ms'], 2)} fps, one frame "
-        f"every {d['frame_period_ms']:.1f} ms) as a camera would deliver it: newest-frame policy, recording on. "
-        f"On screen means {d['display']['on_screen_means']}. {d['note'].capitalize()}.")
+        f"every {d['frame_period_ms']:.1f} ms) as a camera would deliver it: newest-frame policy, {recording}. "
+        f"On screen means {d['display']['on_screen_means']}. {d['note'].capitalize()}. Machine load average "
+        f"at the start (1/5/15 min): {', '.join(map(str, load)) if load else 'n/a'}.")
     if d["display"].get("fallback_reason"):
         s.p(f"Fallback: {d['display']['fallback_reason']}.")
     if key == "video":
