@@ -140,7 +140,9 @@ def degradation(results: dict, examples: dict) -> Section:
         f"input; a pixel differs when any channel differs by more than {shown['tolerance']}. The recordings "
         "are decoded afterwards and compared with a fresh, independent decode of the input. The recording "
         f"codec ({rec['codec_loss']['codec']}) is lossy by design: its loss is measured against a lossless "
-        "ffv1 recording of the same frames, written by the same recorder in the same run.")
+        "ffv1 recording of the same frames, written by the same recorder in the same run. Not covered: what the "
+        "view draws on top of the scaled picture by itself (the frame counter at the bottom left, the REC mark, "
+        "state banners).")
     lossless = rec["lossless"]
     coded = rec["recorded"]["outside_overlay_vs_input"]
     s.table(["frames", "compared", "frames changed", "pixels changed", "max |Δ|", "what"], [
