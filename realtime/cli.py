@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("nerveseg.training.export", "export a checkpoint to ONNX with metadata"),
     "replay": ("nerveseg.realtime.replay_cli", "replay a video or image folder to an annotated AVI"),
     "run": ("nerveseg.realtime.run_cli", "run live on a camera (headless) with recording"),
+    "repair": ("nerveseg.realtime.repair_cli", "rebuild the index of a recording cut short (crash, full disk)"),
     "view": ("nerveseg.ui.view_cli", "live operating-room window: overlay, latency, recording, region"),
     "info": ("nerveseg.engines.info_cli", "show an engine file's metadata and provenance"),
     "build-engine": ("nerveseg.engines.build_cli", "build a TensorRT engine (FP32/FP16/INT8) from an ONNX file"),

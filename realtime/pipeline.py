@@ -72,9 +72,16 @@ class NervePipeline:
         self.outputs = self._outputs()
         self.history = history
         self.notices: Listeners[Notice] = Listeners()
+        self.output_errors: list[str] = []  # outputs that failed (disk full): said in the summary
+        self.notices.add(self._keep_error)
         self.graph, self.ops = self.compose()
         self.watchdog = Watchdog(self.ops["source"], self.graph, self.live, timeout=signal_timeout)
         self.started_unix = None
+        self.interrupted = False  # ended by Ctrl-C: said in the summary
+
+    def _keep_error(self, notice: Notice) -> None:
+        if notice.kind == "error":
+            self.output_errors.append(notice.message)
 
     def _outputs(self) -> dict[str, Path | None]:
         rec = Path(self.config.record.path) if self.config.record.path else None
@@ -91,13 +98,13 @@ class NervePipeline:
         c = self.config
         source = SourceOp(self.source)
         gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence)
-        segment = SegmentOp(self.engines.segment, c.segment.threshold)
+        segment = SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class)
         overlay = OverlayOp(c.overlay)
         # The configured recording (replay, run --record) starts with the run; its CSV is
         # the log's. The view starts and stops its own, each with a CSV beside it.
         record = RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None,
                             self.notices)
-        log_op = LogOp(self.outputs["csv"], self.provenance, keep=self.history)
+        log_op = LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices)
         subscribers = SubscriberOp()
         ops = {"source": source, "gate": gate, "segment": segment, "overlay": overlay, "record": record,
                "log": log_op, "subscribers": subscribers}
@@ -212,8 +219,8 @@ class NervePipeline:
             while not self.wait(0.2):
                 pass
         except KeyboardInterrupt:
-            self.stop()
-            self.wait(5.0)
+            self.interrupted = True
+            self.close(timeout=1.0)
         return self.finish()
 
     def summary(self) -> dict:
@@ -222,9 +229,11 @@ class NervePipeline:
             "nerveseg": {"engines": self.provenance, "config": to_dict(self.config)},
             "source": self.source.describe(),
             "mode": "live" if self.live else "replay",
+            "interrupted": self.interrupted,
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},
             "recorded_frames": self.ops["record"].frames,
             "stage_errors": dict(self.graph.item_errors),
+            "output_errors": list(self.output_errors),
             "errors": [f"{name}: {exc}" for name, exc in self.graph.errors],
             "channels": {ch.name: {"dropped": ch.dropped, "high_water": ch.high_water}
                          for ch in self.graph.channels},

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from . import config as cfg
 from .errors import UserError
+from .stages import one_line
 from .stats import format_table
 
 
@@ -55,37 +55,59 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(summary))
     print(f"wrote {args.out} ({summary['recorded_frames']} frames), "
           f"{pipeline.outputs['csv']}, {pipeline.outputs['summary']}")
-    return _exit_status(pipeline, summary)
+    return exit_status("replay", pipeline, summary)
 
 
 def _run_with_progress(pipeline, show: bool) -> dict:
     from tqdm import tqdm
 
     total = getattr(pipeline.source, "frame_count", None) or None
-    rows = pipeline.ops["log"].stats.rows
+    rows = pipeline.ops["log"].stats
     pipeline.start()
     with tqdm(total=total, unit="frame", desc="replay", disable=not show, file=sys.stderr) as bar:
         try:
             while not pipeline.wait(0.25):
-                bar.update(len(rows) - bar.n)
+                bar.update(rows.count - bar.n)
         except KeyboardInterrupt:
-            pipeline.stop()
-            pipeline.wait(5.0)
-        bar.update(len(rows) - bar.n)
+            pipeline.interrupted = True
+            pipeline.close(timeout=1.0)  # frames in flight are written, the AVI closed
+        bar.update(rows.count - bar.n)
     return pipeline.finish()
 
 
-def _exit_status(pipeline, summary: dict) -> int:
-    source = pipeline.source
-    name = source.name
+def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
+    """What went wrong in a run, one line each, naming the input or the file
+    (empty: nothing). ``outputs``: include outputs that stopped (already told live)."""
+    source, name = pipeline.source, pipeline.source.name
+    found = []
     if pipeline.graph.fatal is not None:
-        print(f"nerveseg: error: {name}: stopped early ({pipeline.graph.fatal}); "
-              f"{summary['recorded_frames']} frames kept", file=sys.stderr)
-        return 1
-    ended_early = getattr(source, "ended_early", None)
-    if ended_early or source.skipped:
-        problem = ended_early or f"{source.skipped} undecodable frame(s) skipped"
-        print(f"nerveseg: error: {name}: damaged input ({problem}); "
-              f"{summary['recorded_frames']} good frames kept", file=sys.stderr)
-        return 1
-    return 0
+        found.append(f"{name}: stopped early ({one_line(pipeline.graph.fatal)})")
+    # A camera's failed reads are its outages, told live as "no signal": not damage.
+    damage = [f"{source.skipped} undecodable frame(s) skipped"] if source.skipped and not source.live else []
+    if getattr(source, "concealed", 0):
+        damage.append(f"{source.concealed} frame(s) decoded with concealed errors (kept)")
+    if getattr(source, "ended_early", None):
+        damage.append(f"stopped reading early: {source.ended_early}")
+    if damage:
+        found.append(f"{name}: damaged input: {'; '.join(damage)}")
+    if summary["frames"] == 0 and not source.live and not pipeline.interrupted and pipeline.graph.fatal is None:
+        found.append(f"{name}: no decodable frame")
+    failed = summary["stage_errors"]
+    if failed:
+        where = ", ".join(f"{op} {n}" for op, n in failed.items())
+        found.append(f"{name}: {sum(failed.values())} frame(s) failed ({where}): "
+                     f"shown raw with a warning, status 'failed' in the CSV")
+    return found + (summary["output_errors"] if outputs else [])
+
+
+def exit_status(command: str, pipeline, summary: dict, outputs: bool = True) -> int:
+    """Print the problems and return the exit status: 130 interrupted, 1 something went
+    wrong (the outputs hold every good frame), 0 clean."""
+    found = problems(pipeline, summary, outputs)
+    for problem in found:
+        print(f"nerveseg {command}: error: {problem}", file=sys.stderr)
+    if pipeline.interrupted:
+        print(f"nerveseg {command}: interrupted; {summary['recorded_frames']} frames recorded, outputs closed",
+              file=sys.stderr)
+        return 130
+    return 1 if found else 0

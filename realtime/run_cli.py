@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import config as cfg
 from .errors import UserError
-from .replay_cli import add_engine_arguments, overrides
+from .replay_cli import add_engine_arguments, exit_status, overrides
 from .stats import format_table
 
 
@@ -39,21 +39,21 @@ def run(args: argparse.Namespace) -> int:
     pipeline = NervePipeline(config)
     if args.record:
         cfg.save(config, args.record.with_suffix(".config.yaml"))
+    # Told as they happen, from the watchdog's and the recorder's threads: "no signal"
+    # while a camera read hangs, a recording that stops when the disk is full.
+    pipeline.subscribe_status(lambda s: print(f"source {s.source}: {s.text}", file=sys.stderr, flush=True))
+    pipeline.subscribe_notices(lambda n: print(f"nerveseg run: {'error: ' if n.kind == 'error' else ''}"
+                                               f"{n.message}", file=sys.stderr, flush=True))
     pipeline.start()
     deadline = None if args.duration is None else time.monotonic() + args.duration
-    last_state = None
     try:
-        while not pipeline.wait(0.5):
-            status = pipeline.source.status
-            if status.state != last_state:
-                print(f"source {pipeline.source.name}: {status.state} {status.message}".rstrip(), file=sys.stderr)
-                last_state = status.state
+        while not pipeline.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 break
     except KeyboardInterrupt:
-        pass
-    pipeline.stop()
-    pipeline.wait(5.0)
+        pass  # Ctrl-C is how a live run ends: close as after --duration
+    if not pipeline.close(timeout=1.0):
+        print(f"nerveseg run: warning: {pipeline.source.name}: a thread did not stop (left behind)", file=sys.stderr)
     summary = pipeline.finish()
     print(format_table(summary))
-    return 1 if pipeline.graph.fatal is not None else 0
+    return exit_status("run", pipeline, summary, outputs=False)

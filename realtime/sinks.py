@@ -32,8 +32,11 @@ def check_writable(path: Path) -> None:
     """Fail at start-up, not after an hour of video, when ``path`` cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
         with open(path, "ab"):
             pass
+        if not existed:  # a run refused later at start-up must not leave an empty "recording"
+            path.unlink()
     except OSError as exc:
         raise UserError(f"{path}: cannot write output ({exc.strerror or exc})") from None
 
@@ -45,6 +48,12 @@ class AviRecorder:
     short still decodes up to its last written frame. ``ffv1`` is lossless (for
     measuring codec loss). The stream opens at the first frame, whose size fixes the
     recording's size; later frames of another size are resized to it.
+
+    Crash-safe: each packet is handed to the operating system as it is muxed (FFmpeg's
+    ``flush_packets``), so a process killed mid-recording leaves every written frame in
+    the file. Only what ``close`` writes is then missing (the ``idx1`` index and the
+    header's sizes): FFmpeg-based players read such a file by scanning it, and
+    ``nerveseg repair`` rebuilds the index for the others (docs/RELIABILITY.md).
     """
 
     def __init__(self, path: str | Path, fps: float, codec: str = "mjpeg", quality: int = 3,
@@ -63,11 +72,16 @@ class AviRecorder:
         import av
         from fractions import Fraction
 
-        self._container = av.open(str(self.path), "w", format="avi")
+        # One write() per frame: FFmpeg's 32 KiB buffer would otherwise hold the last
+        # frames back from the file, and a killed process would lose them.
+        self._container = av.open(str(self.path), "w", format="avi",
+                                  container_options={"flush_packets": "1"})
         for key, value in self.metadata.items():
             self._container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         rate = Fraction(self.fps).limit_denominator(1001)
-        stream = self._container.add_stream(self.codec, rate=rate)
+        # x264 holds ~40 frames in its look-ahead by default: a crash would lose them all.
+        options = {"tune": "zerolatency"} if self.codec == "h264" else {}
+        stream = self._container.add_stream(self.codec, rate=rate, options=options)
         stream.width, stream.height = width - width % 2, height - height % 2
         stream.pix_fmt = CODECS[self.codec]
         if self.codec == "mjpeg":
@@ -110,6 +124,7 @@ class CsvLog:
         self._hashes = {f"{k}_sha256": v["sha256"][:12] for k, v in provenance.items() if "sha256" in v}
         self._file = None
         self._writer = None
+        self.rows = 0
         check_writable(self.path)
 
     def open(self) -> None:
@@ -123,6 +138,7 @@ class CsvLog:
         self._writer.writerow(full)
         # A log that survives a crash is worth a syscall per frame.
         self._file.flush()
+        self.rows += 1
 
     def close(self) -> None:
         if self._file is not None:
@@ -258,16 +274,20 @@ def _one_line(exc: BaseException) -> str:
 
 class LogOp(Operator):
     """The per-frame CSV, the latency statistics and, at the end, the JSON summary.
-    ``keep``: rows held for the statistics (None: all; see :class:`LatencyStats`)."""
+    ``keep``: rows held for the statistics (None: all; see :class:`LatencyStats`).
+
+    A CSV that can no longer be written (disk full) is closed and told to ``notices``;
+    the run goes on and the statistics still count every frame."""
 
     name = "log"
 
     def __init__(self, csv_path: Path | None, provenance: dict, t0_ns: int | None = None,
-                 keep: int | None = None):
+                 keep: int | None = None, notices: Callable[[Notice], None] | None = None):
         self.csv_path = csv_path
         self.provenance = provenance
         self.stats = LatencyStats(keep=keep)
         self.t0_ns = t0_ns
+        self.notices = notices or (lambda notice: None)
         self._csv = CsvLog(csv_path, provenance) if csv_path is not None else None
 
     def setup(self) -> None:
@@ -280,8 +300,20 @@ class LogOp(Operator):
         row = frame_row(r, self.t0_ns, now_ns())
         self.stats.add(row)
         if self._csv is not None:
-            self._csv.write(row)
+            try:
+                self._csv.write(row)
+            except OSError as exc:
+                self._stop_csv(exc)
         return r
+
+    def _stop_csv(self, problem: OSError) -> None:
+        csv_log, self._csv = self._csv, None
+        try:
+            csv_log.close()
+        except OSError:
+            pass  # the same full disk: the rows written so far are already flushed
+        self.notices(Notice("error", f"{csv_log.path}: per-frame log stopped after {csv_log.rows} rows "
+                                     f"({_one_line(problem)})", str(csv_log.path), csv_log.rows))
 
     def teardown(self) -> None:
         if self._csv is not None:

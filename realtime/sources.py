@@ -1,4 +1,5 @@
-"""Frame sources: video file (PyAV), image folder, camera (OpenCV device index).
+"""Frame sources: video file (PyAV, in :mod:`.video_file`), image folder, camera (OpenCV
+device index).
 
 Each source checks its input when built (a missing or unreadable file is a
 :class:`UserError` at start-up) and then yields :class:`Frame` records from
@@ -12,7 +13,6 @@ import collections
 import logging
 import threading
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -88,87 +88,6 @@ class Source:
         return {"source": self.name, "fps": self.fps, "skipped": self.skipped}
 
 
-class VideoFileSource(Source):
-    """A video file decoded with PyAV (FFmpeg), frame by frame in order.
-
-    ``pace=True`` releases frames at the file's frame rate (a recorded video played as
-    if it were live); otherwise frames come as fast as they decode.
-    """
-
-    def __init__(self, path: str | Path, pace: bool = False, decoder_threads: int = 0):
-        super().__init__()
-        import av
-
-        self.path = Path(path)
-        self.name = str(self.path)
-        self.pace = pace
-        self._decoder_threads = decoder_threads
-        if not self.path.is_file():
-            raise UserError(f"{self.path}: video file not found")
-        try:
-            with av.open(str(self.path)) as container:
-                if not container.streams.video:
-                    raise UserError(f"{self.path}: file has no video stream")
-                stream = container.streams.video[0]
-                rate = stream.average_rate or stream.guessed_rate or Fraction(30)
-                self.fps = float(rate)
-                self.frame_count = int(stream.frames or 0)
-                self.size = (stream.codec_context.height, stream.codec_context.width)
-        except av.error.FFmpegError as exc:
-            raise UserError(f"{self.path}: not a readable video ({_av_message(exc)})") from None
-        self.ended_early: str | None = None
-
-    def describe(self) -> dict:
-        return {**super().describe(), "frame_count": self.frame_count,
-                "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early}
-
-    def _decoded(self, stop: threading.Event) -> Iterator[np.ndarray]:
-        import av
-
-        with av.open(str(self.path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = self._decoder_threads
-            packets = container.demux(stream)
-            while not stop.is_set():
-                try:
-                    packet = next(packets)
-                except StopIteration:
-                    break
-                except av.error.FFmpegError as exc:
-                    self.ended_early = f"demux error: {_av_message(exc)}"
-                    log.warning("%s: stopped reading early (%s)", self.path, self.ended_early)
-                    break
-                yield from self._decode_packet(packet)
-
-    def _decode_packet(self, packet) -> Iterator[np.ndarray]:
-        import av
-
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError as exc:
-            self.skipped += 1
-            log.warning("%s: skipped an undecodable packet (%s)", self.path, _av_message(exc))
-            return
-        for frame in frames:
-            yield frame.to_ndarray(format="rgb24")
-
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        self.status.set("ok")
-        pacer = Pacer(self.fps) if self.pace else None
-        index = 0
-        t0 = now_ns()
-        for image in self._decoded(stop):
-            decoded = now_ns()
-            if pacer is not None:
-                pacer.wait(stop)
-            captured = now_ns()
-            yield Frame(index, captured, image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
-            index += 1
-            t0 = now_ns()
-        self.status.set("ended", self.ended_early or "end of video")
-
-
 class ImageFolderSource(Source):
     """Every image in a folder, in name order, as one frame each."""
 
@@ -209,8 +128,8 @@ class ImageFolderSource(Source):
 
 class CameraSource(Source):
     """A camera by OpenCV device index. A camera that is missing, or stops delivering
-    frames, is reported as ``no signal`` and reopened with exponential back-off; the
-    source never ends on its own.
+    frames, raises, or returns empty frames, is reported as ``no signal`` and reopened
+    with exponential back-off; the source never ends on its own.
 
     ``opener(index)`` returns a ``cv2.VideoCapture``-like object (tests pass a fake).
     """
@@ -229,16 +148,32 @@ class CameraSource(Source):
         self.backoff = backoff
         self.max_failed_reads = max_failed_reads
         self.reconnects = 0
+        self.last_error: str | None = None
+
+    def _call(self, what: str, call: Callable, *args):
+        """A driver call at the capture boundary. Whatever a driver raises means no
+        signal from this device, never the end of the pipeline: it is kept for the
+        status line and the call answers None."""
+        try:
+            return call(*args)
+        except Exception as exc:
+            self.last_error = f"{what} failed: {' '.join(str(exc).split())[:120]}"
+            log.debug("camera %s: %s", self.index, self.last_error)
+            return None
+
+    def _why(self) -> str:
+        return f" ({self.last_error})" if self.last_error else ""
 
     def _open(self, stop: threading.Event):
         delay = self.backoff[0]
         while not stop.is_set():
-            capture = self._opener(self.index)
-            if capture is not None and capture.isOpened():
+            capture = self._call("open", self._opener, self.index)
+            if capture is not None and self._call("open", capture.isOpened):
                 return capture
             if capture is not None:
-                capture.release()
-            self.status.set("no signal", f"camera {self.index} not available; retrying in {delay:.2f} s")
+                self._call("release", capture.release)
+            self.status.set("no signal", f"camera {self.index} not available{self._why()}; "
+                                         f"retrying in {delay:.2f} s")
             stop.wait(delay)
             delay = min(delay * 2, self.backoff[1])
         return None
@@ -259,11 +194,12 @@ class CameraSource(Source):
                     yield Frame(index, t1, image, pts=None, stamps=(("decode", t0, t1),))
                     index += 1
             finally:
-                capture.release()
+                self._call("release", capture.release)
             if stop.is_set():
                 break
             self.reconnects += 1
-            self.status.set("no signal", f"camera {self.index} stopped delivering frames; reconnecting")
+            self.status.set("no signal", f"camera {self.index} stopped delivering frames{self._why()}; "
+                                         f"reconnecting")
             # A device that opens but delivers nothing must not be reopened in a hot loop.
             delay = self.backoff[0] if delivered else min(delay * 2, self.backoff[1])
             if not delivered:
@@ -274,27 +210,35 @@ class CameraSource(Source):
         failures = 0
         while not stop.is_set():
             t0 = now_ns()
-            ok, bgr = capture.read()
+            result = self._call("read", capture.read)
             t1 = now_ns()
-            if not ok or bgr is None or bgr.size == 0:
+            image = _to_rgb(result[1]) if isinstance(result, tuple) and len(result) == 2 and result[0] else None
+            if image is None:
                 failures += 1
                 self.skipped += 1
                 if failures >= self.max_failed_reads or (t1 - t0) / 1e9 > self.read_timeout:
                     return
                 continue
-            failures = 0
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t0, now_ns()
+            failures, self.last_error = 0, None
+            yield image, t0, now_ns()
+
+
+def _to_rgb(bgr) -> np.ndarray | None:
+    """A driver's frame as ``(H, W, 3) uint8 RGB`` (from BGR, BGRA or grey); None for an
+    empty or unusable one, which counts as a failed read."""
+    if not isinstance(bgr, np.ndarray) or bgr.size == 0 or bgr.dtype != np.uint8:
+        return None
+    if bgr.ndim == 2:
+        return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+    if bgr.ndim == 3 and bgr.shape[2] in (3, 4):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if bgr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    return None
 
 
 def _open_cv_camera(index: int):
     # OpenCV warns on stderr at every failed open; the status line says it once instead.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2.VideoCapture(index)
-
-
-def _av_message(exc: Exception) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(text).split())
 
 
 def open_source(spec: str | int, pace: bool | None = None) -> Source:
@@ -306,4 +250,6 @@ def open_source(spec: str | int, pace: bool | None = None) -> Source:
     path = Path(text)
     if path.is_dir():
         return ImageFolderSource(path, pace=bool(pace))
+    from .video_file import VideoFileSource
+
     return VideoFileSource(path, pace=bool(pace))

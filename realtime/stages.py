@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import math
 import threading
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -68,6 +69,26 @@ class SourceOp(SourceOperator):
             yield frame
 
 
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An error as one short line, for the CSV status column and the on-screen warning."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
+def _check_output(engine: Engine, name: str, fits: Callable[[tuple], bool], expected: str) -> None:
+    """Run ``engine`` once on a blank frame and refuse it, at start-up, unless output
+    ``name`` fits: a wrong output shape would otherwise fail (or mislabel) every frame."""
+    h, w = engine.input_size
+    try:
+        outputs = engine.run(np.zeros((1, h, w, 3), np.uint8))
+    except Exception as exc:  # any backend's failure here means the file is unusable
+        raise EngineError(f"{engine.provenance.path}: fails a test run ({one_line(exc)})") from None
+    if name not in outputs:
+        raise EngineError(f"{engine.provenance.path}: has no output {name!r} (it has {sorted(outputs)})")
+    shape = tuple(np.shape(outputs[name]))
+    if not fits(shape):
+        raise EngineError(f"{engine.provenance.path}: output {name!r} has shape {shape}, expected {expected}")
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max()
     e = np.exp(z)
@@ -88,6 +109,8 @@ class GateOp(Operator):
         if nerve_class not in engine.classes:
             raise EngineError(f"{engine.provenance.path}: gate classes {list(engine.classes)} "
                               f"lack {nerve_class!r}")
+        _check_output(engine, "logits", lambda shape: shape == (1, len(engine.classes)),
+                      f"(1, {len(engine.classes)}): one logit per class")
         self.engine = engine
         self.preprocess = Preprocessor(preprocess, engine.input_size)
         self.nerve_index = engine.classes.index(nerve_class)
@@ -121,13 +144,17 @@ class GateOp(Operator):
         return self.inbox.dropped if self.inbox is not None else 0
 
     def on_error(self, frame: Frame, exc: Exception) -> GateResult:
-        """The failed frame is still shown (raw, marked), so the picture never freezes."""
+        """The failed frame is still shown (raw, marked), so the picture never freezes:
+        cut as the frames before it were when it has their size, else whole."""
         h, w = frame.image.shape[:2]
+        box = self.preprocess.box
+        if box is None or box.x1 > w or box.y1 > h:
+            box = Box(0, 0, w, h)
         t = now_ns()
-        return GateResult(frame, frame.image, Box(0, 0, w, h), np.empty((1, 0, 0, 3), np.uint8), "error",
+        return GateResult(frame, box.slice(frame.image), box, np.empty((1, 0, 0, 3), np.uint8), "error",
                           0.0, np.zeros(len(self.engine.classes), np.float32), False,
                           frame.stamps + (("gate", t, t),), dropped=self._dropped(),
-                          error=f"gate: {exc}")
+                          error=f"gate: {one_line(exc)}")
 
 
 class SegmentOp(Operator):
@@ -137,10 +164,16 @@ class SegmentOp(Operator):
 
     name = "segment"
 
-    def __init__(self, engine: Engine, threshold: float = 0.5):
+    def __init__(self, engine: Engine, threshold: float = 0.5, nerve_class: str = "nerve"):
         if engine.meta.task != "segment":
             raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' engine, "
                               f"this is a {engine.meta.task!r} engine")
+        # One mask channel is the last class's probability: it must be the nerve.
+        if len(engine.classes) != 2 or engine.classes[-1] != nerve_class:
+            raise EngineError(f"{engine.provenance.path}: segmenter classes {list(engine.classes)} are not "
+                              f"['background', {nerve_class!r}]: its mask would not be {nerve_class}")
+        _check_output(engine, "mask_logits", lambda shape: len(shape) == 4 and shape[:2] == (1, 1),
+                      "(1, 1, H, W): one mask channel")
         self.engine = engine
         self.threshold = threshold
         self.roi = None
@@ -194,7 +227,8 @@ class SegmentOp(Operator):
 
     def on_error(self, g: GateResult, exc: Exception) -> Segmentation:
         t = now_ns()
-        return Segmentation(g, None, g.stamps + (("segment", t, t),), roi=self.roi, error=f"segment: {exc}")
+        return Segmentation(g, None, g.stamps + (("segment", t, t),), roi=self.roi,
+                            error=f"segment: {one_line(exc)}")
 
 
 class OverlayOp(Operator):

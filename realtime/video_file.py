@@ -1,0 +1,162 @@
+"""A video file as a frame source: PyAV (FFmpeg) decoding that survives damage.
+
+Undecodable frames are skipped and counted, a demuxer that gives up ends the input
+with the reason (``ended_early``), and a decoder that stops answering is cut off by a
+deadline (:mod:`.stall`): a replay always ends, with everything that could be decoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import UserError
+from .frames import Frame, now_ns
+from .sources import Pacer, Source
+from .stall import Stalled, with_deadline
+
+log = logging.getLogger(__name__)
+
+
+class VideoFileSource(Source):
+    """A video file decoded with PyAV (FFmpeg), frame by frame in order.
+
+    ``pace=True`` releases frames at the file's frame rate (a recorded video played as
+    if it were live); otherwise frames come as fast as they decode. Decoding runs in a
+    reader thread with a deadline (:mod:`.stall`): a decoder that gives nothing for
+    ``stall_timeout`` seconds ends the input (``ended_early``) instead of hanging.
+
+    Damage is counted, not fatal: ``skipped`` is the frames the file holds (its header's
+    count, else its packets) that never came out of the decoder; ``concealed`` the
+    frames FFmpeg decoded with errors hidden (kept: the picture is mostly right).
+    ``Frame.pts`` is each frame's own time from the first frame, so a variable frame
+    rate shows in the CSV; ``fps`` (for pacing and the recording) is the file's
+    average rate, or the median spacing of its first frames when that is implausible.
+    """
+
+    def __init__(self, path: str | Path, pace: bool = False, decoder_threads: int = 0,
+                 stall_timeout: float = 5.0):
+        super().__init__()
+        import av
+
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.pace = pace
+        self.stall_timeout = stall_timeout
+        self._decoder_threads = decoder_threads
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: video file not found")
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise UserError(f"{self.path}: file has no video stream")
+                stream = container.streams.video[0]
+                self.frame_count = int(stream.frames or 0)
+                self.size = (stream.codec_context.height, stream.codec_context.width)
+                self.fps = _frame_rate(container, stream)
+        except av.error.FFmpegError as exc:
+            raise UserError(f"{self.path}: not a readable video ({_av_message(exc)})") from None
+        self.ended_early: str | None = None
+        self.concealed = 0
+        self._packets = self._decoded_count = 0
+
+    def describe(self) -> dict:
+        return {**super().describe(), "frame_count": self.frame_count, "concealed": self.concealed,
+                "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early}
+
+    def _decoded(self, halt: threading.Event) -> Iterator[tuple]:
+        """``(image, time_s, t0_ns, t1_ns)`` per decoded frame, in the reader thread."""
+        import av
+
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = self._decoder_threads
+            packets = container.demux(stream)
+            while not halt.is_set():
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:
+                    self.ended_early = f"demux error: {_av_message(exc)}"
+                    log.warning("%s: stopped reading early (%s)", self.path, self.ended_early)
+                    break
+                self._packets += packet.size > 0  # the last, empty packet only flushes the decoder
+                yield from self._decode_packet(packet)
+
+    def _decode_packet(self, packet) -> Iterator[tuple]:
+        import av
+
+        t0 = now_ns()
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            self.skipped += 1
+            log.warning("%s: skipped an undecodable packet (%s)", self.path, _av_message(exc))
+            return
+        for frame in frames:
+            if frame.is_corrupt:
+                self.concealed += 1
+                log.warning("%s: frame at %.3f s decoded with concealed errors (kept)", self.path, frame.time or 0)
+            image = frame.to_ndarray(format="rgb24")
+            self._decoded_count += 1
+            t1 = now_ns()
+            yield image, frame.time, t0, t1
+            t0 = now_ns()
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        self.status.set("ok")
+        pacer = Pacer(self.fps) if self.pace else None
+        index, first = 0, None
+        try:
+            for image, time_s, t0, t1 in with_deadline(self._decoded, stop, self.stall_timeout, self.name):
+                if pacer is not None:
+                    pacer.wait(stop)
+                first = time_s if first is None else first
+                pts = index / self.fps if time_s is None or first is None else time_s - first
+                yield Frame(index, now_ns(), image, pts=pts, stamps=(("decode", t0, t1),))
+                index += 1
+        except Stalled as exc:
+            self.ended_early = f"decoding stalled ({exc})"
+            log.warning("%s: stopped reading (%s)", self.path, self.ended_early)
+        self._count_missing(stop.is_set())
+        self.status.set("ended", self.ended_early or "end of video")
+
+    def _count_missing(self, stopped: bool) -> None:
+        """Frames the file holds that never decoded: an undecodable packet may also be
+        one the demuxer dropped without a word, so count against what the file says."""
+        if stopped or self.ended_early:
+            return  # not read to the end: the rest was never asked for
+        expected = self.frame_count or self._packets
+        self.skipped = max(self.skipped, expected - self._decoded_count)
+
+
+def _frame_rate(container, stream, plausible: tuple[float, float] = (1.0, 240.0), probe: int = 64) -> float:
+    """The file's frame rate: its average rate when plausible; else (a variable-rate
+    file whose container reports its time base, 1000 fps, as the rate) the median
+    spacing of its first ``probe`` frames; else 30."""
+    import av
+
+    rate = stream.average_rate or stream.guessed_rate
+    if rate and plausible[0] <= float(rate) <= plausible[1]:
+        return float(rate)
+    try:
+        times = sorted(float(p.pts * p.time_base) for p in itertools.islice(container.demux(stream), probe)
+                       if p.pts is not None and p.size > 0)
+    except av.error.FFmpegError:
+        times = []  # damage near the start: the replay will say so; the rate is a guess
+    steps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    fps = 1.0 / float(np.median(steps)) if steps else 0.0
+    return fps if plausible[0] <= fps <= plausible[1] else 30.0
+
+
+def _av_message(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())
+

@@ -1,0 +1,165 @@
+"""What the fault tests share: videos made of chosen frames, a real ONNX gate that
+fails on chosen frames, a scripted camera at the capture boundary, child processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from nerveseg.engines.metadata import META_KEY, EngineMeta
+
+#: a frame this bright makes :func:`make_poison_gate` fail (ONNX Runtime raises)
+POISON_LEVEL = 242
+REPO = Path(__file__).resolve().parents[1]
+
+
+def poison_frame(height: int = 240, width: int = 640) -> np.ndarray:
+    """``(H, W, 3) uint8``: mean above the poison gate's limit, yet not blown out (the
+    preprocessor would crop a blown-out border away)."""
+    return np.full((height, width, 3), POISON_LEVEL, np.uint8)
+
+
+def write_frames(path: Path, images: list[np.ndarray], fps: int = 24, codec: str = "mjpeg") -> Path:
+    """An AVI/MP4/MKV holding ``images`` (all of one size) in order."""
+    h, w = images[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for image in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_poison_gate(path: Path, size: int = 32, limit: float = 240.0) -> Path:
+    """The tiny gate's rule (bright → nerve, dark → opening_wound), except that a frame
+    whose mean exceeds ``limit`` makes ONNX Runtime raise: the logits are reshaped to
+    ``[-1, 3 + (mean > limit)]``, which 3 values cannot fill. A real engine error, on
+    frames the test chooses."""
+    inits = [numpy_helper.from_array(np.array([[0.1, -0.1, 0.0]] * 3, np.float32) / 3.0, "w"),
+             numpy_helper.from_array(np.array([-12.8, 12.8, -5.0], np.float32), "b"),
+             numpy_helper.from_array(np.array(limit, np.float32), "limit"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+             numpy_helper.from_array(np.array([3], np.int64), "three")]
+    nodes = [
+        helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["m", "w"], ["mw"]),
+        helper.make_node("Add", ["mw", "b"], ["raw"]),
+        helper.make_node("ReduceMean", ["m"], ["level"], axes=[0, 1], keepdims=0),
+        helper.make_node("Greater", ["level", "limit"], ["bad"]),
+        helper.make_node("Cast", ["bad"], ["bad_i"], to=TensorProto.INT64),
+        helper.make_node("Add", ["three", "bad_i"], ["width"]),
+        helper.make_node("Concat", ["minus_one", "width"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["raw", "shape"], ["logits"]),
+    ]
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
+    graph = helper.make_graph(nodes, "poison_gate", [image], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = EngineMeta(model="poison_gate", task="classify", classes=("nerve", "opening_wound", "tendon"),
+                      input_size=(size, size), recipe_hash="test", revision="test")
+    model.metadata_props.add(key=META_KEY, value=meta.to_json())
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+class ScriptedCamera:
+    """A device driven by the test: ``mode`` is ``frames`` (delivers), ``stopped``
+    (read fails), ``raises`` (read raises, like a driver error), ``empty`` (read
+    succeeds with an empty array) or ``unplugged`` (open fails). ``opens`` holds the
+    monotonic time of every open attempt."""
+
+    def __init__(self, shape: tuple[int, int] = (120, 160), fps: float = 60.0):
+        self.mode = "frames"
+        self.shape, self.period = shape, 1.0 / fps
+        self.opens: list[float] = []
+        self.delivered = 0
+
+    def open(self, index: int) -> "_ScriptedCapture":
+        self.opens.append(time.monotonic())
+        if self.mode == "unplugged":
+            raise RuntimeError("VIDIOC_STREAMON: No such device")
+        return _ScriptedCapture(self)
+
+    def read(self):
+        time.sleep(self.period)
+        if self.mode == "raises":
+            raise RuntimeError("select() timeout: device disconnected")
+        if self.mode == "empty":
+            return True, np.empty((0, 0, 3), np.uint8)
+        if self.mode != "frames":
+            return False, None
+        self.delivered += 1
+        return True, np.full((*self.shape, 3), 150, np.uint8)
+
+
+class _ScriptedCapture:
+    def __init__(self, camera: ScriptedCamera):
+        self.camera = camera
+
+    def isOpened(self) -> bool:
+        return self.camera.mode != "unplugged"
+
+    def read(self):
+        return self.camera.read()
+
+    def release(self) -> None:
+        pass
+
+
+def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> float:
+    """Poll ``condition`` until true; returns the monotonic time it became true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+    return time.monotonic()
+
+
+def nerveseg_child(*argv: str, **kwargs) -> subprocess.Popen:
+    """``nerveseg ARGV`` in a child process (its own Python), output piped."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nerveseg.realtime.cli", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def python_child(script: str, *argv: str, **kwargs) -> subprocess.Popen:
+    """``script`` run by a child Python with ``argv``, output piped, unbuffered."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", script, *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def csv_rows(path: Path) -> int:
+    """Complete data rows in a CSV that may have been cut mid-line (header excluded)."""
+    if not path.exists():
+        return 0
+    lines = path.read_bytes().split(b"\n")
+    return max(0, len(lines) - 2)  # the header, and the (possibly partial) text after the last newline
+
+
+def lines_in_background(stream) -> list[str]:
+    """Collect a child's output lines in a thread as they come (never blocks the test)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in iter(stream.readline, ""):
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
