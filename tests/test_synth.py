@@ -206,3 +206,17 @@ def test_writers_raise_user_errors(tmp_path):
         write_segmentation(tmp_path, count=1, negatives=1.5, progress=False)
     with pytest.raises(UserError, match="even"):
         write_video(tmp_path / "odd.mp4", seconds=0.1, size=(101, 200), progress=False)
+
+
+def test_block_upsampling_matches_whole_frame_upsampling():
+    from nerveseg.training.synth.fields import blocks, upsample
+
+    low = np.random.default_rng(0).standard_normal((30, 41)).astype(np.float32)
+    shape = (117, 161)  # not a multiple of the step: the last blocks are clipped
+    whole = upsample(low, 4, shape)
+    near = np.zeros(low.shape, bool)
+    near[3:25, 10:12] = near[0, 40] = True
+    parts = list(blocks(near, 4, shape))
+    assert parts
+    for block in parts:
+        assert np.allclose(block.up(low), whole[block.region], atol=1e-5)

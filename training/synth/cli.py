@@ -4,6 +4,7 @@
     nerveseg synth segment OUT --count 300 --negatives 0.1
     nerveseg synth video OUT.mp4 --seconds 6 --fps 30
     nerveseg synth all OUT            # OUT/classify, OUT/segment, OUT/sample.mp4
+    nerveseg synth sheet docs/img/synth_examples.png
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     every.add_argument("--count", type=int, default=300, help="segmentation images")
     every.add_argument("--negatives", type=float, default=0.0, help="segmentation negatives fraction")
     _video_options(every)
+    sheet = sub.add_parser("sheet", help="contact sheet PNG: frames and training crops of each class")
+    sheet.add_argument("out", type=Path, metavar="OUT.png")
     for command in (classify, segment, every):
         command.add_argument("--size", type=int, default=256, help="stored image side in px (default 256)")
         command.add_argument("--render-size", type=_size, default=(540, 960), metavar="WxH",
                              help="stereo frame size rendered before cropping (default 960x540)")
-    for command in (classify, segment, video, every):
+    for command in (classify, segment, video, every, sheet):
         command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         command.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -75,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     if what == "all" and out.suffix:
         raise UserError(f"{out}: `synth all` writes a folder; give a folder name")
     started = time.perf_counter()
+    if what == "sheet":
+        from .sheet import write_sheet
+
+        log.info("contact sheet: %s", write_sheet(out, args.seed))
+        return 0
     if what in ("classify", "all"):
         target = out / "classify" if what == "all" else out
         write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress)

@@ -27,7 +27,7 @@ class Detail(NamedTuple):
     shading: np.ndarray      # (64, 64) float32, uneven illumination
     depth: np.ndarray        # (64, 64) float32, tissue height (focus)
     fat: np.ndarray          # (128, 128) float32, fat lobules where high
-    cavity: np.ndarray       # (128, 128) float32, wound cavity shape
+    cavity: np.ndarray       # (128, 128) float32, wound cavity shape (two scales: ragged edges)
     band: np.ndarray | None  # (2·VN·ROWS_PER_HW, 2·U_RANGE·COLS_PER_UNIT, 2) float32: value, alpha
     dots: np.ndarray         # (N, 4) float32: x, y, radius (scene units), strength
     vessels: tuple           # of ((M, 2) float32 polyline, width, darkness)
@@ -41,7 +41,7 @@ def detail(scene: Scene) -> Detail:
     # Texture and fibres are summed here, once, so a frame samples one grid per scale.
     texture = 0.07 * c * fbm(rng, 256) + 0.05 * c * _fibres(rng, scene.fibre_angle)
     grids = dict(shading=smooth(rng, 4), depth=smooth(rng, 5), fat=smooth(rng, 14, 128),
-                 cavity=smooth(rng, 12, 128))
+                 cavity=smooth(rng, 12, 128) + 0.4 * smooth(rng, 36, 128))
     band = band_texture(scene.band, rng) if scene.band else None
     dots = _dots(scene, rng, grids["cavity"])
     vessels = tuple(_vessel(rng) for _ in range(scene.vessels))
@@ -64,7 +64,9 @@ def fine_tile() -> np.ndarray:
 def _fibres(rng: np.random.Generator, angle: float) -> np.ndarray:
     """``(256, 256) float32`` streaks running along ``angle``."""
     streaks = cv2.resize(fbm(rng, 256, base=16, aspect=8), (256, 256), interpolation=cv2.INTER_CUBIC)
-    turn = cv2.getRotationMatrix2D((127.5, 127.5), -math.degrees(angle) + 90.0, 1.0)
+    # fbm's streaks run along x; OpenCV turns counter-clockwise on screen (y down), so
+    # -angle turns them to (cos angle, sin angle): the direction the fine tile uses too.
+    turn = cv2.getRotationMatrix2D((127.5, 127.5), -math.degrees(angle), 1.0)
     return cv2.warpAffine(streaks, turn, (256, 256), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT)
 
@@ -120,8 +122,8 @@ def _nerve_value(band, rng, vn, u, a, dome, streaks):
     period = rng.uniform(0.8, 1.6) * band.half_width
     fontana = np.cos(2 * math.pi * (u / period + rng.uniform(0.2, 0.6) * a))
     edge = np.exp(-((a - 0.93) / 0.07) ** 2)
-    return (band.level * (0.8 + 0.2 * dome) + t * (0.07 * fibres + 0.05 * streaks
-            + 0.06 * fontana) - 0.14 * edge)
+    return (band.level * (0.8 + 0.2 * dome) + t * (0.08 * fibres + 0.05 * streaks
+            + 0.045 * fontana) - 0.14 * edge)
 
 
 def _tendon_value(band, rng, vn, u, a, dome, streaks):

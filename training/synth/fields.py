@@ -33,7 +33,7 @@ def fbm(rng: np.random.Generator, size: int, base: int = 8, persistence: float =
 
     Built as a pyramid (upsample, add the next octave), so only small arrays are touched.
     ``aspect > 1`` squeezes the columns: resampled back to square, the noise turns into
-    streaks along y, which is how fibrous tissue looks.
+    streaks along x, which is how fibrous tissue looks.
     """
     field = rng.standard_normal((base, max(1, base // aspect))).astype(np.float32)
     amplitude = 1.0
@@ -54,8 +54,9 @@ def smooth(rng: np.random.Generator, cells: int, size: int = 64) -> np.ndarray:
 def tileable(rng: np.random.Generator, size: int, streaks: bool = False) -> np.ndarray:
     """Periodic noise ``(size, size) float32`` (zero mean, unit std).
 
-    Shaped in the Fourier domain, so copies placed side by side meet without seams. Isotropic grain with a 1/f
-    spectrum, or (``streaks``) short along y and long along x: fine fibres along x.
+    Shaped in the Fourier domain, so copies placed side by side meet without seams.
+    Isotropic grain with a 1/f spectrum, or (``streaks``) long along x, short along y:
+    fine fibres along x.
     """
     fy = np.fft.fftfreq(size)[:, None] * size       # cycles per tile
     fx = np.fft.rfftfreq(size)[None, :] * size
@@ -130,7 +131,7 @@ def coords(a: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarra
 
 
 def upsample(low: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of a ``step``-block grid back to ``shape`` (see :func:`pixel_to_scene`)."""
+    """Bilinear upsampling of a ``step``-block grid back to ``shape`` (see :func:`view_map`)."""
     if step == 1:
         return low
     h, w = low.shape[:2]

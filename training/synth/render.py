@@ -2,12 +2,10 @@
 
 Smooth quantities (band coordinates, depth, cavities, fat, shading) are evaluated on a grid
 of ``step × step`` blocks and upsampled; only texture, dots and noise are per pixel. That
-keeps a 1920 × 1080 stereo frame around a tenth of a second on one core.
+keeps a 1920 × 1080 stereo frame near a tenth of a second on one CPU core.
 """
 
 from __future__ import annotations
-
-import math
 
 import cv2
 import numpy as np
