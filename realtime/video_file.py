@@ -72,7 +72,13 @@ class VideoFileSource(Source):
     def _decoded(self, halt: threading.Event) -> Iterator[tuple]:
         """``(image, time_s, t0_ns, t1_ns)`` per decoded frame, in the reader thread."""
         import av
+        from av.video.reformatter import VideoReformatter
 
+        # One converter for the whole file: ``frame.to_ndarray(format=...)`` builds a new
+        # one per frame, and since PyAV 17 each of those starts and ends its own thread
+        # pool (3-4 threads per frame here, ~1.5 ms on a 64x128 frame): thread churn in
+        # a long run, and the thread count never settles.
+        rgb = VideoReformatter()
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -88,9 +94,9 @@ class VideoFileSource(Source):
                     log.warning("%s: stopped reading early (%s)", self.path, self.ended_early)
                     break
                 self._packets += packet.size > 0  # the last, empty packet only flushes the decoder
-                yield from self._decode_packet(packet)
+                yield from self._decode_packet(packet, rgb)
 
-    def _decode_packet(self, packet) -> Iterator[tuple]:
+    def _decode_packet(self, packet, rgb) -> Iterator[tuple]:
         import av
 
         t0 = now_ns()
@@ -104,7 +110,7 @@ class VideoFileSource(Source):
             if frame.is_corrupt:
                 self.concealed += 1
                 log.warning("%s: frame at %.3f s decoded with concealed errors (kept)", self.path, frame.time or 0)
-            image = frame.to_ndarray(format="rgb24")
+            image = rgb.reformat(frame, format="rgb24").to_ndarray()
             self._decoded_count += 1
             t1 = now_ns()
             yield image, frame.time, t0, t1
