@@ -4,30 +4,45 @@ The one module outside ``ui/`` that touches Qt, because it must measure the real
 ``nerveseg.ui``'s :class:`Bridge` (the one-slot mailbox to the GUI thread) and its
 :class:`FrameView` (the ``QImage`` over the rendered array, scaled into the window), wired
 as ``ViewWindow._on_frame_ready`` wires them. Imported only when ``--display qt`` runs.
-Without a display (no ``DISPLAY``/``WAYLAND_DISPLAY``) Qt paints offscreen: the same
-paint code, minus the compositor and the monitor.
+Without a working display Qt paints offscreen: the same paint code, minus the
+compositor and the monitor.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from typing import Callable
 
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PyQt6.QtCore import QEventLoop, QTimer
+from PyQt6.QtWidgets import QApplication
 
-from PyQt6.QtCore import QEventLoop, QTimer  # noqa: E402
-from PyQt6.QtWidgets import QApplication  # noqa: E402
+from nerveseg.ui.bridge import Bridge
+from nerveseg.ui.frame_view import FrameView
 
-from nerveseg.ui.bridge import Bridge  # noqa: E402
-from nerveseg.ui.frame_view import FrameView  # noqa: E402
-
-from ..frames import Rendered, now_ns  # noqa: E402
-from .display import Handoff, Shown, run_until_done  # noqa: E402
+from ..frames import Rendered, now_ns
+from .display import Handoff, Shown, run_until_done
 
 #: the operating-room monitor the view fills
 SCREEN = (1920, 1080)
+
+
+def _choose_platform() -> None:
+    """Paint on the real display when there is one that works, else offscreen. A display
+    that is named but unreachable would make Qt abort the process, so it is tried in a
+    child process first."""
+    if os.environ.get("QT_QPA_PLATFORM") or QApplication.instance() is not None:
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        probe = "from PyQt6.QtWidgets import QApplication; QApplication([])"
+        try:
+            if subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30).returncode == 0:
+                return
+        except subprocess.TimeoutExpired:
+            pass
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 class StampedView(FrameView):
@@ -53,6 +68,7 @@ class QtPaintProbe:
     method = "qt-paint"
 
     def __init__(self, size: tuple[int, int] = SCREEN):
+        _choose_platform()
         self.app = QApplication.instance() or QApplication(["nerveseg-validate"])
         self.bridge = Bridge()
         self.view = StampedView()
