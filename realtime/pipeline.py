@@ -31,7 +31,8 @@ from .errors import UserError
 from .events import Listeners, Notice, SourceState
 from .frames import Rendered, now_ns
 from .graph import Pipeline, Policy
-from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable
+from .frame_log import CsvLog, LogOp
+from .sinks import AviRecorder, RecorderOp, Recording, SubscriberOp, check_writable
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
 from .watchdog import Watchdog

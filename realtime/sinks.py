@@ -1,5 +1,5 @@
-"""Sinks: the annotated AVI (a recording that can start and stop while running), the
-per-frame CSV log and its JSON summary, subscribers.
+"""Sinks: the annotated AVI (a recording that can start and stop while running) and
+subscribers. The per-frame CSV log and the statistics live in :mod:`.frame_log`.
 
 Each output records which engines made it (model, classes, input size, file hash):
 the AVI in its ``comment`` tag, the CSV in per-row hash columns, the JSON in full.
@@ -7,13 +7,12 @@ the AVI in its ``comment`` tag, the CSV in per-row hash columns, the JSON in ful
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -21,7 +20,10 @@ from .errors import UserError
 from .events import Notice
 from .frames import Rendered, now_ns
 from .graph import Operator
-from .stats import LatencyStats, frame_row
+from .stats import frame_row
+
+if TYPE_CHECKING:
+    from .frame_log import CsvLog
 
 log = logging.getLogger(__name__)
 
@@ -115,37 +117,6 @@ class AviRecorder:
             self._container = None
 
 
-class CsvLog:
-    """Per-frame rows (:func:`~.stats.frame_row`) to a CSV, with the engines' short hashes
-    on every row. Checked writable when built; opened by :meth:`open` in the writing thread."""
-
-    def __init__(self, path: Path, provenance: dict):
-        self.path = Path(path)
-        self._hashes = {f"{k}_sha256": v["sha256"][:12] for k, v in provenance.items() if "sha256" in v}
-        self._file = None
-        self._writer = None
-        self.rows = 0
-        check_writable(self.path)
-
-    def open(self) -> None:
-        self._file = open(self.path, "w", newline="")
-
-    def write(self, row: dict) -> None:
-        full = {**row, **self._hashes}
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(full))
-            self._writer.writeheader()
-        self._writer.writerow(full)
-        # A log that survives a crash is worth a syscall per frame.
-        self._file.flush()
-        self.rows += 1
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 class Recording:
     """One recording: the annotated AVI and, when ``csv`` is given, its per-frame CSV
     (one row per recorded frame, ``capture_s`` counted from the recording's first frame)."""
@@ -225,7 +196,7 @@ class RecorderOp(Operator):
             try:
                 self.recording = make()
             except (UserError, OSError) as exc:
-                self.notices(Notice("error", f"recording not started: {_one_line(exc)}", path))
+                self.notices(Notice("error", f"recording not started: {error_line(exc)}", path))
             else:
                 self.notices(Notice("recording", f"recording to {self.recording.path}",
                                     str(self.recording.path)))
@@ -244,7 +215,7 @@ class RecorderOp(Operator):
             self.notices(Notice("saved", f"saved {path} ({recording.frames} frames)", str(path), recording.frames))
         else:
             self.notices(Notice("error", f"{path}: recording stopped after {recording.frames} frames "
-                                         f"({_one_line(problem)})", str(path), recording.frames))
+                                         f"({error_line(problem)})", str(path), recording.frames))
 
     def process(self, r: Rendered) -> Rendered:
         self._apply()
@@ -266,58 +237,10 @@ class RecorderOp(Operator):
         self._close()
 
 
-def _one_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or exc}"
     return " ".join(str(exc).split())
-
-
-class LogOp(Operator):
-    """The per-frame CSV, the latency statistics and, at the end, the JSON summary.
-    ``keep``: rows held for the statistics (None: all; see :class:`LatencyStats`).
-
-    A CSV that can no longer be written (disk full) is closed and told to ``notices``;
-    the run goes on and the statistics still count every frame."""
-
-    name = "log"
-
-    def __init__(self, csv_path: Path | None, provenance: dict, t0_ns: int | None = None,
-                 keep: int | None = None, notices: Callable[[Notice], None] | None = None):
-        self.csv_path = csv_path
-        self.provenance = provenance
-        self.stats = LatencyStats(keep=keep)
-        self.t0_ns = t0_ns
-        self.notices = notices or (lambda notice: None)
-        self._csv = CsvLog(csv_path, provenance) if csv_path is not None else None
-
-    def setup(self) -> None:
-        if self._csv is not None:
-            self._csv.open()
-
-    def process(self, r: Rendered) -> Rendered:
-        if self.t0_ns is None:
-            self.t0_ns = r.frame.captured_ns
-        row = frame_row(r, self.t0_ns, now_ns())
-        self.stats.add(row)
-        if self._csv is not None:
-            try:
-                self._csv.write(row)
-            except OSError as exc:
-                self._stop_csv(exc)
-        return r
-
-    def _stop_csv(self, problem: OSError) -> None:
-        csv_log, self._csv = self._csv, None
-        try:
-            csv_log.close()
-        except OSError:
-            pass  # the same full disk: the rows written so far are already flushed
-        self.notices(Notice("error", f"{csv_log.path}: per-frame log stopped after {csv_log.rows} rows "
-                                     f"({_one_line(problem)})", str(csv_log.path), csv_log.rows))
-
-    def teardown(self) -> None:
-        if self._csv is not None:
-            self._csv.close()
 
 
 class SubscriberOp(Operator):
