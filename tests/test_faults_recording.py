@@ -164,6 +164,27 @@ def test_disk_full_mid_recording_stops_it_clearly_and_the_view_runs_on(tmp_path,
     assert pipeline.summary()["output_errors"] == [error.message]
 
 
+def test_disk_full_under_the_per_frame_log_stops_the_log_not_the_replay(tmp_path, engines):
+    video = write_video(tmp_path / "in.mp4", frames=90, fps=60, height=120, width=320)
+    avi = tmp_path / "out.avi"
+    config = cfg.from_dict({"source": {"spec": str(video), "pace": True}, "record": {"path": str(avi)}})
+    pipeline = NervePipeline(config, engines=engines)
+    pipeline.start()
+    log_csv = avi.with_suffix(".csv")
+    wait_for(lambda: csv_rows(log_csv) >= 10, what="rows logged")
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, _fd_of(log_csv))
+    os.close(full)
+    while not pipeline.wait(0.2):
+        pass
+    summary = pipeline.finish()
+    [error] = summary["output_errors"]
+    assert error.startswith(f"{log_csv}: per-frame log stopped after ") and "No space left on device" in error
+    assert pipeline.graph.fatal is None and summary["frames"] == summary["recorded_frames"] == 90
+    assert count_frames(avi) == 90, "the recording is untouched"
+    assert 10 <= csv_rows(log_csv) < 90
+
+
 def _file_size_limit(limit: int):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 

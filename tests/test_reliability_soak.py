@@ -113,6 +113,17 @@ def test_ctrl_c_ends_a_live_run_within_two_seconds(tmp_path, tiny_engines):
     assert _closed_properly(out) >= 30
 
 
+def test_ctrl_c_closes_the_live_view_and_its_recording_within_two_seconds(tmp_path, tiny_engines):
+    pytest.importorskip("PyQt6")
+    video = write_video(tmp_path / "in.mp4", frames=900, fps=30, height=120, width=320)
+    child = nerveseg_child("view", "--source", str(video), "--record", "--out", str(tmp_path / "view"),
+                           "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]))
+    wait_for(lambda: list((tmp_path / "view").glob("*.avi")) or child.poll() is not None, 60, "a recording")
+    took = _interrupt(child, next((tmp_path / "view").glob("*.avi")))
+    assert took < 2.0 and child.returncode == 0, (took, child.stderr.read())
+    assert _closed_properly(next((tmp_path / "view").glob("*.avi"))) >= 30
+
+
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
     from engine_fixtures import make_gate, make_segmenter
