@@ -100,14 +100,14 @@ def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
     return found + (summary["output_errors"] if outputs else [])
 
 
-def exit_status(command: str, pipeline, summary: dict, outputs: bool = True) -> int:
+def exit_status(command: str, pipeline, summary: dict, outputs_told: bool = False) -> int:
     """Print the problems and return the exit status: 130 interrupted, 1 something went
-    wrong (the outputs hold every good frame), 0 clean."""
-    found = problems(pipeline, summary, outputs)
-    for problem in found:
+    wrong (the outputs hold every good frame), 0 clean. ``outputs_told``: outputs that
+    stopped were already printed as they happened (they still count)."""
+    for problem in problems(pipeline, summary, outputs=not outputs_told):
         print(f"nerveseg {command}: error: {problem}", file=sys.stderr)
     if pipeline.interrupted:
         print(f"nerveseg {command}: interrupted; {summary['recorded_frames']} frames recorded, outputs closed",
               file=sys.stderr)
         return 130
-    return 1 if found else 0
+    return 1 if problems(pipeline, summary) else 0

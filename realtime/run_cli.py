@@ -56,4 +56,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"nerveseg run: warning: {pipeline.source.name}: a thread did not stop (left behind)", file=sys.stderr)
     summary = pipeline.finish()
     print(format_table(summary))
-    return exit_status("run", pipeline, summary, outputs=False)
+    return exit_status("run", pipeline, summary, outputs_told=True)

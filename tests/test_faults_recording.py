@@ -211,6 +211,24 @@ def test_output_that_hits_its_size_limit_mid_replay(tmp_path, tiny_engines):
     assert repair(out, tmp_path / "fixed.avi")[0] == kept
 
 
+def test_live_run_keeps_running_after_its_recording_hits_the_limit(tmp_path, tiny_engines):
+    """``nerveseg run`` (headless live): the failure is printed once, as it happens; the
+    run goes on to its end, every frame in its log, and exits 1."""
+    video = write_video(tmp_path / "in.mp4", frames=300, fps=30)
+    out = tmp_path / "live.avi"
+    child = nerveseg_child("run", "--source", str(video), "--record", str(out), "--duration", "2.5",
+                           "--codec", "ffv1", "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                           preexec_fn=_file_size_limit(120_000))
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 1, err
+    stopped = [line for line in err.splitlines() if "recording stopped after" in line]
+    assert len(stopped) == 1 and stopped[0].startswith("nerveseg run: error: ") and "File too large" in stopped[0]
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["frames"] >= 2 * summary["recorded_frames"] > 0, "the run outlived its recording"
+    assert len(list(csv.DictReader(out.with_suffix(".csv").open()))) == summary["frames"]
+    assert summary["recorded_frames"] <= count_frames(out) <= summary["recorded_frames"] + 1
+
+
 def test_repair_refuses_what_it_cannot_read_with_one_line(tmp_path, capsys):
     junk = tmp_path / "junk.avi"
     junk.write_text("not a video")
