@@ -57,7 +57,7 @@ class RecordConfig:
 
     path: str | None = None
     codec: str = "mjpeg"
-    quality: int = 3
+    quality: int = 90  # JPEG quality (mjpeg), 1-100
 
 
 @dataclass(frozen=True)

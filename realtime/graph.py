@@ -222,11 +222,16 @@ class Pipeline:
                         break
             else:
                 self._drain(op, self._inputs[op])
-        except BaseException as exc:  # a bug or a fatal input error: stop everything, keep it
+        except BaseException as exc:  # a bug or a fatal input error: stop the run, keep the error
             log.error("%s failed: %s", op.name, exc, exc_info=not isinstance(exc, (OSError, ValueError)))
             self.errors.append((op.name, exc))
             self.fatal = self.fatal or exc
-            self.abort()
+            # Stop the sources and refuse more input here (so producers blocked on this
+            # operator wake), but let everything already past it drain downstream: the
+            # frames processed before the failure still reach the recording.
+            self.stop_event.set()
+            if op in self._inputs:
+                self._inputs[op].close()
         finally:
             try:
                 op.teardown()

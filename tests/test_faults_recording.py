@@ -18,13 +18,12 @@ import av
 import numpy as np
 import pytest
 from fault_fixtures import csv_rows, lines_in_background, nerveseg_child, python_child, wait_for
-from video_fixtures import band_row, count_frames, stereo_frame, write_video
+from video_fixtures import band_row, count_frames, pipeline_box, stereo_frame, write_video
 
 from nerveseg.engines.loader import load_engine
 from nerveseg.realtime import config as cfg
 from nerveseg.realtime.cli import main
 from nerveseg.realtime.pipeline import Engines, NervePipeline
-from nerveseg.realtime.preprocess import PreprocessConfig, view_box
 from nerveseg.realtime.repair_cli import repair
 
 # A live session in a child process: a paced file stands in for the camera; each frame
@@ -107,7 +106,7 @@ def test_sigkill_mid_replay_keeps_a_playable_avi_and_its_csv(tmp_path, tiny_engi
     assert rows <= frames <= rows + 6 <= rows + 24, (frames, rows)
     kept, dropped = repair(out, out)
     assert kept == frames == _decodes_cleanly(out) and _indexed(out)
-    box = view_box(stereo_frame(0), PreprocessConfig())
+    box = pipeline_box(stereo_frame(0))
     with av.open(str(out)) as container:
         images = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     for i in (0, frames // 2, frames - 1):  # the right frames, in order, up to the last

@@ -10,12 +10,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from video_fixtures import band_row, count_frames, stereo_frame, write_video
+from video_fixtures import band_row, count_frames, pipeline_box, stereo_frame, write_video
 
 from nerveseg.realtime import config as cfg
 from nerveseg.realtime.cli import main
 from nerveseg.realtime.pipeline import NervePipeline
-from nerveseg.realtime.preprocess import PreprocessConfig, view_box
 
 
 def replay(tmp_path, video, gate, seg, *extra):
@@ -61,7 +60,7 @@ def test_mask_is_drawn_on_the_frame_it_came_from(tmp_path, tiny_engines):
     video = write_video(tmp_path / "in.mp4", frames=20, nerve_every=1)
     code, out = replay(tmp_path, video, *tiny_engines, "--codec", "ffv1")
     assert code == 0
-    box = view_box(stereo_frame(0), PreprocessConfig())
+    box = pipeline_box(stereo_frame(0))
     for i, image in enumerate(decode_all(out)):
         middle = band_row(i) - box.y0 + 8  # middle of the band, in view pixels
         green = image[:, :, 1].astype(int) - image[:, :, 0].astype(int)
