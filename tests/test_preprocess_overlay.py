@@ -113,6 +113,6 @@ def test_view_is_trimmed_to_a_whole_multiple_of_the_engine_input():
     assert snap_to_multiple(Box(100, 0, 1012, 912), (224, 224)) == Box(108, 8, 1004, 904)
     assert snap_to_multiple(Box(0, 0, 640, 240), (32, 32)) == Box(0, 8, 640, 232), "each axis on its own"
     assert snap_to_multiple(Box(5, 5, 25, 25), (32, 32)) == Box(5, 5, 25, 25), "smaller than the input: kept"
-    pre = Preprocessor(PreprocessConfig(eye="full", border="none"), (64, 64))
-    _, _, box = pre(np.zeros((300, 400, 3), np.uint8))
+    pre = Preprocessor(PreprocessConfig(border="none"), (64, 64))
+    _, _, box = pre(np.zeros((300, 600, 3), np.uint8))  # left eye 300 x 300
     assert box.width == box.height == 256
