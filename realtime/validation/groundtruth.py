@@ -84,6 +84,7 @@ class TruthScore:
     pixels: list[int] = field(default_factory=lambda: [0, 0])  # intersection, union
     problems: list[str] = field(default_factory=list)
     examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    _next_example: int = 0
 
     def __call__(self, r: Rendered) -> None:
         label, g = self.truth.labels.get(r.index), r.seg.gate
@@ -111,8 +112,10 @@ class TruthScore:
         self.has_nerve.append(bool(truth.any()))
         self.pixels[0] += int((pred & truth).sum())
         self.pixels[1] += int((pred | truth).sum())
-        if len(self.examples) < self.keep and truth.any() and r.seg.mask is not None and r.index % 7 == 0:
+        if len(self.examples) < self.keep and truth.any() and r.seg.mask is not None \
+                and r.index >= self._next_example:
             self.examples.append((g.view.copy(), truth, pred.copy()))
+            self._next_example = r.index + 30  # about a second apart: not three views of one moment
 
     def report(self) -> dict:
         out: dict = {"folder": str(self.truth.folder), "labelled_frames": len(self.truth.labels),
