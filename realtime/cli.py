@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("nerveseg.training.eval_cli", "evaluate a model on a test split"),
     "export": ("nerveseg.training.export", "export a checkpoint to ONNX with metadata"),
     "replay": ("nerveseg.realtime.replay_cli", "replay a video or image folder to an annotated AVI"),
+    "bench": ("nerveseg.realtime.bench_cli", "benchmark: naive loop vs bare engines vs pipelined replay, live delays"),
     "run": ("nerveseg.realtime.run_cli", "run live on a camera (headless) with recording"),
     "repair": ("nerveseg.realtime.repair_cli", "rebuild the index of a recording cut short (crash, full disk)"),
     "view": ("nerveseg.ui.view_cli", "live operating-room window: overlay, latency, recording, region"),

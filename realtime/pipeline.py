@@ -6,8 +6,10 @@
 
 Replay (files, tests) uses ``BLOCK`` on every edge: every frame, in order. Live sources
 put a one-slot ``DROP_OLDEST`` edge after the source, so inference always takes the
-newest frame and the drops are counted. Subscribers (the Qt view) sit on a
-``DROP_OLDEST`` edge of their own: a slow screen never slows the recording.
+newest frame and the drops are counted; every later edge holds one frame, so no queue
+builds up in front of a slow stage, and the view is fed before the recorder, whose
+edge holds a second of frames and drops its oldest beyond that. Subscribers (the Qt
+view) sit on a ``DROP_OLDEST`` edge of their own: a slow screen never slows the recording.
 
 While running, from any thread: pause/resume the source, switch eye, set the
 segmenter's threshold and region, the overlay's opacity, start and stop a recording.
@@ -111,16 +113,25 @@ class NervePipeline:
                "log": log_op, "subscribers": subscribers}
 
         p = Pipeline("nerveseg")
-        q = c.queue_capacity
         if self.live:
+            # Latency over completeness: the newest frame enters, one waits per edge, the
+            # view is fed before the recorder, and a recorder that falls more than a
+            # second behind loses its oldest frames (counted) rather than stall the view.
             gate.inbox = p.connect(source, gate, capacity=1, policy=Policy.DROP_OLDEST)
+            p.connect(gate, segment, capacity=1, policy=Policy.BLOCK)
+            p.connect(segment, overlay, capacity=1, policy=Policy.BLOCK)
+            p.connect(overlay, subscribers, capacity=2, policy=Policy.DROP_OLDEST)
+            p.connect(overlay, record, capacity=max(2, round(self.source.fps)), policy=Policy.DROP_OLDEST)
+            p.connect(record, log_op, capacity=c.queue_capacity, policy=Policy.BLOCK)
         else:
+            # Files and tests: every frame, in order, lossless.
+            q = c.queue_capacity
             gate.inbox = p.connect(source, gate, capacity=q, policy=Policy.BLOCK)
-        p.connect(gate, segment, capacity=q, policy=Policy.BLOCK)
-        p.connect(segment, overlay, capacity=q, policy=Policy.BLOCK)
-        p.connect(overlay, record, capacity=q, policy=Policy.BLOCK)
-        p.connect(record, log_op, capacity=q, policy=Policy.BLOCK)
-        p.connect(overlay, subscribers, capacity=2, policy=Policy.DROP_OLDEST)
+            p.connect(gate, segment, capacity=q, policy=Policy.BLOCK)
+            p.connect(segment, overlay, capacity=q, policy=Policy.BLOCK)
+            p.connect(overlay, subscribers, capacity=2, policy=Policy.DROP_OLDEST)
+            p.connect(overlay, record, capacity=q, policy=Policy.BLOCK)
+            p.connect(record, log_op, capacity=q, policy=Policy.BLOCK)
         return p, ops
 
     def _recording(self, avi: Path, csv: Path | None = None) -> Recording:
@@ -233,6 +244,8 @@ class NervePipeline:
             "interrupted": self.interrupted,
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},
             "recorded_frames": self.ops["record"].frames,
+            # live only: frames the recorder lost because it fell a second behind
+            "recording_dropped": sum(ch.dropped for ch in self.graph.channels if ch.name.endswith("->record")),
             "stage_errors": dict(self.graph.item_errors),
             "output_errors": list(self.output_errors),
             "errors": [f"{name}: {exc}" for name, exc in self.graph.errors],

@@ -1,0 +1,81 @@
+"""Each stage's CPU time per frame, measured alone, and the machine's bound from them.
+
+The bound for this work on ``cores`` cores is ``cores / Σ stage CPU time``: no schedule
+can beat it, however the stages overlap. Replay FPS divided by that bound is the
+pipeline's efficiency. Process CPU time (``time.process_time``) counts the engines'
+own worker threads and the codec threads, so every core a stage keeps busy is counted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import PipelineConfig
+from ..frames import Frame, GateResult
+from ..pipeline import Engines
+from ..sinks import AviRecorder
+from ..stages import GateOp, OverlayOp, SegmentOp
+from ..video_file import VideoFileSource
+
+
+def cpu_ms(work: Callable[[], int]) -> float:
+    """CPU milliseconds of this process per item for ``work()``, which returns the item count."""
+    t0 = time.process_time()
+    n = work()
+    return 1000 * (time.process_time() - t0) / max(n, 1)
+
+
+def _decode(video: Path, limit: int) -> int:
+    stop, n = threading.Event(), 0
+    for _ in VideoFileSource(video).frames(stop):
+        n += 1
+        if n >= limit:
+            stop.set()
+            break
+    return n
+
+
+def _each(op, items: list, out: list) -> int:
+    for item in items:
+        out.append(op.process(item))
+    return len(items)
+
+
+def _encode(rendered: list, config: PipelineConfig) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = AviRecorder(Path(tmp) / "costs.avi", 30.0, config.record.codec, config.record.quality)
+        for r in rendered:
+            recorder.write(r.image)
+        recorder.close()
+    return len(rendered)
+
+
+def stage_costs(video: Path, frames: list[np.ndarray], engines: Engines, config: PipelineConfig,
+                cores: int | None = None) -> dict:
+    """CPU ms per frame of decode, preprocess, gate, segment, overlay and encode, each
+    run alone over the same frames with the pipeline's own operators and thread settings."""
+    cores = cores or os.cpu_count() or 1
+    gate = GateOp(engines.gate, config.preprocess, config.gate.nerve_class, config.gate.min_confidence)
+    segment = SegmentOp(engines.segment, config.segment.threshold, nerve_class=config.gate.nerve_class)
+    overlay = OverlayOp(config.overlay)
+    records = [Frame(i, 0, image) for i, image in enumerate(frames)]
+    gated, segmented, rendered = [], [], []
+    costs = {"decode": cpu_ms(lambda: _decode(video, len(frames))),
+             "preprocess": cpu_ms(lambda: sum(1 for f in records if gate.preprocess(f.image)))}
+    # GateOp times preprocess and gate together; the gate alone is the difference.
+    costs["gate"] = max(cpu_ms(lambda: _each(gate, records, gated)) - costs["preprocess"], 0.0)
+    costs["segment"] = cpu_ms(lambda: _each(segment, gated, segmented))
+    costs["overlay"] = cpu_ms(lambda: _each(overlay, segmented, rendered))
+    costs["encode"] = cpu_ms(lambda: _encode(rendered, config))
+    total = sum(costs.values())
+    return {"cpu_ms_per_frame": {k: round(v, 3) for k, v in costs.items()}, "total_cpu_ms": round(total, 3),
+            "cores": cores, "bound_fps": round(1000 * cores / total, 2) if total else None,
+            "nerve_fraction": round(sum(1 for g in gated if g.is_nerve) / max(len(gated), 1), 3),
+            "note": "each stage alone over the same frames; segment runs on the frames the gate calls nerve"}

@@ -1,0 +1,107 @@
+"""One row per engine format (backend and precision): file size, accuracy on the
+synthetic test set, speed. Formats this machine cannot run are rows that say why."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nerveseg.engines.loader import load_engine
+from nerveseg.engines.metadata import EngineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Format:
+    """A pair of engine files run with one backend."""
+
+    name: str
+    backend: str
+    gate: Path
+    segment: Path
+    precision: str = "fp32"
+
+
+def candidate_formats(gate_onnx: Path, seg_onnx: Path, gate_pt: Path | None, seg_pt: Path | None,
+                      backends: list[str]) -> list[Format]:
+    """The formats to try for ``backends`` (``torch``, ``onnxruntime``, ``tensorrt``)."""
+    rows = []
+    if "torch" in backends and gate_pt and seg_pt:
+        rows.append(Format("PyTorch eager FP32", "torch", gate_pt, seg_pt))
+    if "onnxruntime" in backends:
+        rows.append(Format("ONNX Runtime FP32", "onnxruntime", gate_onnx, seg_onnx))
+    if "tensorrt" in backends:
+        rows += [Format(f"TensorRT {p.upper()}", "tensorrt", gate_onnx, seg_onnx, p) for p in ("fp16", "int8")]
+    return rows
+
+
+def held_out_set(root: Path | None, per_class: int = 30, seg_count: int = 40, seed: int = 9001) -> tuple[Path, str]:
+    """``(folder with classify/ and segment/, description)``: the given one, or a held-out
+    synthetic set made now with a seed no training recipe uses."""
+    if root is not None:
+        return root, f"test set {root}"
+    from nerveseg.training.synth import write_classification, write_segmentation
+
+    folder = Path(tempfile.mkdtemp(prefix="nerveseg-bench-test-"))
+    write_classification(folder / "classify", per_class, size=256, seed=seed, progress=False)
+    write_segmentation(folder / "segment", seg_count, size=256, seed=seed, progress=False)
+    return folder, f"held-out synthetic set (seed {seed}: {3 * per_class} gate images, {seg_count} nerve masks)"
+
+
+def _engines(fmt: Format):
+    if fmt.backend == "tensorrt":
+        from nerveseg.engines.environment import probe
+        from nerveseg.engines.tensorrt_cache import ensure_engine
+
+        env = probe()
+        problem = env.tensorrt_problem()
+        if problem:
+            raise EngineError(f"{fmt.gate}: TensorRT cannot run here: {problem}")
+        gate, _ = ensure_engine(fmt.gate, fmt.precision, env)
+        seg, _ = ensure_engine(fmt.segment, fmt.precision, env)
+        return load_engine(gate, "tensorrt", task="classify"), load_engine(seg, "tensorrt", task="segment")
+    return (load_engine(fmt.gate, fmt.backend, task="classify"),
+            load_engine(fmt.segment, fmt.backend, task="segment"))
+
+
+def measure(fmt: Format, data: Path, splits: Path | None = None) -> dict:
+    """Size, gate accuracy, nerve IoU and engine ms of one format, or why it was skipped."""
+    from nerveseg.training import data as datasets
+    from nerveseg.training.evaluation import evaluate_gate, evaluate_seg
+
+    row = {"format": fmt.name, "backend": fmt.backend, "precision": fmt.precision}
+    try:
+        gate, seg = _engines(fmt)
+    except (EngineError, ImportError) as exc:
+        return {**row, "skipped": " ".join(str(exc).split())}
+    cls_items = _items(splits, "classify") or datasets.list_classification(data / "classify")
+    seg_items = _items(splits, "segment") or datasets.list_segmentation(data / "segment")
+    g = evaluate_gate(gate, data / "classify", cls_items, batch_size=1)
+    s = evaluate_seg(seg, data / "segment", seg_items, batch_size=1)
+    ms = g["ms_per_image"] + s["ms_per_image"]
+    return {**row, "size_mb": round(sum(Path(e.provenance.path).stat().st_size for e in (gate, seg)) / 2**20, 2),
+            "gate_accuracy": round(g["accuracy"], 4), "nerve_iou": round(s["iou"]["mean"], 4),
+            "gate_ms": g["ms_per_image"], "segment_ms": s["ms_per_image"], "ms_per_frame": round(ms, 3),
+            "fps": round(1000 / ms, 1) if ms else None,
+            "files": [gate.provenance.to_dict(), seg.provenance.to_dict()]}
+
+
+def _items(splits: Path | None, task: str) -> list[str] | None:
+    path = None if splits is None else splits / task / "test.txt"
+    return path.read_text().split() if path is not None and path.is_file() else None
+
+
+def failing(rows: list[dict], min_accuracy: float | None, min_iou: float | None) -> list[str]:
+    """One line per measured format below a floor."""
+    out = []
+    for row in rows:
+        if "skipped" in row:
+            continue
+        if min_accuracy is not None and row["gate_accuracy"] < min_accuracy:
+            out.append(f"{row['format']}: gate accuracy {row['gate_accuracy']} < {min_accuracy}")
+        if min_iou is not None and row["nerve_iou"] < min_iou:
+            out.append(f"{row['format']}: nerve IoU {row['nerve_iou']} < {min_iou}")
+    return out

@@ -1,0 +1,54 @@
+"""Frames decoded once into memory, and a source that offers them like a camera."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..frames import Frame, now_ns
+from ..sources import Pacer, Source
+from ..video_file import VideoFileSource
+
+
+def decode_frames(video: str | Path, limit: int | None = None) -> tuple[list[np.ndarray], float]:
+    """The first ``limit`` frames of ``video`` as ``(H, W, 3) uint8 RGB`` and its frame rate."""
+    source = VideoFileSource(video)
+    frames = []
+    stop = threading.Event()
+    for frame in source.frames(stop):
+        frames.append(frame.image)
+        if limit is not None and len(frames) >= limit:
+            stop.set()
+            break
+    return frames, source.fps
+
+
+class MemorySource(Source):
+    """Offers in-memory frames at ``fps`` as a live camera would (``loops`` times over).
+
+    The capture stamp is the moment a frame is offered, so latency is measured from
+    there, never from the pacing sleep."""
+
+    live = True
+
+    def __init__(self, images: list[np.ndarray], fps: float, loops: int = 1, name: str = "memory"):
+        super().__init__()
+        if not images:
+            raise ValueError("MemorySource needs at least one frame")
+        self.images, self.fps, self.loops, self.name = images, fps, loops, name
+        self.frame_count = len(images) * loops
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        self.status.set("ok")
+        pacer = Pacer(self.fps)
+        for index in range(self.frame_count):
+            if stop.is_set():
+                break
+            pacer.wait(stop)
+            t = now_ns()
+            yield Frame(index, t, self.images[index % len(self.images)], pts=index / self.fps,
+                        stamps=(("decode", t, t),))
+        self.status.set("ended", "end of frames")

@@ -1,0 +1,148 @@
+"""The benchmark's run modes. Each returns a plain dict of figures; none asserts a speed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from nerveseg.engines.base import Engine
+
+from ..config import PipelineConfig
+from ..frames import Rendered, now_ns
+from ..overlay import draw_panel, text_lines, tint
+from ..pipeline import Engines, NervePipeline
+from ..preprocess import Preprocessor
+from ..sinks import AviRecorder
+from ..stages import softmax
+from ..stats import describe
+from .memory_source import MemorySource
+
+SKIP = 10  # frames left out of the statistics at each end (warm-up, tear-down)
+
+
+def trimmed(values: list[float], skip: int = SKIP) -> list[float]:
+    """``values`` without ``skip`` items at each end, when there are enough to afford it."""
+    return values[skip:len(values) - skip] if len(values) > 4 * skip else values
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _gate_seg(gate: Engine, seg: Engine, engine_input: np.ndarray, nerve: int) -> tuple[np.ndarray, np.ndarray | None]:
+    logits = gate.run(engine_input)["logits"][0]
+    if int(np.argmax(logits)) != nerve:
+        return logits, None
+    return logits, seg.run(engine_input)["mask_logits"][0, 0]
+
+
+def naive(video: Path, gate: Engine, seg: Engine, config: PipelineConfig, out: Path) -> dict:
+    """The original tool's loop: decode, preprocess, gate, segment, draw, write, one
+    frame after another in one thread (``gate``/``seg`` are PyTorch eager engines)."""
+    import av
+    import cv2
+
+    pre = Preprocessor(config.preprocess, gate.input_size)
+    nerve = gate.classes.index(config.gate.nerve_class)
+    per_frame = []
+    with av.open(str(video)) as container:
+        recorder = AviRecorder(out, float(container.streams.video[0].average_rate or 30), "mjpeg",
+                               config.record.quality)
+        for frame in container.decode(video=0):
+            t0 = now_ns()
+            view, engine_input, _ = pre(frame.to_ndarray(format="rgb24"))
+            logits, mask_logits = _gate_seg(gate, seg, engine_input, nerve)
+            image = view.copy()
+            if mask_logits is not None:
+                h, w = view.shape[:2]
+                tint(image, cv2.resize(mask_logits, (w, h)) > 0, config.overlay.colour, config.overlay.opacity)
+            probs = softmax(logits)
+            draw_panel(image, text_lines(gate.classes[int(probs.argmax())], float(probs.max()), {}, 0.0, 0))
+            recorder.write(image)
+            per_frame.append((now_ns() - t0) / 1e6)
+        recorder.close()
+    return _throughput(per_frame, "decode+preprocess+gate+segment+draw+write, one thread, PyTorch eager")
+
+
+def _throughput(per_frame_ms: list[float], what: str) -> dict:
+    kept = trimmed(per_frame_ms)
+    return {"what": what, "frames": len(per_frame_ms), "fps": round(1000 * len(kept) / sum(kept), 2),
+            "ms_per_frame": describe(kept)}
+
+
+def bare(frames: list[np.ndarray], gate: Engine, seg: Engine, config: PipelineConfig) -> dict:
+    """Gate + segmenter alone on pre-decoded, pre-resized frames; the segmenter runs on
+    the frames the gate calls nerve, as in the pipeline."""
+    pre = Preprocessor(config.preprocess, gate.input_size)
+    inputs = [pre(image)[1].copy() for image in frames]
+    nerve = gate.classes.index(config.gate.nerve_class)
+    per_frame, gate_ms, seg_ms = [], [], []
+    for engine_input in inputs:
+        t0 = now_ns()
+        logits = gate.run(engine_input)["logits"][0]
+        t1 = now_ns()
+        gate_ms.append((t1 - t0) / 1e6)
+        if int(np.argmax(logits)) == nerve:
+            seg.run(engine_input)
+            seg_ms.append((now_ns() - t1) / 1e6)
+        per_frame.append((now_ns() - t0) / 1e6)
+    out = _throughput(per_frame, "gate + segmenter inference only, pre-decoded pre-resized frames")
+    out.update(gate_ms=describe(trimmed(gate_ms)), segment_ms=describe(trimmed(seg_ms)),
+               nerve_fraction=round(len(seg_ms) / len(inputs), 3))
+    return out
+
+
+def replay(video: Path, engines: Engines, config: PipelineConfig, out: Path) -> dict:
+    """The full pipelined replay to AVI (every frame), as ``nerveseg replay`` runs it."""
+    config = dataclasses.replace(
+        config, source=dataclasses.replace(config.source, spec=str(video), pace=False, live=False),
+        record=dataclasses.replace(config.record, path=str(out)))
+    pipeline = NervePipeline(config, engines=engines)
+    rss0 = rss_mb()
+    summary = pipeline.run()
+    threads = threading.active_count()
+    return {"what": "pipelined replay to AVI, every frame", "frames": summary["frames"],
+            "recorded_frames": summary["recorded_frames"], "fps": summary.get("fps"),
+            "stages_ms": summary["stages_ms"], "latency_ms": summary["latency_ms"],
+            "rss_growth_mb": round(rss_mb() - rss0, 1), "threads_after": threads,
+            "note": summary["note"]}
+
+
+def live(frames: list[np.ndarray], fps: float, engines: Engines, config: PipelineConfig,
+         loops: int = 1, record: Path | None = None) -> dict:
+    """Frames offered at ``fps`` with the newest-frame policy. Video delay: capture → the
+    frame reaches the display; annotation delay: capture → a frame with its mask does."""
+    config = dataclasses.replace(
+        config, source=dataclasses.replace(config.source, live=True),
+        record=dataclasses.replace(config.record, path=str(record) if record else None))
+    source = MemorySource(frames, fps, loops)
+    pipeline = NervePipeline(config, source=source, engines=engines)
+    shown: list[tuple[int, int, bool]] = []  # (index, delay_ns, has_mask)
+
+    def on_frame(r: Rendered) -> None:
+        shown.append((r.index, now_ns() - r.frame.captured_ns, r.seg.mask is not None))
+
+    pipeline.subscribe(on_frame)
+    summary = pipeline.run()
+    kept = trimmed(shown)
+    video = [d / 1e6 for _, d, _ in kept]
+    annotation = [d / 1e6 for _, d, m in kept if m]
+    channels = summary["channels"]
+    return {"what": f"live at {fps:g} FPS, newest-frame policy", "fps_offered": fps, "offered": source.frame_count,
+            "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
+            "video_delay_ms": describe(video), "annotation_delay_ms": describe(annotation),
+            "capture_to_overlay_ms": summary["annotation_delay_ms"],
+            "queue_high_water": {name: c["high_water"] for name, c in channels.items()},
+            "stages_ms": summary["stages_ms"], "note": summary["note"],
+            "video_delay_values": [round(v, 3) for v in video],
+            "annotation_delay_values": [round(v, 3) for v in annotation]}
+

@@ -1,0 +1,138 @@
+"""The bench's outputs: one printed table, a JSON with every figure, a latency PNG and
+the figures section of ``docs/BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+
+def _p(d: dict | None, key: str) -> str:
+    return "-" if not d or d.get(key) is None else f"{d[key]:.1f}"
+
+
+def ratios(results: dict) -> dict:
+    """Replay against the naive loop, the bare engines and the machine's bound."""
+    replay = (results.get("replay") or {}).get("fps")
+    out = {}
+    for name, key in (("replay/naive", "naive"), ("replay/bare", "bare")):
+        other = (results.get(key) or {}).get("fps")
+        out[name] = round(replay / other, 2) if replay and other else None
+    bound = (results.get("costs") or {}).get("bound_fps")
+    out["efficiency"] = round(replay / bound, 3) if replay and bound else None
+    return out
+
+
+def table(results: dict) -> str:
+    """The one table: FPS and per-stage percentiles per mode, then the ratios."""
+    lines = [f"{'mode':<26}{'FPS':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'p99.9':>9}{'max':>9}{'std':>8}"]
+    for name in ("naive", "bare", "replay"):
+        r = results.get(name)
+        if not r:
+            continue
+        if "skipped" in r:
+            lines.append(f"{name:<26}skipped: {r['skipped']}")
+            continue
+        d = r.get("ms_per_frame") or r.get("latency_ms")
+        lines.append(f"{name:<26}{r['fps'] or 0:>8.1f}{_p(d, 'p50'):>9}{_p(d, 'p95'):>9}{_p(d, 'p99'):>9}"
+                     f"{_p(d, 'p99_9'):>9}{_p(d, 'max'):>9}{_p(d, 'std'):>8}")
+    for stage, d in ((results.get("replay") or {}).get("stages_ms") or {}).items():
+        lines.append(f"  replay {stage:<17}{'':>8}{_p(d, 'p50'):>9}{_p(d, 'p95'):>9}{_p(d, 'p99'):>9}"
+                     f"{_p(d, 'p99_9'):>9}{_p(d, 'max'):>9}{_p(d, 'std'):>8}")
+    for r in results.get("live", []):
+        for label, key in (("video delay", "video_delay_ms"), ("annotation delay", "annotation_delay_ms")):
+            d = r.get(key)
+            lines.append(f"{'live ' + str(r['fps_offered']) + ' ' + label:<26}{'':>8}{_p(d, 'p50'):>9}"
+                         f"{_p(d, 'p95'):>9}{_p(d, 'p99'):>9}{_p(d, 'p99_9'):>9}{_p(d, 'max'):>9}{_p(d, 'std'):>8}")
+        lines.append(f"{'live ' + str(r['fps_offered']) + ' dropped':<26}{r['dropped']:>8} of {r['offered']} offered")
+    costs = results.get("costs")
+    if costs:
+        parts = " + ".join(f"{k} {v:.1f}" for k, v in costs["cpu_ms_per_frame"].items())
+        lines.append(f"stage CPU alone: {parts} = {costs['total_cpu_ms']:.1f} ms/frame "
+                     f"→ bound {costs['bound_fps']:.1f} FPS on {costs['cores']} cores")
+    r = results.get("ratios", {})
+    lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    for row in results.get("formats", []):
+        if "skipped" in row:
+            lines.append(f"format {row['format']:<22} skipped: {row['skipped']}")
+        else:
+            lines.append(f"format {row['format']:<22} {row['size_mb']:>6.2f} MB  acc {row['gate_accuracy']:.3f}  "
+                         f"IoU {row['nerve_iou']:.3f}  {row['ms_per_frame']:.2f} ms  {row['fps']} FPS")
+    lines.append(f"(statistics skip the first and last {results.get('skip', 10)} frames of each run: "
+                 "warm-up and tear-down)")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    import os
+
+    import onnxruntime
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "python": platform.python_version(), "onnxruntime": onnxruntime.__version__}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        info["cpu"] = names[0] if names else ""
+    except OSError:
+        pass
+    try:
+        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        pass
+    return info
+
+
+def write_json(results: dict, path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, default=str))
+
+
+def latency_png(results: dict, path: Path) -> Path | None:
+    """Histogram and CDF of the replay's capture→written latency and each live run's delays."""
+    series = {}
+    for r in results.get("live", []):
+        for key, label in (("video_delay_values", "video delay"), ("annotation_delay_values", "annotation delay")):
+            if r.get(key):
+                series[f"live {r['fps_offered']} FPS {label}"] = r[key]
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, values in series.items():
+        v = np.sort(np.asarray(values))
+        hist.hist(v, bins=40, alpha=0.5, label=label)
+        cdf.plot(v, np.arange(1, v.size + 1) / v.size, label=label)
+    hist.set(xlabel="ms from capture", ylabel="frames", title="latency histogram")
+    cdf.set(xlabel="ms from capture", ylabel="fraction of frames", title="latency CDF")
+    cdf.axhline(0.99, color="grey", lw=0.6, ls="--")
+    hist.legend(fontsize=7)
+    cdf.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_docs(results: dict, path: Path) -> None:
+    """Replace the figures section of ``path`` (between the bench markers) with this run's."""
+    m = results["machine"]
+    block = "\n".join([BEGIN, f"Latest run: {results['date']} on {m.get('cpu', m['processor'])}, "
+                       f"{m['cores']} cores, load average {m.get('load_average')}; video {results['video']} "
+                       f"({results['frames']} frames), input {results['input_size']}.", "", "```",
+                       table(results), "```", END])
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1] if END in rest else ""
+    path.write_text(head + block + tail)

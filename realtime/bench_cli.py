@@ -1,0 +1,159 @@
+"""``nerveseg bench``: naive loop, bare engines, pipelined replay and live delays, side
+by side in one process on the same frames; writes JSON, a latency PNG and (with
+``--update-docs``) the figures in docs/BENCHMARKS.md. Asserts no speed: it measures."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+from pathlib import Path
+
+from . import config as cfg
+from .errors import UserError
+from .replay_cli import add_engine_arguments, overrides
+
+log = logging.getLogger(__name__)
+MODES = ("naive", "bare", "replay", "live", "costs", "formats")
+DEFAULT_VIDEO = "samples/stereo_sample.mp4"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", nargs="?", default=DEFAULT_VIDEO, help=f"video to run on (default {DEFAULT_VIDEO})")
+    add_engine_arguments(parser)
+    parser.add_argument("--gate-pt", type=Path, help="torch checkpoint of the gate (naive loop, torch format); "
+                                                     "default: the gate engine's path with .pt")
+    parser.add_argument("--seg-pt", type=Path, help="torch checkpoint of the segmenter (default: likewise)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt",
+                        help="formats to compare (torch, onnxruntime, tensorrt); missing ones say why")
+    parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
+    parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
+    parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
+    parser.add_argument("--test-set", type=Path, help="folder with classify/ and segment/ (default: a held-out "
+                                                      "synthetic set made now)")
+    parser.add_argument("--splits", type=Path, help="split lists (classify/test.txt, segment/test.txt) in --test-set")
+    parser.add_argument("--min-accuracy", type=float, help="fail (exit 1) when a format's gate accuracy is below")
+    parser.add_argument("--min-iou", type=float, help="fail (exit 1) when a format's nerve IoU is below")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
+    parser.add_argument("--update-docs", type=Path, nargs="?", const=Path("docs/BENCHMARKS.md"),
+                        help="write the figures into this markdown file (default docs/BENCHMARKS.md)")
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise UserError(f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    return modes
+
+
+def _checkpoint(given: Path | None, engine: str) -> Path | None:
+    path = given or Path(engine).with_suffix(".pt")
+    return path if path.is_file() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import bench
+    from .bench import formats, modes, report
+    from .bench.costs import stage_costs
+    from .bench.memory_source import decode_frames
+    from .pipeline import Engines
+
+    modes_wanted = _modes(args.modes)
+    video = Path(args.video)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = cfg.load(args.config, overrides(args))
+    config = _resize_engines(config, args) if args.input_size else config
+    engines = Engines.load(config)
+    frames, fps = decode_frames(video, args.frames)
+    if not frames:
+        raise UserError(f"{video}: no decodable frames")
+    results: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "video": str(video),
+                     "frames": len(frames), "input_size": list(engines.gate.input_size), "skip": modes.SKIP,
+                     "engines": engines.provenance(), "machine": report.machine(), "doc": bench.__doc__}
+    gate_pt, seg_pt = _checkpoint(args.gate_pt, config.gate.engine), _checkpoint(args.seg_pt, config.segment.engine)
+    for mode in modes_wanted:
+        log.info("bench: %s", mode)
+        if mode == "naive":
+            results["naive"] = _naive(video, gate_pt, seg_pt, config, args.out / "naive.avi")
+        elif mode == "bare":
+            results["bare"] = modes.bare(frames, engines.gate, engines.segment, config)
+        elif mode == "replay":
+            results["replay"] = modes.replay(video, engines, config, args.out / "replay.avi")
+        elif mode == "live":
+            results["live"] = [modes.live(frames, rate, engines, config) for rate in _rates(args.live_fps)]
+        elif mode == "costs":
+            results["costs"] = stage_costs(video, frames, engines, config)
+        elif mode == "formats":
+            results["formats"], results["test_set"] = _formats(args, config, gate_pt, seg_pt)
+    results["ratios"] = report.ratios(results)
+    return _finish(results, args)
+
+
+def _naive(video: Path, gate_pt: Path | None, seg_pt: Path | None, config, out: Path) -> dict:
+    from nerveseg.engines.loader import load_engine
+    from nerveseg.engines.metadata import EngineError
+
+    from .bench import modes
+
+    if gate_pt is None or seg_pt is None:
+        return {"skipped": "no torch checkpoints (--gate-pt/--seg-pt, or .pt beside the engines)"}
+    try:
+        gate = load_engine(gate_pt, "torch", task="classify")
+        seg = load_engine(seg_pt, "torch", task="segment")
+    except EngineError as exc:
+        return {"skipped": str(exc)}
+    return modes.naive(video, gate, seg, config, out)
+
+
+def _formats(args, config, gate_pt, seg_pt) -> tuple[list[dict], str]:
+    from .bench import formats
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    data, described = formats.held_out_set(args.test_set)
+    rows = [formats.measure(f, data, args.splits)
+            for f in formats.candidate_formats(Path(config.gate.engine), Path(config.segment.engine),
+                                               gate_pt, seg_pt, backends)]
+    return rows, described
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--live-fps {text!r}: expected numbers like 30,60") from None
+
+
+def _resize_engines(config, args):
+    """Engines re-exported from the checkpoints at ``--input-size``, in the output folder."""
+    import dataclasses
+
+    from nerveseg.training.export import export
+
+    size = args.input_size
+    paths = {}
+    for part, engine in (("gate", config.gate.engine), ("segment", config.segment.engine)):
+        checkpoint = _checkpoint(args.gate_pt if part == "gate" else args.seg_pt, engine)
+        if checkpoint is None:
+            raise UserError(f"{engine}: --input-size {size} needs the torch checkpoint beside it (.pt)")
+        paths[part] = args.out / f"{part}_{size}.onnx"
+        export(checkpoint, paths[part], input_size=(size, size))
+    return dataclasses.replace(config, gate=dataclasses.replace(config.gate, engine=str(paths["gate"])),
+                               segment=dataclasses.replace(config.segment, engine=str(paths["segment"])))
+
+
+def _finish(results: dict, args) -> int:
+    from .bench import formats, report
+
+    report.write_json(results, args.out / "bench.json")
+    png = report.latency_png(results, args.out / "latency.png")
+    print(report.table(results))
+    print(f"wrote {args.out / 'bench.json'}" + (f", {png}" if png else ""))
+    if args.update_docs:
+        report.update_docs(results, args.update_docs)
+        print(f"updated {args.update_docs}")
+    failures = formats.failing(results.get("formats", []), args.min_accuracy, args.min_iou)
+    for line in failures:
+        print(f"nerveseg bench: below the floor: {line}")
+    return 1 if failures else 0

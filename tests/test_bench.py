@@ -1,0 +1,91 @@
+"""``nerveseg bench`` runs every mode on a few frames and its JSON has every field.
+It measures; it asserts no speed (that is the benchmark's job, not the suite's)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from video_fixtures import write_video
+
+from nerveseg.realtime.bench.report import BEGIN, END
+from nerveseg.realtime.cli import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def trained_engines(training_gate_run, training_seg_run, tmp_path_factory):
+    """gate.onnx/gate.pt and unet.onnx/unet.pt side by side, from the tiny training runs."""
+    folder = tmp_path_factory.mktemp("bench_models")
+    for run, name in ((training_gate_run, "gate"), (training_seg_run, "unet")):
+        shutil.copy(run / "best.pt", folder / f"{name}.pt")
+        assert main(["export", str(folder / f"{name}.pt"), "--out", str(folder / f"{name}.onnx")]) == 0
+    return folder / "gate.onnx", folder / "unet.onnx"
+
+
+def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines, training_gate_data,
+                                                      training_seg_data, capsys):
+    video = write_video(tmp_path / "in.mp4", frames=30, fps=30)
+    test_set = tmp_path / "test_set"
+    test_set.mkdir()
+    (test_set / "classify").symlink_to(training_gate_data)
+    (test_set / "segment").symlink_to(training_seg_data)
+    docs = tmp_path / "BENCHMARKS.md"
+    docs.write_text(f"# Benchmarks\n\nhand-written notes stay\n\n{BEGIN}\nold figures\n{END}\n\nmore notes\n")
+    code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
+                 "--frames", "30", "--live-fps", "60", "--test-set", str(test_set), "--backends",
+                 "torch,onnxruntime,tensorrt", "--out", str(tmp_path / "bench"), "--update-docs", str(docs)])
+    assert code == 0
+    results = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    for mode in ("naive", "bare", "replay"):
+        assert results[mode]["fps"] > 0 and results[mode]["frames"] == 30, mode
+    assert results["replay"]["recorded_frames"] == 30
+    assert set(results["replay"]["stages_ms"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
+    assert {"p50", "p95", "p99", "p99_9", "max", "std"} <= results["bare"]["ms_per_frame"].keys()
+    live = results["live"][0]
+    assert live["fps_offered"] == 60 and live["offered"] == 30 and live["processed"] + live["dropped"] == 30
+    assert {"p50", "p95", "p99"} <= live["video_delay_ms"].keys() and "annotation_delay_ms" in live
+    assert live["queue_high_water"]
+    costs = results["costs"]
+    assert set(costs["cpu_ms_per_frame"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
+    assert costs["bound_fps"] > 0 and costs["cores"] >= 1
+    assert set(results["ratios"]) == {"replay/naive", "replay/bare", "efficiency"}
+    assert all(v is not None and v > 0 for v in results["ratios"].values())
+    formats = {row["format"]: row for row in results["formats"]}
+    assert {"PyTorch eager FP32", "ONNX Runtime FP32"} <= formats.keys()
+    for name in ("PyTorch eager FP32", "ONNX Runtime FP32"):
+        row = formats[name]
+        assert 0 <= row["gate_accuracy"] <= 1 and 0 <= row["nerve_iou"] <= 1 and row["size_mb"] > 0
+    assert formats["ONNX Runtime FP32"]["gate_accuracy"] == formats["PyTorch eager FP32"]["gate_accuracy"]
+    assert "skipped" in formats["TensorRT FP16"], "no GPU here: the row says why"
+    assert results["machine"]["cores"] and results["engines"]["gate"]["sha256"]
+    assert (tmp_path / "bench" / "latency.png").stat().st_size > 0
+    text = docs.read_text()
+    assert "hand-written notes stay" in text and "more notes" in text and "old figures" not in text
+    assert "replay" in text and "ratios:" in text
+    out = capsys.readouterr().out
+    assert "replay/naive" in out and "statistics skip the first and last" in out
+
+
+def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, training_gate_data, training_seg_data,
+                                          capsys):
+    video = write_video(tmp_path / "in.mp4", frames=12, fps=30)
+    test_set = tmp_path / "test_set"
+    test_set.mkdir()
+    (test_set / "classify").symlink_to(training_gate_data)
+    (test_set / "segment").symlink_to(training_seg_data)
+    code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
+                 "--modes", "formats", "--backends", "onnxruntime", "--test-set", str(test_set),
+                 "--min-accuracy", "1.01", "--out", str(tmp_path / "bench")])
+    assert code == 1
+    assert "below the floor: ONNX Runtime FP32: gate accuracy" in capsys.readouterr().out
+
+
+def test_unknown_mode_is_a_one_line_error(tmp_path, tiny_engines, capsys):
+    video = write_video(tmp_path / "in.mp4", frames=4)
+    code = main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--modes", "replay,fastest", "--out", str(tmp_path / "b")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, bare, replay, live, costs, formats")
