@@ -96,7 +96,7 @@ def test_synth_all_layout_and_a_splits_folder(tmp_path):
 
 
 def test_the_qt_probe_falls_back_to_the_subscriber_and_says_why(monkeypatch):
-    monkeypatch.setitem(sys.modules, "nerveseg.realtime.validation.qt_probe", None)
+    monkeypatch.setitem(sys.modules, "nerveseg.ui.paint_probe", None)
     probe = make_probe("qt")
     assert isinstance(probe, SubscriberProbe)
     described = probe.describe()

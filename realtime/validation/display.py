@@ -2,7 +2,7 @@
 
 Two probes with one interface (``attach``, ``drive``, ``shown``, ``describe``, ``close``):
 
-* ``qt-paint`` (:mod:`.qt_probe`, the default): the view's own ``FrameView`` behind the
+* ``qt-paint`` (:mod:`nerveseg.ui.paint_probe`, the default): the view's own ``FrameView`` behind the
   view's own ``Bridge``, wired as ``nerveseg view`` wires them; a frame is on screen when
   the widget's paint of it has finished (a real display when there is one, else Qt's
   offscreen platform).
@@ -110,7 +110,7 @@ def make_probe(kind: str):
     if kind == "subscriber":
         return SubscriberProbe()
     try:
-        from .qt_probe import QtPaintProbe
+        from nerveseg.ui.paint_probe import QtPaintProbe
 
         return QtPaintProbe()
     except (ImportError, RuntimeError) as exc:

@@ -1,7 +1,6 @@
 """The on-screen end of the delay measurement: the view's own widget, painting.
 
-The one module outside ``ui/`` that touches Qt, because it must measure the real thing:
-``nerveseg.ui``'s :class:`Bridge` (the one-slot mailbox to the GUI thread) and its
+It lives in ``ui/`` (Qt stays there) and measures the real thing: the view's :class:`Bridge` (the one-slot mailbox to the GUI thread) and its
 :class:`FrameView` (the ``QImage`` over the rendered array, scaled into the window), wired
 as ``ViewWindow._on_frame_ready`` wires them. Imported only when ``--display qt`` runs.
 Without a working display Qt paints offscreen: the same paint code, minus the
@@ -19,11 +18,11 @@ from typing import Callable
 from PyQt6.QtCore import QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
-from nerveseg.ui.bridge import Bridge
-from nerveseg.ui.frame_view import FrameView
+from nerveseg.realtime.frames import Rendered, now_ns
+from nerveseg.realtime.validation.display import Handoff, Shown, run_until_done
 
-from ..frames import Rendered, now_ns
-from .display import Handoff, Shown, run_until_done
+from .bridge import Bridge
+from .frame_view import FrameView
 
 #: the operating-room monitor the view fills
 SCREEN = (1920, 1080)
