@@ -40,6 +40,19 @@ def test_registry_wrong_name_lists_valid_names():
         models.get_spec("segment", "unet_resnet")
 
 
+@pytest.mark.parametrize("task, name", [(t, n) for t, r in models.REGISTRIES.items() for n in r])
+def test_every_registered_model_builds_and_maps_imagenet_keys(task, name):
+    spec = models.get_spec(task, name)
+    kwargs = {"width_mult": 0.25} if "width_mult" in spec.defaults else {}
+    model = models.build_model(task, name, 3 if task == "classify" else 1, **kwargs).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    assert out.shape == ((1, 3) if task == "classify" else (1, 1, 64, 64))
+    heads = [n for n, _ in model.named_parameters() if freeze._under(n, spec.head)]
+    assert heads and all(spec.pretrained_map(n) is None for n in heads)  # new head stays random
+    freeze.unfreeze_from(model, spec.unfreeze_from)  # the default layer exists
+
+
 def test_models_have_contract_shapes():
     gate = models.build_model("classify", "mobilenet_v2", 3, width_mult=0.25)
     seg = models.build_model("segment", "unet_mobilenet_v2", 1, width_mult=0.25)
@@ -148,6 +161,8 @@ def test_training_run_folder(training_gate_run):
 def test_resume_continues_to_the_same_weights(training_gate_data, training_gate_run, tmp_path):
     common = ["train", "gate", str(training_gate_data), "--out", str(tmp_path), *TRAINING_TINY]
     _training_cli(*common, "--epochs", "1")
+    _training_cli(*common, "--resume")  # the checkpoint's epochs (1): nothing left to do
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0
     _training_cli(*common, "--epochs", "2", "--resume")
     resumed = torch.load(tmp_path / "last.pt", weights_only=True)
     straight = torch.load(training_gate_run / "last.pt", weights_only=True)

@@ -55,5 +55,6 @@ def model_from_checkpoint(path: str | Path) -> tuple[NormalizedModel, EngineMeta
         model = build_model(meta.task, ckpt["arch"], outputs, **ckpt["arch_kwargs"])
         model.load_state_dict(ckpt["model"])
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise EngineError(f"{path}: checkpoint does not rebuild ({' '.join(str(exc).split())[:200]})") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise EngineError(f"{path}: checkpoint does not rebuild ({detail})") from None
     return NormalizedModel(model, meta.mean, meta.std).eval(), meta, ckpt

@@ -33,7 +33,8 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--size", type=int, default=224, help="square input size in pixels (default 224)")
     p.add_argument("--pretrained", default=None, metavar="PATH",
                    help="torchvision ImageNet state dict (local file; nothing is downloaded)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs of the main (fine-tune) phase")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of the main (fine-tune) phase (default 10; with --resume: the checkpoint's)")
     p.add_argument("--head-epochs", type=int, default=None,
                    help="phase-1 epochs training only the new head with the base frozen "
                         "(default: 2 for the gate with --pretrained, else 0)")
@@ -52,7 +53,8 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation")
     p.add_argument("--split-seed", type=int, default=0, help="seed of a new train/val/test split")
     p.add_argument("--splits", default=None, metavar="DIR", help="reuse train/val/test.txt from DIR")
-    p.add_argument("--resume", action="store_true", help="continue RUN/last.pt (extend with --epochs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN/last.pt with its settings (--epochs extends it)")
     aug = p.add_argument_group("augmentation (0 switches a step off)")
     aug.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
     aug.add_argument("--vflip", type=float, default=0.5, help="vertical flip probability")

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "val", "train"), default="test")
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.txt, PNGs")
     parser.add_argument("--backend", default="auto", help="engine backend (default auto)")
-    parser.add_argument("--threads", type=int, default=0, help="inference threads (default: backend's choice)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="inference threads (default: the backend's choice)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threshold", type=float, default=None,
                         help="seg: nerve where sigmoid > this (default: the engine's, else 0.5)")
@@ -52,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         raise UserError(f"{args.splits or model}: the {args.split} split is empty")
     engine = load_engine(model, backend=args.backend, task=TASKS[args.task], threads=args.threads)
-    threshold = args.threshold or float(engine.meta.extra.get("threshold", 0.5))
+    threshold = args.threshold
+    if threshold is None:
+        threshold = float(engine.meta.extra.get("threshold", 0.5))
     try:
         report = run_eval(engine, args.data, items, args.out, args.split, args.batch_size, threshold)
     finally:

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
                         help="torch.onnx exporter (default legacy: 30x faster here, same graph quality)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17 legacy, 18 dynamo)")
-    parser.add_argument("--data", default=None, help="dataset for real parity frames (default: the training data)")
+    parser.add_argument("--data", default=None,
+                        help="dataset for real parity frames (default: the training data)")
     parser.add_argument("--splits", default=None, metavar="DIR",
                         help="split lists for real frames (default: splits/ beside the checkpoint)")
     parser.add_argument("--metrics", default=None, metavar="JSON",

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 METRIC = {"classify": "accuracy", "segment": "iou"}
 # Keys a resumed run takes from the command line; the rest come from the checkpoint.
 RESUME_OVERRIDES = ("epochs", "workers", "threads", "data", "out", "resume")
+DEFAULT_EPOCHS = 10
 
 
 def seed_all(seed: int) -> None:
@@ -147,7 +148,8 @@ def evaluate(model, criterion, loader, args) -> dict[str, float]:
     losses, scores = [], []
     for images, targets in tqdm(loader, desc="val", leave=False, disable=None):
         output = model(images.permute(0, 2, 3, 1))
-        losses += [criterion(output, targets.float() if args.task == "segment" else targets).item()] * len(images)
+        target = targets.float() if args.task == "segment" else targets
+        losses += [criterion(output, target).item()] * len(images)
         scores.append(_score(args.task, output, targets))
     return {"loss": float(np.mean(losses)), METRIC[args.task]: float(np.mean(np.concatenate(scores)))}
 
@@ -188,6 +190,9 @@ def resolve_args(args):
         args.unfreeze_from = spec.unfreeze_from if args.pretrained else _first_layer(args, spec)
     if args.finetune_lr is None:
         args.finetune_lr = args.lr / 10 if args.head_epochs > 0 else args.lr
+    if args.resume:
+        return args  # the checkpoint's settings replace these in main(); --epochs may stay None
+    args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     if args.head_epochs + args.epochs <= 0:
         raise UserError("nothing to train: --head-epochs and --epochs are both 0")
     return args
@@ -205,7 +210,7 @@ def _resume(args, out: Path) -> dict:
         raise UserError(f"{path}: nothing to resume (no last.pt in the run folder)")
     ckpt = read_checkpoint(path)
     for key, value in ckpt["args"].items():
-        if key not in RESUME_OVERRIDES:
+        if key not in RESUME_OVERRIDES or getattr(args, key, None) is None:
             setattr(args, key, value)
     log.info("resuming %s after epoch %d (settings from the checkpoint; epochs=%d)",
              path, ckpt["epoch"] + 1, args.epochs)

@@ -8,7 +8,8 @@ from functools import partial
 from .spec import ModelSpec
 
 # Old torchvision DenseNet checkpoints name layers "norm.1"; the module names "norm1".
-_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                      r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 def build(num_classes: int, depth: int = 169):
