@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Recipe for the shipped sample engines samples/models/{gate,unet}.onnx and their RECIPE.md:
+# synthetic data → train gate and U-Net at 224 px on the CPU → evaluate on the test split
+# (checkpoint and ONNX) → export with metadata and parity checks → benchmark → RECIPE.md.
+#
+#   scripts/train_samples.sh [WORK]        (default WORK=runs/samples; measured 18 min on 2 shared cores)
+#
+# Environment: THREADS (torch/ORT threads, default 2), NERVESEG (the command, default
+# .venv/bin/nerveseg); for a quick plumbing check only, MODELS, SIZE, PER_CLASS, COUNT,
+# GATE_EPOCHS, SEG_EPOCHS and WIDTH override the recipe's values.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-runs/samples}
+THREADS=${THREADS:-2}
+NS=${NERVESEG:-.venv/bin/nerveseg}
+PY=${PYTHON:-.venv/bin/python}
+MODELS=${MODELS:-samples/models}
+SIZE=${SIZE:-224}
+PER_CLASS=${PER_CLASS:-200}
+COUNT=${COUNT:-400}
+WIDTH=${WIDTH:-0.5}
+# Batch 8, not 16: from scratch on a CPU budget, more optimiser steps per image matter more.
+GATE=(--width "$WIDTH" --epochs "${GATE_EPOCHS:-12}" --lr 2e-3 --batch-size 8 --seed 0)
+SEG=(--width "$WIDTH" --epochs "${SEG_EPOCHS:-12}" --lr 2e-3 --batch-size 8 --seed 0)
+
+mkdir -p "$WORK" "$MODELS"
+: > "$WORK/commands.txt"
+: > "$WORK/timings.txt"
+
+step() {  # step NAME COMMAND...: run, log the command, time it
+    local name=$1; shift
+    echo "$*" >> "$WORK/commands.txt"
+    echo "== $name: $*"
+    local started=$SECONDS
+    "$@"
+    echo "$name $((SECONDS - started))" >> "$WORK/timings.txt"
+}
+
+step synth_classify $NS synth classify "$WORK/data/classify" --per-class "$PER_CLASS" --size "$SIZE" --seed 1 --no-progress
+step synth_segment $NS synth segment "$WORK/data/segment" --count "$COUNT" --size "$SIZE" --negatives 0.1 --seed 2 --no-progress
+step train_gate $NS train gate "$WORK/data/classify" --out "$WORK/gate" --size "$SIZE" --threads "$THREADS" "${GATE[@]}"
+step train_seg $NS train seg "$WORK/data/segment" --out "$WORK/seg" --size "$SIZE" --threads "$THREADS" "${SEG[@]}"
+step eval_gate $NS eval gate "$WORK/gate/best.pt" --data "$WORK/data/classify" --out "$WORK/gate/eval_test" --threads "$THREADS"
+step eval_seg $NS eval seg "$WORK/seg/best.pt" --data "$WORK/data/segment" --out "$WORK/seg/eval_test" --threads "$THREADS"
+step export_gate $NS export "$WORK/gate/best.pt" --out "$MODELS"/gate.onnx --metrics "$WORK/gate/eval_test/metrics.json"
+step export_seg $NS export "$WORK/seg/best.pt" --out "$MODELS"/unet.onnx --metrics "$WORK/seg/eval_test/metrics.json"
+step eval_gate_onnx $NS eval gate "$MODELS"/gate.onnx --data "$WORK/data/classify" --splits "$WORK/gate/splits" \
+    --out "$WORK/gate/eval_onnx" --backend onnxruntime --threads "$THREADS"
+step eval_seg_onnx $NS eval seg "$MODELS"/unet.onnx --data "$WORK/data/segment" --splits "$WORK/seg/splits" \
+    --out "$WORK/seg/eval_onnx" --backend onnxruntime --threads "$THREADS"
+cp "$WORK/gate/curves.png" "$MODELS"/gate_curves.png
+cp "$WORK/seg/curves.png" "$MODELS"/unet_curves.png
+step recipe_md $PY -m nerveseg.training.recipe "$WORK" --models "$MODELS"

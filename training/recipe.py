@@ -1,0 +1,129 @@
+"""Write ``samples/models/RECIPE.md`` from a finished ``scripts/train_samples.sh`` run.
+
+    python -m nerveseg.training.recipe WORK --models samples/models
+
+Reads ``WORK/commands.txt`` and ``WORK/timings.txt`` (written by the script), each run's
+``config.yaml``, split lists and ``eval_*/metrics.json``, benchmarks both ONNX engines
+with ONNX Runtime on 2 threads, and checks the targets (gate accuracy ≥ 0.95, nerve IoU
+≥ 0.7 on the synthetic test split). Exit status 1 if a target is missed. No torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+TARGETS = {"gate accuracy": 0.95, "segmenter IoU": 0.7}
+
+
+def bench(path: Path, threads: int = 2, runs: int = 50) -> dict:
+    """Median and p90 ms per single frame at the engine's input size (5 warm-up runs excluded)."""
+    from nerveseg.engines.loader import load_engine
+
+    with load_engine(path, backend="onnxruntime", threads=threads) as engine:
+        h, w = engine.input_size
+        frame = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+        engine.warmup(5)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            engine.run(frame)
+            times.append(1000 * (time.perf_counter() - started))
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "threads": threads, "runs": runs, "size": f"{w}×{h}"}
+
+
+def _metrics(run: Path, name: str) -> dict:
+    return json.loads((run / name / "metrics.json").read_text())
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def _run_section(title: str, run: Path, onnx: Path, speed: dict, metric_lines: list[str]) -> list[str]:
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    sizes = {s: len(_lines(run / "splits" / f"{s}.txt")) for s in ("train", "val", "test")}
+    history = json.loads((run / "history.json").read_text())
+    meta_keys = ("model", "arch_kwargs", "size", "epochs", "head_epochs", "lr", "finetune_lr",
+                 "lr_schedule", "batch_size", "seed", "split_seed", "pretrained")
+    return [f"## {title}: `{onnx}`", "",
+            f"- data: `{config['data']}` — train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}",
+            "- " + ", ".join(f"{k} `{config[k]}`" for k in meta_keys if k in config),
+            f"- augmentation: hflip {config['hflip']}, vflip {config['vflip']}, "
+            f"rotate ±{config['rotate']}°, brightness ±{config['brightness']}, "
+            f"contrast ±{config['contrast']}, crop scale ≥ {config['scale_min']}",
+            f"- training time: {sum(r['seconds'] for r in history):.0f} s over {len(history)} epochs",
+            f"- ONNX file: {onnx.stat().st_size / 1e6:.2f} MB; ONNX Runtime on {speed['threads']} threads, "
+            f"one {speed['size']} frame: median {speed['median_ms']:.2f} ms, p90 {speed['p90_ms']:.2f} ms "
+            f"({speed['runs']} runs after 5 warm-up runs)",
+            "", *metric_lines, ""]
+
+
+def _f(value) -> str:
+    """Three decimals; ``n/a`` for a metric JSON wrote as null (undefined ratio)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def gate_lines(report: dict, onnx_report: dict) -> list[str]:
+    keys = ("sensitivity", "specificity", "ppv", "f1", "auc")
+    rows = [f"| {c} | {v['support']} | " + " | ".join(_f(v[k]) for k in keys) + " |"
+            for c, v in onnx_report["per_class"].items()]
+    return [f"Test split ({report['n']} images): accuracy **{_f(onnx_report['accuracy'])}** (ONNX), "
+            f"{_f(report['accuracy'])} (torch checkpoint); multiclass MCC {_f(onnx_report['mcc'])}.", "",
+            "| class | n | sensitivity | specificity | PPV | F1 | AUC |",
+            "|---|---|---|---|---|---|---|", *rows]
+
+
+def seg_lines(report: dict, onnx_report: dict) -> list[str]:
+    iou, nerve, dice = onnx_report["iou"], onnx_report["iou_nerve"], onnx_report["dice"]
+    return [f"Test split ({report['n']} images, {onnx_report['n_with_nerve']} with nerve): mean IoU "
+            f"**{_f(iou['mean'])}** (95% CI {_f(iou['ci_low'])}–{_f(iou['ci_high'])}) (ONNX), "
+            f"{_f(report['iou']['mean'])} (torch checkpoint); IoU on images with nerve {_f(nerve['mean'])} "
+            f"(95% CI {_f(nerve['ci_low'])}–{_f(nerve['ci_high'])}); Dice {_f(dice['mean'])}; pooled pixel "
+            f"IoU {_f(onnx_report['pixel_iou'])}. Empty truth and empty prediction count as IoU 1."]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--models", type=Path, default=Path("samples/models"))
+    args = parser.parse_args(argv)
+    work, models = args.work, args.models
+    gate, seg = _metrics(work / "gate", "eval_test"), _metrics(work / "seg", "eval_test")
+    gate_onnx, seg_onnx = _metrics(work / "gate", "eval_onnx"), _metrics(work / "seg", "eval_onnx")
+    speeds = {name: bench(models / name) for name in ("gate.onnx", "unet.onnx")}
+    steps = [line.split() for line in _lines(work / "timings.txt")]
+    achieved = {"gate accuracy": gate_onnx["accuracy"], "segmenter IoU": seg_onnx["iou"]["mean"]}
+    achieved = {k: (v if v is not None else 0.0) for k, v in achieved.items()}
+    verdict = [f"- {k}: {v:.3f} (target ≥ {TARGETS[k]}) — {'met' if v >= TARGETS[k] else 'MISSED'}"
+               for k, v in achieved.items()]
+    text = ["# Recipe of the shipped sample engines", "",
+            "Made by `scripts/train_samples.sh` on synthetic data (`nerveseg synth`), trained from "
+            "scratch on the CPU (no pretrained weights). Re-run it to reproduce these files.", "",
+            f"Host: {platform.machine()}, Python {platform.python_version()}; "
+            f"nerveseg revision {gate_onnx['engine']['revision']}.", "", "## Targets", "", *verdict, "",
+            *_run_section("Gate", work / "gate", models / "gate.onnx", speeds["gate.onnx"],
+                          gate_lines(gate, gate_onnx)),
+            *_run_section("Segmenter", work / "seg", models / "unet.onnx", speeds["unet.onnx"],
+                          seg_lines(seg, seg_onnx)),
+            "## Steps and wall-clock times", "", "| step | seconds |", "|---|---|",
+            *[f"| {name} | {sec} |" for name, sec in steps], f"| **total** (before this report) | "
+            f"{sum(int(sec) for _, sec in steps)} |", "", f"Load average when the report was written: "
+            f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} (other jobs share these cores).",
+            "", "## Exact commands", "", "```", *_lines(work / "commands.txt"), "```", ""]
+    (models / "RECIPE.md").write_text("\n".join(text))
+    print("\n".join(verdict))
+    return 0 if all(v >= TARGETS[k] for k, v in achieved.items()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
