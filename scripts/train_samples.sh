@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Recipe for the shipped sample engines samples/models/{gate,unet}.onnx and their RECIPE.md:
+# Recipe for the shipped samples: engines samples/models/{gate,unet}.onnx (+ .pt references),
+# their RECIPE.md and the sample video samples/stereo_sample.mp4:
 # synthetic data → train gate and U-Net at 224 px on the CPU → evaluate on the test split
 # (checkpoint and ONNX) → export with metadata and parity checks → benchmark → RECIPE.md.
 #
@@ -42,12 +43,17 @@ step train_gate $NS train gate "$WORK/data/classify" --out "$WORK/gate" --size "
 step train_seg $NS train seg "$WORK/data/segment" --out "$WORK/seg" --size "$SIZE" --threads "$THREADS" "${SEG[@]}"
 step eval_gate $NS eval gate "$WORK/gate/best.pt" --data "$WORK/data/classify" --out "$WORK/gate/eval_test" --threads "$THREADS"
 step eval_seg $NS eval seg "$WORK/seg/best.pt" --data "$WORK/data/segment" --out "$WORK/seg/eval_test" --threads "$THREADS"
-step export_gate $NS export "$WORK/gate/best.pt" --out "$MODELS"/gate.onnx --metrics "$WORK/gate/eval_test/metrics.json"
-step export_seg $NS export "$WORK/seg/best.pt" --out "$MODELS"/unet.onnx --metrics "$WORK/seg/eval_test/metrics.json"
+# The weights-only .pt references run the naive PyTorch loop of `nerveseg bench`.
+step export_gate $NS export "$WORK/gate/best.pt" --out "$MODELS"/gate.onnx --metrics "$WORK/gate/eval_test/metrics.json" \
+    --reference-pt "$MODELS"/gate.pt
+step export_seg $NS export "$WORK/seg/best.pt" --out "$MODELS"/unet.onnx --metrics "$WORK/seg/eval_test/metrics.json" \
+    --reference-pt "$MODELS"/unet.pt
 step eval_gate_onnx $NS eval gate "$MODELS"/gate.onnx --data "$WORK/data/classify" --splits "$WORK/gate/splits" \
     --out "$WORK/gate/eval_onnx" --backend onnxruntime --threads "$THREADS"
 step eval_seg_onnx $NS eval seg "$MODELS"/unet.onnx --data "$WORK/data/segment" --splits "$WORK/seg/splits" \
     --out "$WORK/seg/eval_onnx" --backend onnxruntime --threads "$THREADS"
 cp "$WORK/gate/curves.png" "$MODELS"/gate_curves.png
 cp "$WORK/seg/curves.png" "$MODELS"/unet_curves.png
+# The shipped sample video (6 s side-by-side stereo, 1080p, with per-frame ground truth).
+step sample_video $NS synth video "${SAMPLE_VIDEO:-samples/stereo_sample.mp4}" --seconds 6 --fps 30 --seed 0
 step recipe_md $PY -m nerveseg.training.recipe "$WORK" --models "$MODELS"

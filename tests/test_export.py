@@ -129,3 +129,20 @@ def test_eval_seg_checkpoint_and_embed_metrics(training_seg_run, training_seg_da
     meta = export_module.export(training_seg_run / "best.pt", tmp_path / "m.onnx",
                                 metrics=out / "metrics.json")
     assert meta.extra["test_metrics"]["iou_mean"] == pytest.approx(report["iou"]["mean"])
+
+
+def test_export_at_another_size_with_a_weights_only_reference(training_seg_run, tmp_path):
+    """A fully convolutional model exports at a new input size; the reference .pt holds
+    no optimizer state, carries the ONNX file's metadata and agrees with it."""
+    import torch
+
+    onnx_path, pt_path = tmp_path / "unet48.onnx", tmp_path / "unet48.pt"
+    export_module.export(training_seg_run / "best.pt", onnx_path, input_size=(48, 48), reference_pt=pt_path)
+    ort_engine = load_engine(onnx_path, backend="onnxruntime", task="segment")
+    torch_engine = load_engine(pt_path, backend="torch", task="segment")
+    assert ort_engine.input_size == torch_engine.input_size == (48, 48)
+    assert torch_engine.meta.recipe_hash == ort_engine.meta.recipe_hash
+    assert "optimizer" not in torch.load(pt_path, weights_only=True)
+    frames = np.random.default_rng(3).integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
+    a, b = ort_engine.run(frames)["mask_logits"], torch_engine.run(frames)["mask_logits"]
+    assert a.shape == (2, 1, 48, 48) and np.abs(a - b).max() < 1e-3

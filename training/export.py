@@ -48,11 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split lists for real frames (default: splits/ beside the checkpoint)")
     parser.add_argument("--metrics", default=None, metavar="JSON",
                         help="metrics.json from `nerveseg eval` to embed as extra.test_metrics")
+    parser.add_argument("--input-size", type=int, default=None, metavar="N",
+                        help="export at N×N instead of the trained size (the models are fully convolutional)")
+    parser.add_argument("--reference-pt", default=None, metavar="MODEL.pt",
+                        help="also write the weights-only torch reference (no optimizer state) with the "
+                             "same metadata, for the torch backend and the naive benchmark")
 
 
 def run(args: argparse.Namespace) -> int:
+    size = (args.input_size, args.input_size) if args.input_size else None
     meta = export(args.checkpoint, args.out, exporter=args.exporter, opset=args.opset,
-                  data=args.data, splits=args.splits, metrics=args.metrics)
+                  data=args.data, splits=args.splits, metrics=args.metrics, input_size=size,
+                  reference_pt=args.reference_pt)
     parity = meta.extra["parity"]
     print(f"wrote {args.out}: {meta.model} {meta.task} {list(meta.classes)} {meta.input_size}; "
           f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames")
@@ -71,12 +78,16 @@ def _step(name: str, source, func, *args, **kwargs):
 
 
 def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, data=None,
-           splits=None, metrics=None):
-    """Run the chain; returns the embedded :class:`EngineMeta`."""
-    from nerveseg.training.checkpoint import model_from_checkpoint
+           splits=None, metrics=None, input_size: tuple[int, int] | None = None, reference_pt=None):
+    """Run the chain; returns the embedded :class:`EngineMeta`. ``input_size`` exports
+    at another size than trained; ``reference_pt`` also writes the weights-only torch
+    checkpoint carrying the same metadata."""
+    from nerveseg.training.checkpoint import model_from_checkpoint, save_checkpoint
 
     checkpoint, out = Path(checkpoint), Path(out)
     model, meta, ckpt = _step("load", checkpoint, model_from_checkpoint, checkpoint)
+    if input_size is not None:
+        meta = dataclasses.replace(meta, input_size=tuple(input_size))
     opset = opset or (17 if exporter == "legacy" else 18)
     proto = _step("torch→onnx", checkpoint, to_onnx, model, meta, exporter, opset)
     _step("onnx.checker", checkpoint, _check, proto)
@@ -86,6 +97,9 @@ def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, 
     final = dataclasses.replace(meta, created=_now(), extra=extra)
     _step("metadata", out, _embed_and_save, proto, final, out)
     _step("reload", out, _reload, out, final, frames, reference)
+    if reference_pt is not None:
+        _step("reference checkpoint", reference_pt, save_checkpoint, Path(reference_pt), model, final,
+              arch=ckpt["arch"], arch_kwargs=ckpt["arch_kwargs"], args=ckpt.get("args", {}))
     log.info("exported %s → %s (%s exporter, opset %d)", checkpoint, out, exporter, opset)
     return final
 
