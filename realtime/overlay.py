@@ -8,6 +8,7 @@ pixel stays equal to the input frame, which the tests and ``nerveseg validate`` 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -44,24 +45,43 @@ def mask_bbox(mask: np.ndarray) -> Box | None:
     return Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
-def tint(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], opacity: float,
-         outline: bool = True) -> None:
-    """Blend ``colour`` into ``image`` (``(h, w, 3) uint8``) where ``mask`` is True, in place;
-    with ``outline``, the mask's inner edge is painted solid. Work is confined to the
-    mask's bounding box."""
-    box = mask_bbox(mask)
-    if box is None:
-        return
-    region = box.slice(image)
-    m = box.slice(mask)
-    m8 = m.view(np.uint8)
-    solid = np.empty_like(region)
+@functools.lru_cache(maxsize=4)
+def _solid(height: int, width: int, colour: tuple[int, int, int]) -> np.ndarray:
+    """A read-only ``(height, width, 3)`` image of ``colour`` (made once, sliced per frame)."""
+    solid = np.empty((height, width, 3), np.uint8)
     solid[:] = colour
-    blended = cv2.addWeighted(region, 1.0 - opacity, solid, opacity, 0.0)
-    if outline:
-        inner = cv2.erode(m8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-        blended[m8 > inner] = colour
-    cv2.copyTo(blended, m8, region)
+    solid.flags.writeable = False
+    return solid
+
+
+def tint(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], opacity: float,
+         outline: bool = True, strip: int = 32) -> None:
+    """Blend ``colour`` into ``image`` (``(h, w, 3) uint8``) where ``mask`` (``(h, w) bool``)
+    is True, in place; with ``outline``, the mask's inner edge is painted solid.
+
+    Work is confined to the mask's bounding box *per strip* of ``strip`` rows: a nerve
+    crossing the frame diagonally has a bounding box as large as the frame, but each
+    strip's box is narrow (13 ms → 3 ms for a diagonal band on an 896 px view)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    m8 = mask.view(np.uint8)
+    top = max(0, y0 - 1)  # one row of context above, so the erosion sees the true edge
+    inner = cv2.erode(m8[top:y1 + 1], np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                      borderValue=0)[y0 - top:]
+    solid = _solid(*image.shape[:2], tuple(colour))
+    for y in range(y0, y1, strip):
+        ys = slice(y, min(y + strip, y1))
+        cols = np.flatnonzero(mask[ys].any(axis=0))
+        if cols.size == 0:
+            continue
+        xs = slice(int(cols[0]), int(cols[-1]) + 1)
+        region, m = image[ys, xs], m8[ys, xs]
+        blended = cv2.addWeighted(region, 1.0 - opacity, solid[ys, xs], opacity, 0.0)
+        if outline:
+            blended[m > inner[ys.start - y0:ys.stop - y0, xs]] = colour
+        cv2.copyTo(blended, m, region)
 
 
 def text_lines(label: str, confidence: float, ms: dict[str, float], fps: float, dropped: int,
