@@ -14,7 +14,8 @@ from .errors import UserError
 from .replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
-MODES = ("naive", "bare", "replay", "live", "costs", "formats")
+MODES = ("naive", "bare", "replay", "live", "costs", "formats", "soak", "scaling")
+DEFAULT_MODES = "naive,bare,replay,live,costs,formats"
 DEFAULT_VIDEO = "samples/stereo_sample.mp4"
 
 
@@ -24,7 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-pt", type=Path, help="torch checkpoint of the gate (naive loop, torch format); "
                                                      "default: the gate engine's path with .pt")
     parser.add_argument("--seg-pt", type=Path, help="torch checkpoint of the segmenter (default: likewise)")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument("--modes", default=DEFAULT_MODES,
+                        help=f"comma-separated, of {', '.join(MODES)} (default {DEFAULT_MODES}; soak and "
+                             f"scaling take minutes)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run naive, bare and replay this many times, interleaved, and report the "
+                             "median round: on a shared machine, load moves between modes otherwise")
+    parser.add_argument("--soak", type=int, default=10000, help="frames in the soak replay (memory growth)")
+    parser.add_argument("--sizes", default="224,320,512", help="input sizes for the scaling mode")
     parser.add_argument("--backends", default="torch,onnxruntime,tensorrt",
                         help="formats to compare (torch, onnxruntime, tensorrt); missing ones say why")
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
@@ -73,22 +81,54 @@ def run(args: argparse.Namespace) -> int:
                      "frames": len(frames), "input_size": list(engines.gate.input_size), "skip": modes.SKIP,
                      "engines": engines.provenance(), "machine": report.machine(), "doc": bench.__doc__}
     gate_pt, seg_pt = _checkpoint(args.gate_pt, config.gate.engine), _checkpoint(args.seg_pt, config.segment.engine)
-    for mode in modes_wanted:
+    for mode in [m for m in modes_wanted if m in ("naive", "bare", "replay")]:
+        results[mode] = []
+    for round_ in range(args.rounds):
+        for mode in [m for m in modes_wanted if m in ("naive", "bare", "replay")]:
+            log.info("bench: %s (round %d of %d)", mode, round_ + 1, args.rounds)
+            if mode == "naive":
+                results[mode].append(_naive(video, gate_pt, seg_pt, config, args.out / "naive.avi"))
+            elif mode == "bare":
+                results[mode].append(modes.bare(frames, engines.gate, engines.segment, config))
+            else:
+                results[mode].append(modes.replay(video, engines, config, args.out / "replay.avi"))
+    for mode in [m for m in modes_wanted if m in ("naive", "bare", "replay")]:
+        results[mode] = _median_round(results[mode])
+    for mode in [m for m in modes_wanted if m not in ("naive", "bare", "replay")]:
         log.info("bench: %s", mode)
-        if mode == "naive":
-            results["naive"] = _naive(video, gate_pt, seg_pt, config, args.out / "naive.avi")
-        elif mode == "bare":
-            results["bare"] = modes.bare(frames, engines.gate, engines.segment, config)
-        elif mode == "replay":
-            results["replay"] = modes.replay(video, engines, config, args.out / "replay.avi")
-        elif mode == "live":
+        if mode == "live":
             results["live"] = [modes.live(frames, rate, engines, config) for rate in _rates(args.live_fps)]
         elif mode == "costs":
             results["costs"] = stage_costs(video, frames, engines, config)
         elif mode == "formats":
             results["formats"], results["test_set"] = _formats(args, config, gate_pt, seg_pt)
+        elif mode == "soak":
+            results["soak"] = modes.soak(frames, engines, config, args.soak, args.out / "soak.avi")
+        elif mode == "scaling":
+            results["scaling"] = _scaling(frames, args)
     results["ratios"] = report.ratios(results)
     return _finish(results, args)
+
+
+def _median_round(rounds: list[dict]) -> dict:
+    """The round with the median FPS, with every round's FPS beside it."""
+    measured = [r for r in rounds if r.get("fps")]
+    if not measured:
+        return rounds[0]
+    chosen = sorted(measured, key=lambda r: r["fps"])[len(measured) // 2]
+    return {**chosen, "fps_rounds": [r["fps"] for r in measured]} if len(measured) > 1 else chosen
+
+
+def _scaling(frames, args) -> dict:
+    try:
+        import torch  # noqa: F401  (only to say why the mode is skipped without it)
+    except ImportError:
+        return {"skipped": "needs the train extra (torch) to build and export the backbones"}
+    from .bench.scaling import scaling, scaling_table
+
+    sizes = tuple(int(v) for v in args.sizes.split(",") if v.strip())
+    rows = scaling(frames, sizes=sizes, threads=args.threads or 0)
+    return {"rows": rows, "markdown": scaling_table(rows)}
 
 
 def _naive(video: Path, gate_pt: Path | None, seg_pt: Path | None, config, out: Path) -> dict:

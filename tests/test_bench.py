@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from video_fixtures import write_video
 
@@ -35,13 +36,17 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     docs = tmp_path / "BENCHMARKS.md"
     docs.write_text(f"# Benchmarks\n\nhand-written notes stay\n\n{BEGIN}\nold figures\n{END}\n\nmore notes\n")
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
-                 "--frames", "30", "--live-fps", "60", "--test-set", str(test_set), "--backends",
+                 "--frames", "30", "--live-fps", "60", "--test-set", str(test_set), "--rounds", "2",
+                 "--modes", "naive,bare,replay,live,costs,formats,soak", "--soak", "90", "--backends",
                  "torch,onnxruntime,tensorrt", "--out", str(tmp_path / "bench"), "--update-docs", str(docs)])
     assert code == 0
     results = json.loads((tmp_path / "bench" / "bench.json").read_text())
     for mode in ("naive", "bare", "replay"):
         assert results[mode]["fps"] > 0 and results[mode]["frames"] == 30, mode
-    assert results["replay"]["recorded_frames"] == 30
+    assert results["replay"]["recorded_frames"] == 30 and len(results["replay"]["fps_rounds"]) == 2
+    soak = results["soak"]
+    assert soak["frames"] == 90 and soak["rss_growth_mb"] is not None and soak["threads"]
+    assert not (tmp_path / "bench" / "soak.avi").exists(), "the soak recording is removed"
     assert set(results["replay"]["stages_ms"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
     assert {"p50", "p95", "p99", "p99_9", "max", "std"} <= results["bare"]["ms_per_frame"].keys()
     live = results["live"][0]
@@ -88,4 +93,18 @@ def test_unknown_mode_is_a_one_line_error(tmp_path, tiny_engines, capsys):
     code = main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
                  "--modes", "replay,fastest", "--out", str(tmp_path / "b")])
     assert code == 2
-    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, bare, replay, live, costs, formats")
+    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, bare, replay, live, costs, "
+                                                    "formats, soak, scaling")
+
+
+def test_scaling_times_each_backbone_at_each_size():
+    from nerveseg.realtime.bench.scaling import scaling, scaling_table
+
+    frames = [np.full((120, 320, 3), v, np.uint8) for v in (40, 120, 200)]
+    rows = scaling(frames, sizes=(32, 64), gates=("mobilenet_v2:0.25",), segmenters=("unet_mobilenet_v2:0.25",),
+                   threads=1, limit=3)
+    assert [(r["task"], r["size"]) for r in rows] == [("classify", 32), ("segment", 32), ("classify", 64),
+                                                      ("segment", 64)]
+    assert all(r["ms"]["n"] == 3 and r["ms"]["p50"] > 0 and r["onnx_mb"] > 0 for r in rows)
+    table = scaling_table(rows)
+    assert "| classify | mobilenet_v2:0.25 |" in table and "64×64 p50 ms" in table

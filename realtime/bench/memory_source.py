@@ -27,27 +27,28 @@ def decode_frames(video: str | Path, limit: int | None = None) -> tuple[list[np.
 
 
 class MemorySource(Source):
-    """Offers in-memory frames at ``fps`` as a live camera would (``loops`` times over).
+    """Offers in-memory frames ``loops`` times over: ``live`` at ``fps`` as a camera would,
+    else as fast as the pipeline takes them (a replay without decoding).
 
     The capture stamp is the moment a frame is offered, so latency is measured from
     there, never from the pacing sleep."""
 
-    live = True
-
-    def __init__(self, images: list[np.ndarray], fps: float, loops: int = 1, name: str = "memory"):
+    def __init__(self, images: list[np.ndarray], fps: float, loops: int = 1, name: str = "memory",
+                 live: bool = True):
         super().__init__()
         if not images:
             raise ValueError("MemorySource needs at least one frame")
-        self.images, self.fps, self.loops, self.name = images, fps, loops, name
+        self.images, self.fps, self.loops, self.name, self.live = images, fps, loops, name, live
         self.frame_count = len(images) * loops
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         self.status.set("ok")
-        pacer = Pacer(self.fps)
+        pacer = Pacer(self.fps) if self.live else None
         for index in range(self.frame_count):
             if stop.is_set():
                 break
-            pacer.wait(stop)
+            if pacer is not None:
+                pacer.wait(stop)
             t = now_ns()
             yield Frame(index, t, self.images[index % len(self.images)], pts=index / self.fps,
                         stamps=(("decode", t, t),))

@@ -146,3 +146,29 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
             "video_delay_values": [round(v, 3) for v in video],
             "annotation_delay_values": [round(v, 3) for v in annotation]}
 
+
+
+def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, total: int, out: Path,
+         every: int = 250) -> dict:
+    """A replay of ``total`` frames (the decoded frames over and over, recorded to AVI):
+    resident memory and thread count sampled every ``every`` frames after a warm-up of
+    ``2 × every`` frames. The recording is deleted afterwards (it is large)."""
+    loops = -(-total // len(frames))
+    config = dataclasses.replace(config, record=dataclasses.replace(config.record, path=str(out)))
+    source = MemorySource(frames, 30.0, loops, name="soak", live=False)
+    pipeline = NervePipeline(config, source=source, engines=engines, history=1000)
+    samples: list[tuple[int, float, int]] = []
+
+    def sample(r: Rendered) -> None:
+        if r.index // every > len(samples) - 1:
+            samples.append((r.index, rss_mb(), threading.active_count()))
+
+    pipeline.subscribe(sample)
+    summary = pipeline.run()
+    out.unlink(missing_ok=True)
+    steady = [s for s in samples if s[0] >= 2 * every] or samples
+    rss = [s[1] for s in steady]
+    return {"what": f"replay of {summary['frames']} frames from memory, recorded", "frames": summary["frames"],
+            "fps": summary.get("fps"), "rss_start_mb": round(rss[0], 1), "rss_end_mb": round(rss[-1], 1),
+            "rss_growth_mb": round(rss[-1] - rss[0], 1), "rss_max_mb": round(max(rss), 1),
+            "threads": sorted({s[2] for s in steady}), "samples": [list(s) for s in samples]}

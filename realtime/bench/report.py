@@ -53,6 +53,20 @@ def table(results: dict) -> str:
         parts = " + ".join(f"{k} {v:.1f}" for k, v in costs["cpu_ms_per_frame"].items())
         lines.append(f"stage CPU alone: {parts} = {costs['total_cpu_ms']:.1f} ms/frame "
                      f"→ bound {costs['bound_fps']:.1f} FPS on {costs['cores']} cores")
+    for name in ("naive", "bare", "replay"):
+        rounds = (results.get(name) or {}).get("fps_rounds")
+        if rounds:
+            lines.append(f"{name} FPS per round: {', '.join(f'{v:.1f}' for v in rounds)} (median round shown)")
+    soak = results.get("soak")
+    if soak:
+        lines.append(f"soak: {soak['frames']} frames at {soak['fps']} FPS, RSS {soak['rss_start_mb']} → "
+                     f"{soak['rss_end_mb']} MB (growth {soak['rss_growth_mb']} MB, max {soak['rss_max_mb']}), "
+                     f"threads {soak['threads']}")
+    if (results.get("scaling") or {}).get("markdown"):
+        lines.append("engine ms by input size and backbone (random weights, speed only):")
+        lines.append(results["scaling"]["markdown"])
+    elif (results.get("scaling") or {}).get("skipped"):
+        lines.append(f"scaling skipped: {results['scaling']['skipped']}")
     r = results.get("ratios", {})
     lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in r.items()))
     for row in results.get("formats", []):
@@ -123,13 +137,21 @@ def latency_png(results: dict, path: Path) -> Path | None:
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
+def _scaling_md(results: dict) -> list[str]:
+    scaling = results.get("scaling") or {}
+    if not scaling.get("markdown"):
+        return []
+    return ["", "Engine cost by input size and backbone (ONNX Runtime, random weights: speed only, "
+                "same frames):", "", scaling["markdown"]]
+
+
 def update_docs(results: dict, path: Path) -> None:
     """Replace the figures section of ``path`` (between the bench markers) with this run's."""
     m = results["machine"]
     block = "\n".join([BEGIN, f"Latest run: {results['date']} on {m.get('cpu', m['processor'])}, "
                        f"{m['cores']} cores, load average {m.get('load_average')}; video {results['video']} "
                        f"({results['frames']} frames), input {results['input_size']}.", "", "```",
-                       table(results), "```", END])
+                       table(results), "```", *_scaling_md(results), END])
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text:
         text += f"\n{BEGIN}\n{END}\n"
