@@ -18,6 +18,7 @@ from nerveseg.realtime.errors import UserError
 # name: (module, one-line help). Order is the order of `nerveseg --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("nerveseg.training.synth.cli", "generate synthetic stereoscope data (datasets, video)"),
+    "data": ("nerveseg.training.data_cli", "check a dataset (layout, counts per class, bad files); write shared split lists"),
     "train": ("nerveseg.training.cli", "train the classifier gate or a segmenter"),
     "eval": ("nerveseg.training.eval_cli", "evaluate a model on a test split"),
     "export": ("nerveseg.training.export", "export a checkpoint to ONNX with metadata"),

@@ -9,6 +9,7 @@ sorted items, so the same data and seed always give the same lists.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from nerveseg.realtime.errors import UserError
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.7, 0.15, 0.15)
 
@@ -83,3 +85,42 @@ def splits_digest(splits: dict[str, list[str]]) -> str:
         digest.update(f"[{name}]\n".encode())
         digest.update("".join(f"{item}\n" for item in splits[name]).encode())
     return digest.hexdigest()
+
+
+def resolve_splits(out: str | Path | None, items: list[str], stratum: Callable[[str], str],
+                   seed: int = 0, reuse: str | Path | None = None,
+                   root: str | Path | None = None) -> dict[str, list[str]]:
+    """The split a run uses, shared by every model family.
+
+    ``reuse`` (``--splits DIR``) first, else ``out/splits`` when a run folder already
+    holds one (resume, retraining), else :func:`make_splits` over ``items``. Lists read
+    back are restricted to ``items`` (the validated dataset: ``--skip-bad`` may have left
+    files out) and written to ``out/splits``, so the run folder says what it used.
+    """
+    own = Path(out) / "splits" if out is not None else None
+    source = reuse or (own if own is not None and (own / "test.txt").is_file() else None)
+    if source:
+        splits = restrict(read_splits(source, root), items, source)
+    else:
+        splits = make_splits(items, stratum, seed)
+    if own is not None:
+        write_splits(own, splits)
+    return splits
+
+
+def restrict(splits: dict[str, list[str]], items: list[str], source) -> dict[str, list[str]]:
+    """Drop listed items that are not in ``items`` (with a warning); an empty train or
+    test split is refused, items in no list are reported and not used."""
+    known = set(items)
+    dropped = [item for name in SPLITS for item in splits[name] if item not in known]
+    if dropped:
+        log.warning("%s: %d listed files are not in the validated dataset and are left out (first: %s)",
+                    source, len(dropped), dropped[0])
+    kept = {name: [item for item in splits[name] if item in known] for name in SPLITS}
+    unlisted = len(known - {item for name in SPLITS for item in kept[name]})
+    if unlisted:
+        log.warning("%s: %d images of the dataset are in no split list and are not used", source, unlisted)
+    for name in ("train", "test"):
+        if not kept[name]:
+            raise UserError(f"{source}: no {name} image of the list is in the dataset")
+    return kept
