@@ -15,21 +15,20 @@ from conftest import TRAINING_TINY, _training_cli
 from nerveseg.training import freeze, models, splits, train
 from nerveseg.training.data import list_classification
 from nerveseg.training.datasets import Augment, build_transforms
+from nerveseg.training.importers import import_dataset
 
 
-def _args(task="classify", **overrides) -> argparse.Namespace:
+def _args(task="classify", *argv, **overrides) -> argparse.Namespace:
     """Resolved training arguments as the CLI would produce them (tiny model)."""
-    from nerveseg.training import cli
+    from nerveseg.training import cli, experiment
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     name = "gate" if task == "classify" else "seg"
-    args = parser.parse_args([name, "DATA", "--out", "OUT", "--size", "32", "--width", "0.25"])
-    for key, value in overrides.items():
+    args = experiment.namespace_from_cli(parser.parse_args(
+        [name, "DATA", "--out", "OUT", "--size", "32", *argv]))
+    for key, value in {"width": 0.25, **overrides}.items():
         setattr(args, key, value)
-    if task == "segment":
-        args.classes = None
-    del args.train_task
     return train.resolve_args(args)
 
 
@@ -92,7 +91,8 @@ def test_phase_one_freezes_base_and_phase_two_runs_at_a_tenth(training_gate_data
     optimizer = train.configure_phase(model, args, 1)
     base = {k: v.clone() for k, v in model.model.state_dict().items() if not k.startswith("classifier")}
     assert not any(p.requires_grad for n, p in model.model.named_parameters() if n.startswith("features"))
-    data = train.get_dataset(args, "train", list_classification(training_gate_data)[:12])
+    imported = import_dataset(training_gate_data, classes=args.classes)
+    data = train.get_dataset(args, "train", imported.items[:12], imported)
     loader = torch.utils.data.DataLoader(data, batch_size=6, shuffle=True)
     head = model.model.classifier[1].weight.clone()
     train.train_one_epoch(model, torch.nn.CrossEntropyLoss(), optimizer, loader, 0, args)

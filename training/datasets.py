@@ -1,41 +1,41 @@
-"""torch datasets and torchvision.transforms.v2 augmentation for both tasks.
+"""torch datasets over imported samples, and torchvision.transforms.v2 augmentation.
 
 A sample is ``(image, target)``: ``image`` a ``(3, H, W) uint8`` tensor (RGB), target a
 class index (classification) or a ``(1, H, W) uint8`` mask in {0, 1} (segmentation).
 Images stay uint8 until :class:`~nerveseg.training.models.NormalizedModel` so that the
-normalisation lives in one place: the model that gets exported.
+normalisation lives in one place: the model that gets exported. Samples are
+:class:`~nerveseg.training.importers.Sample` records (validated by the importers).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
+import cv2
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .data import label_of, mask_path, read_mask, read_rgb
+from .data import read_mask, read_rgb
+from .experiment import Augment
+from .importers import Sample
+from .importers.records import read_label_png
+
+__all__ = ["Augment", "build_transforms", "ClassificationDataset", "SegmentationDataset"]
 
 
-@dataclass(frozen=True)
-class Augment:
-    """Training augmentation; a zero switches a step off. Rotation in degrees, the
-    rest are probabilities (flips) or ± fractions (brightness, contrast), and
-    ``scale_min`` the smallest crop area fraction for the random resized crop."""
+def build_transforms(size: tuple[int, int], augment: Augment | None, boxes: bool = False) -> v2.Compose | None:
+    """The v2 pipeline (``None`` for evaluation). Geometric steps move the image, every
+    ``tv_tensors.Mask`` and ``tv_tensors.BoundingBoxes`` together; colour steps touch the
+    image only.
 
-    hflip: float = 0.5
-    vflip: float = 0.5
-    rotate: float = 10.0
-    brightness: float = 0.2
-    contrast: float = 0.2
-    scale_min: float = 0.8
-
-
-def build_transforms(size: tuple[int, int], augment: Augment | None) -> v2.Compose | None:
-    """The v2 pipeline (``None`` for evaluation). Geometric steps move image and
-    ``tv_tensors.Mask`` together; colour steps touch the image only."""
+    ``boxes=True`` (detection targets, called as ``t(image, {"boxes", "masks", "labels"})``)
+    appends clamping to the canvas and :class:`~torchvision.transforms.v2.SanitizeBoundingBoxes`,
+    which drops the boxes a crop or rotation pushed out (with their masks and labels). A
+    rotated box is the box around the rotated corners: it contains the object, loosely.
+    """
     if augment is None:
         return None
     steps = []
@@ -50,30 +50,44 @@ def build_transforms(size: tuple[int, int], augment: Augment | None) -> v2.Compo
                                           ratio=(0.9, 1.1), antialias=True))
     if augment.brightness > 0 or augment.contrast > 0:
         steps.append(v2.ColorJitter(brightness=augment.brightness, contrast=augment.contrast))
+    if boxes:
+        steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1)]
     return v2.Compose(steps) if steps else None
 
 
+def read_target(sample: Sample, size: tuple[int, int], foreground: int | None = None) -> np.ndarray:
+    """``(H, W) uint8`` in {0, 1}: any non-zero mask pixel, or only class id ``foreground``."""
+    if foreground is None:
+        return read_mask(sample.mask, size)
+    labels = read_label_png(sample.mask)
+    if labels is None:
+        raise OSError(f"{sample.mask}: cannot read mask")
+    mask = (labels == foreground).astype(np.uint8)
+    if mask.shape != tuple(size):
+        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return mask
+
+
 class _Base(Dataset):
-    def __init__(self, root: str | Path, items: list[str], size: tuple[int, int],
+    def __init__(self, samples: Sequence[Sample], size: tuple[int, int],
                  transforms: v2.Compose | None = None):
-        self.root, self.items = Path(root), list(items)
-        self.size, self.transforms = tuple(size), transforms
+        self.samples, self.size, self.transforms = list(samples), tuple(size), transforms
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.samples)
 
     def _image(self, index: int) -> tv_tensors.Image:
-        array = read_rgb(self.root / self.items[index], self.size)
+        array = read_rgb(self.samples[index].image, self.size)
         return tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1).contiguous())
 
 
 class ClassificationDataset(_Base):
-    """Items ``<class>/<file>``; target is the index of ``<class>`` in ``classes``."""
+    """Target: the index of ``sample.label`` in ``classes``."""
 
-    def __init__(self, root, items, size, classes: tuple[str, ...], transforms=None):
-        super().__init__(root, items, size, transforms)
+    def __init__(self, samples, size, classes: Sequence[str], transforms=None):
+        super().__init__(samples, size, transforms)
         self.classes = tuple(classes)
-        self.targets = [label_of(item, self.classes) for item in self.items]
+        self.targets = [self.classes.index(s.label) for s in self.samples]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self._image(index)
@@ -83,12 +97,16 @@ class ClassificationDataset(_Base):
 
 
 class SegmentationDataset(_Base):
-    """Items ``<ds>/img/<file>``; target the ``(1, H, W) uint8`` mask from ``masks_machine``."""
+    """Target: the ``(1, H, W) uint8`` mask of ``sample.mask`` (see :func:`read_target`)."""
+
+    def __init__(self, samples, size, transforms=None, foreground: int | None = None):
+        super().__init__(samples, size, transforms)
+        self.foreground = foreground
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self._image(index)
-        mask = read_mask(mask_path(self.root, self.items[index]), self.size)
-        mask = tv_tensors.Mask(torch.from_numpy(mask)[None])
+        mask = tv_tensors.Mask(torch.from_numpy(read_target(self.samples[index], self.size,
+                                                            self.foreground))[None])
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)

@@ -1,75 +1,93 @@
 """Training for the gate and the segmenter, torchvision-references style.
 
-Flat functions shared by every model family: :func:`get_dataset`,
-:func:`train_one_epoch`, :func:`evaluate` and :func:`main`. The model is always the
+Flat functions shared by every model family: :func:`get_data`, :func:`get_dataset`,
+:func:`create_model`, :func:`configure_phase`, :func:`lr_at`, :func:`train_one_epoch`,
+:func:`evaluate` (from :mod:`.loop`) and :func:`main`. The model is always the
 :class:`~nerveseg.training.models.NormalizedModel` that gets exported, fed
 ``(N, H, W, 3) uint8`` batches, so training sees the normalisation the engine ships.
+Under ``torchrun`` every process runs :func:`main`; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from torch.utils.data import DataLoader, DistributedSampler
 
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
 from nerveseg.realtime.errors import UserError
 
-from . import freeze, runlog
-from .checkpoint import read_checkpoint, save_checkpoint
-from .data import GATE_CLASSES, SEG_CLASSES, group_of, list_classification, list_segmentation
+from . import distributed, freeze, runlog
+from .checkpoint import save_checkpoint
 from .datasets import Augment, ClassificationDataset, SegmentationDataset, build_transforms
+from .distributed import Dist, seed_all
+from .experiment import did_you_mean, write_run_config
+from .importers import ImportedDataset, format_report, import_dataset, write_skipped
 from .losses import BCEDiceLoss
-from .metrics import iou_dice
+from .loop import METRIC, evaluate, train_one_epoch
 from .models import NormalizedModel, build_model, get_spec, load_pretrained
 from .plots import curves_png
-from .splits import make_splits, read_splits, write_splits
+from .resolve import DEFAULT_EPOCHS, config_of, experiment_of, make_meta, resolve_args, resume
+from .splits import read_splits, resolve_splits
 
 log = logging.getLogger(__name__)
-METRIC = {"classify": "accuracy", "segment": "iou"}
-# Keys a resumed run takes from the command line; the rest come from the checkpoint.
-RESUME_OVERRIDES = ("epochs", "workers", "threads", "data", "out", "resume")
-DEFAULT_EPOCHS = 10
+__all__ = ["DEFAULT_EPOCHS", "METRIC", "config_of", "configure_phase", "create_model", "evaluate",
+           "get_data", "get_dataset", "lr_at", "main", "make_meta", "resolve_args", "seed_all",
+           "train_one_epoch"]
 
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def get_data(args, out: Path | None, where: Dist = Dist()) -> tuple[ImportedDataset, dict[str, list[str]]]:
+    """Import and validate ``args.data`` (refusing bad files unless ``--skip-bad``), then the
+    split: ``--splits DIR``, the run folder's own, or a new one (:func:`resolve_splits`).
+    Rank 0 writes ``RUN/splits``, ``import_report.json`` and ``skipped.txt``."""
+    dataset = import_dataset(args.data, args.layout, task=args.task, classes=args.classes,
+                             skip_bad=args.skip_bad, annotations=args.annotations)
+    if args.task == "segment":
+        resolve_target(args, dataset)
+    strata = {s.item: s.stratum for s in dataset.samples}
+    if where.main:
+        skipped = write_skipped(out / "skipped.txt", dataset) if out else None
+        log.info("data check:\n%s", format_report(dataset, skipped))
+        splits = resolve_splits(out, dataset.items, strata.__getitem__, args.split_seed, args.splits, args.data)
+    distributed.barrier()  # rank 0 has written RUN/splits: the others read the same lists
+    if not where.main:
+        splits = read_splits(out / "splits")
+    return dataset, splits
 
 
-def get_splits(args) -> dict[str, list[str]]:
-    """The run's splits: ``--splits DIR``, the run folder's own (resume), or new ones."""
-    own = Path(args.out) / "splits"
-    source = args.splits or (own if (own / "test.txt").is_file() else None)
-    if source:
-        splits = read_splits(source, args.data)
-    elif args.task == "classify":
-        items = list_classification(args.data, tuple(args.classes))
-        splits = make_splits(items, lambda item: item.split("/", 1)[0], args.split_seed)
-    else:
-        splits = make_splits(list_segmentation(args.data), group_of, args.split_seed)
-    write_splits(own, splits)
-    return splits
+def resolve_target(args, dataset: ImportedDataset) -> None:
+    """``args.classes``: the mask classes; ``args.target``: the one segmented (the only
+    foreground class, else ``nerve``, else it must be given)."""
+    args.classes = list(dataset.classes)
+    foreground = args.classes[1:]
+    if args.target is None:
+        if len(foreground) != 1 and "nerve" not in foreground:
+            raise UserError(f"{args.data}: {len(foreground)} mask classes ({', '.join(foreground)}); "
+                            "give data.target (--target NAME)")
+        args.target = foreground[0] if len(foreground) == 1 else "nerve"
+    if args.target not in foreground:
+        raise UserError(f"--target {args.target!r}{did_you_mean(args.target, foreground)}: not a mask "
+                        f"class of {args.data} ({', '.join(foreground)})")
 
 
-def get_dataset(args, split: str, items: list[str]):
-    """A :mod:`~nerveseg.training.datasets` dataset; augmentation on ``train`` only."""
+def get_dataset(args, split: str, items: list[str], data: ImportedDataset):
+    """A :mod:`~nerveseg.training.datasets` dataset of ``items``; augmentation on ``train`` only."""
     size = (args.size, args.size)
     augment = Augment(args.hflip, args.vflip, args.rotate, args.brightness, args.contrast,
                       args.scale_min) if split == "train" else None
     transforms = build_transforms(size, augment)
+    by_item = data.by_item()
+    samples = [by_item[item] for item in items]
     if args.task == "classify":
-        return ClassificationDataset(args.data, items, size, tuple(args.classes), transforms)
-    return SegmentationDataset(args.data, items, size, transforms)
+        return ClassificationDataset(samples, size, tuple(args.classes), transforms)
+    # Binary masks: any non-zero pixel; with more classes only the target's id.
+    foreground = args.classes.index(args.target) if len(args.classes) > 2 else None
+    return SegmentationDataset(samples, size, transforms, foreground)
 
 
 def create_model(args) -> NormalizedModel:
@@ -112,189 +130,117 @@ def lr_at(args, phase: int, epoch: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * epoch / length))
 
 
-def _criterion(task: str, args) -> nn.Module:
-    return nn.CrossEntropyLoss() if task == "classify" else BCEDiceLoss(args.dice_weight)
+def criterion_of(args) -> nn.Module:
+    return nn.CrossEntropyLoss() if args.task == "classify" else BCEDiceLoss(args.dice_weight)
 
 
-def _score(task: str, output: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    """Per-sample task metric: correct (0/1) or IoU at logit 0 (= probability 0.5)."""
-    if task == "classify":
-        return (output.argmax(1) == target).float().numpy()
-    return iou_dice((output[:, 0] > 0).numpy(), (target[:, 0] > 0).numpy())[0]
-
-
-def train_one_epoch(model, criterion, optimizer, loader, epoch: int, args) -> dict[str, float]:
-    """One pass over ``loader``; returns ``{"loss", METRIC}`` averaged over samples."""
-    model.train()
-    freeze.freeze_batchnorm_stats(model.model)
-    losses, scores = [], []
-    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", leave=False, disable=None)
-    for images, targets in bar:
-        output = model(images.permute(0, 2, 3, 1))  # (N,3,H,W) → the engine's (N,H,W,3)
-        loss = criterion(output, targets.float() if args.task == "segment" else targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses += [loss.item()] * len(images)
-        scores.append(_score(args.task, output.detach(), targets))
-        bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-    return {"loss": float(np.mean(losses)), METRIC[args.task]: float(np.mean(np.concatenate(scores)))}
-
-
-@torch.inference_mode()
-def evaluate(model, criterion, loader, args) -> dict[str, float]:
-    """Loss and task metric (accuracy, or mean per-image IoU) over ``loader``."""
-    model.eval()
-    losses, scores = [], []
-    for images, targets in tqdm(loader, desc="val", leave=False, disable=None):
-        output = model(images.permute(0, 2, 3, 1))
-        target = targets.float() if args.task == "segment" else targets
-        losses += [criterion(output, target).item()] * len(images)
-        scores.append(_score(args.task, output, targets))
-    return {"loss": float(np.mean(losses)), METRIC[args.task]: float(np.mean(np.concatenate(scores)))}
-
-
-def make_meta(args, splits) -> EngineMeta:
-    classes = tuple(args.classes) if args.task == "classify" else SEG_CLASSES
-    extra = {"arch_kwargs": args.arch_kwargs}
-    if args.task == "segment":
-        extra["threshold"] = 0.5
-    return EngineMeta(model=args.model, task=args.task, classes=classes,
-                      input_size=(args.size, args.size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      recipe_hash=runlog.recipe_hash(config_of(args), splits),
-                      revision=runlog.git_revision(), created=runlog.utc_now(), extra=extra)
-
-
-def config_of(args) -> dict:
-    """The resolved arguments as plain data (what config.yaml and the checkpoint hold)."""
-    skip = ("handler", "command", "verbose")
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
-
-
-def resolve_args(args):
-    """Fill the defaults that depend on the task, the model and ``--pretrained``."""
-    spec = get_spec(args.task, args.model)
-    if args.task == "classify":
-        args.classes = list(args.classes or GATE_CLASSES)
-    else:
-        args.classes = list(SEG_CLASSES)
-    if args.width is not None and "width_mult" not in spec.defaults:
-        raise UserError(f"--width does not apply to {args.model}")
-    args.arch_kwargs = {k: v for k, v in spec.defaults.items()}
-    if args.width is not None:
-        args.arch_kwargs["width_mult"] = args.width
-    if args.head_epochs is None:
-        args.head_epochs = 2 if args.pretrained and args.task == "classify" else 0
-    if args.unfreeze_from is None:
-        # A frozen random base learns nothing: from scratch, phase 2 trains everything.
-        args.unfreeze_from = spec.unfreeze_from if args.pretrained else _first_layer(args, spec)
-    if args.finetune_lr is None:
-        args.finetune_lr = args.lr / 10 if args.head_epochs > 0 else args.lr
-    if args.resume:
-        return args  # the checkpoint's settings replace these in main(); --epochs may stay None
-    args.epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
-    if args.head_epochs + args.epochs <= 0:
-        raise UserError("nothing to train: --head-epochs and --epochs are both 0")
-    return args
-
-
-def _first_layer(args, spec) -> str:
-    model = build_model(args.task, args.model, 1, **args.arch_kwargs)
-    return next(name for name, _ in model.named_parameters()).rsplit(".", 1)[0]
-
-
-def _resume(args, out: Path) -> dict:
-    """Load ``RUN/last.pt`` and adopt its settings except :data:`RESUME_OVERRIDES`."""
-    path = out / "last.pt"
-    if not path.is_file():
-        raise UserError(f"{path}: nothing to resume (no last.pt in the run folder)")
-    ckpt = read_checkpoint(path)
-    for key, value in ckpt["args"].items():
-        if key not in RESUME_OVERRIDES or getattr(args, key, None) is None:
-            setattr(args, key, value)
-    log.info("resuming %s after epoch %d (settings from the checkpoint; epochs=%d)",
-             path, ckpt["epoch"] + 1, args.epochs)
-    return ckpt
-
-
-def _loaders(args, splits) -> tuple[DataLoader, DataLoader, torch.Generator]:
-    train_ds = get_dataset(args, "train", splits["train"])
-    val_ds = get_dataset(args, "val", splits["val"])
+def loaders(args, splits, data: ImportedDataset, where: Dist = Dist()):
+    """``(train, val, generator, train sampler or None)``; under torchrun each process
+    reads its :class:`DistributedSampler` shard (val padded to equal shards)."""
+    train_ds = get_dataset(args, "train", splits["train"], data)
+    val_ds = get_dataset(args, "val", splits["val"], data)
     generator = torch.Generator()
+    sampler = DistributedSampler(train_ds, seed=args.seed, drop_last=True) if where.enabled else None
+    val_sampler = DistributedSampler(val_ds, shuffle=False) if where.enabled else None
+    common = {"num_workers": args.workers, "worker_init_fn": distributed.seed_worker,
+              "pin_memory": where.device.type == "cuda"}
     # drop_last: a last batch of one breaks BatchNorm at 1×1 feature maps.
-    train = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                       generator=generator, drop_last=len(train_ds) > args.batch_size)
-    val = DataLoader(val_ds, batch_size=args.batch_size, num_workers=args.workers)
+    train = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                       generator=generator, drop_last=len(train_ds) > args.batch_size * where.world, **common)
+    val = DataLoader(val_ds, batch_size=args.batch_size, sampler=val_sampler, **common)
     log.info("data %s: %d train, %d val, %d test items", args.data, len(train_ds), len(val_ds),
              len(splits["test"]))
-    return train, val, generator
+    return train, val, generator, sampler
 
 
 def main(args) -> dict:
     """Train per ``args`` (see ``nerveseg train --help``); returns a summary dict."""
+    where = distributed.setup(args.device, args.deterministic)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    handler = runlog.log_to_file(out)
+    handler = None
+    if where.main:
+        out.mkdir(parents=True, exist_ok=True)
+        handler = runlog.log_to_file(out)
+    else:  # rank-0 logging: the other processes report warnings only
+        logging.getLogger("nerveseg").setLevel(logging.WARNING)
     try:
-        return _train(args, out)
+        return {**_train(args, out, where), "rank": where.rank, "world_size": where.world}
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        distributed.cleanup()
 
 
-def _train(args, out: Path) -> dict:
-    ckpt = _resume(args, out) if args.resume else None
+def _train(args, out: Path, where: Dist) -> dict:
+    ckpt = resume(args, out) if args.resume else None
     if args.threads:
         torch.set_num_threads(args.threads)
-    splits = get_splits(args)
+    data, splits = get_data(args, out, where)
     config = config_of(args)
-    runlog.write_config(out, config)
+    if where.main:
+        runlog.write_config(out, config)
+        write_run_config(out, experiment_of(args), runlog.git_revision(), runlog.utc_now(),
+                         getattr(args, "config", None), getattr(args, "command_line", ""))
     meta = EngineMeta.from_dict(ckpt["meta"]) if ckpt else make_meta(args, splits)
     seed_all(args.seed)
-    model = create_model(args) if not ckpt else _restored(args, ckpt, meta)
-    train_loader, val_loader, generator = _loaders(args, splits)
-    criterion, metric = _criterion(args.task, args), METRIC[args.task]
+    model = (_restored(args, ckpt, meta) if ckpt else create_model(args)).to(where.device)
+    train_loader, val_loader, generator, sampler = loaders(args, splits, data, where)
+    criterion, metric = criterion_of(args), METRIC[args.task]
+    scaler = distributed.grad_scaler(where.device, distributed.use_amp(args, where.device))
     start = ckpt["epoch"] + 1 if ckpt else 0
     history = runlog.read_history(out)[:start] if ckpt else []
-    best = ckpt["best"] if ckpt else -float("inf")
-    phase = None
+    best, phase = (ckpt["best"] if ckpt else -float("inf")), None
     for epoch in range(start, args.head_epochs + args.epochs):
         if phase != (1 if epoch < args.head_epochs else 2):
             phase = 1 if epoch < args.head_epochs else 2
             optimizer = configure_phase(model, args, phase)
+            wrapped = distributed.wrap(model, where)  # after (un)freezing: DDP takes what trains
             if ckpt and epoch == start and ckpt["phase"] == phase:
                 optimizer.load_state_dict(ckpt["optimizer"])  # Adam moments of the phase
+                scaler.load_state_dict(ckpt.get("scaler") or scaler.state_dict())
         lr = lr_at(args, phase, epoch - (args.head_epochs if phase == 2 else 0))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        seed_all(args.seed + epoch)  # per-epoch seeds: a resumed run replays the same batches
+        # Per-epoch seeds: a resumed run replays the same batches; ranks augment apart.
+        seed_all(args.seed + epoch + 7919 * where.rank)
         generator.manual_seed(args.seed + epoch)
-        row = _epoch(model, criterion, optimizer, train_loader, val_loader, epoch, args)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        row = _epoch(wrapped, criterion, optimizer, scaler, train_loader, val_loader, epoch, args)
         history.append({"epoch": epoch, "phase": phase, "lr": lr, **row})
-        improved = row[f"val_{metric}"] > best
-        best = max(best, row[f"val_{metric}"])
-        fields = {"optimizer": optimizer.state_dict(), "epoch": epoch, "phase": phase, "best": best,
-                  "args": config, "arch": args.model, "arch_kwargs": args.arch_kwargs,
-                  "metrics": history[-1]}
-        save_checkpoint(out / "last.pt", model, meta, **fields)
-        if improved:
-            save_checkpoint(out / "best.pt", model, meta, **fields)
-        runlog.write_history(out, history)
-        curves_png(history, metric, out / "curves.png", title=f"{args.model} ({out.name})")
+        improved, best = row[f"val_{metric}"] > best, max(best, row[f"val_{metric}"])
+        if where.main:
+            fields = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                      "phase": phase, "best": best, "args": config, "arch": args.model,
+                      "arch_kwargs": args.arch_kwargs, "metrics": history[-1]}
+            save_run_state(out, model, meta, history, improved, fields, metric, args.model)
         log.info("epoch %d/%d phase %d lr %.2g: train loss %.4f %s %.4f | val loss %.4f %s %.4f%s "
                  "(%.0f s)", epoch + 1, args.head_epochs + args.epochs, phase, lr, row["train_loss"],
                  metric, row[f"train_{metric}"], row["val_loss"], metric, row[f"val_{metric}"],
                  " *best*" if improved else "", row["seconds"])
+    distributed.barrier()  # no process leaves (and tears down the group) before rank 0 saved
     return {"out": str(out), "epochs": len(history), f"best_val_{metric}": best}
 
 
-def _epoch(model, criterion, optimizer, train_loader, val_loader, epoch: int, args) -> dict:
+def save_run_state(out: Path, model: NormalizedModel, meta: EngineMeta, history: list[dict],
+                   improved: bool, fields: dict, metric: str, title: str) -> None:
+    """``last.pt`` (and ``best.pt`` if ``improved``), ``history.*`` and ``curves.png``:
+    the run folder after one epoch, for any family whose model is a NormalizedModel."""
+    save_checkpoint(out / "last.pt", model, meta, **fields)
+    if improved:
+        save_checkpoint(out / "best.pt", model, meta, **fields)
+    runlog.write_history(out, history)
+    curves_png(history, metric, out / "curves.png", title=f"{title} ({out.name})")
+
+
+def _epoch(model, criterion, optimizer, scaler, train_loader, val_loader, epoch: int, args) -> dict:
     """Train and validate once; the history row (without epoch/phase/lr)."""
     started = time.perf_counter()
     metric = METRIC[args.task]
-    train = train_one_epoch(model, criterion, optimizer, train_loader, epoch, args)
+    fit = train_one_epoch(model, criterion, optimizer, train_loader, epoch, args, scaler=scaler)
     val = evaluate(model, criterion, val_loader, args)
-    return {"train_loss": train["loss"], f"train_{metric}": train[metric], "val_loss": val["loss"],
+    return {"train_loss": fit["loss"], f"train_{metric}": fit[metric], "val_loss": val["loss"],
             f"val_{metric}": val[metric], "seconds": round(time.perf_counter() - started, 2)}
 
 
