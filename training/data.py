@@ -104,3 +104,19 @@ def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
     if size is not None and mask.shape[:2] != tuple(size):
         mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return mask
+
+
+def read_class_mask(path: str | Path, size: tuple[int, int] | None = None,
+                    foreground: int | None = None) -> np.ndarray:
+    """``(H, W) uint8`` in {0, 1}: any non-zero pixel (as :func:`read_mask`), or with
+    ``foreground`` only the pixels of that class id (masks holding several classes)."""
+    if foreground is None:
+        return read_mask(path, size)
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None:
+        raise UserError(f"{path}: cannot read mask")
+    labels = labels[..., 0] if labels.ndim == 3 else labels
+    mask = (labels == foreground).astype(np.uint8)
+    if size is not None and mask.shape[:2] != tuple(size):
+        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return mask

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .data import read_mask, read_rgb
+from .data import read_class_mask, read_rgb
 from .experiment import Augment
 from .importers import Sample
-from .importers.records import read_label_png
 
 __all__ = ["Augment", "build_transforms", "ClassificationDataset", "SegmentationDataset"]
 
@@ -55,19 +52,6 @@ def build_transforms(size: tuple[int, int], augment: Augment | None, boxes: bool
     return v2.Compose(steps) if steps else None
 
 
-def read_target(sample: Sample, size: tuple[int, int], foreground: int | None = None) -> np.ndarray:
-    """``(H, W) uint8`` in {0, 1}: any non-zero mask pixel, or only class id ``foreground``."""
-    if foreground is None:
-        return read_mask(sample.mask, size)
-    labels = read_label_png(sample.mask)
-    if labels is None:
-        raise OSError(f"{sample.mask}: cannot read mask")
-    mask = (labels == foreground).astype(np.uint8)
-    if mask.shape != tuple(size):
-        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    return mask
-
-
 class _Base(Dataset):
     def __init__(self, samples: Sequence[Sample], size: tuple[int, int],
                  transforms: v2.Compose | None = None):
@@ -97,7 +81,8 @@ class ClassificationDataset(_Base):
 
 
 class SegmentationDataset(_Base):
-    """Target: the ``(1, H, W) uint8`` mask of ``sample.mask`` (see :func:`read_target`)."""
+    """Target: the ``(1, H, W) uint8`` mask of ``sample.mask``: any non-zero pixel, or
+    with ``foreground`` only that class id (see :func:`~nerveseg.training.data.read_class_mask`)."""
 
     def __init__(self, samples, size, transforms=None, foreground: int | None = None):
         super().__init__(samples, size, transforms)
@@ -105,8 +90,8 @@ class SegmentationDataset(_Base):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self._image(index)
-        mask = tv_tensors.Mask(torch.from_numpy(read_target(self.samples[index], self.size,
-                                                            self.foreground))[None])
+        mask = read_class_mask(self.samples[index].mask, self.size, self.foreground)
+        mask = tv_tensors.Mask(torch.from_numpy(mask)[None])
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)

@@ -1,8 +1,10 @@
-"""``nerveseg eval gate|seg MODEL --data DATA --splits DIR --out DIR``.
+"""``nerveseg eval gate|seg|instance MODEL [MODEL ...] --data DATA --splits DIR --out DIR``.
 
 ``MODEL`` is anything :func:`nerveseg.engines.loader.load_engine` opens (a ``.pt``
 checkpoint through the torch backend, an ``.onnx`` file through ONNX Runtime, ...), so
-the same code evaluates every backend. Writes ``metrics.json``, ``report.txt`` and PNGs.
+the same code evaluates every backend. One model: ``metrics.json``, ``report.txt`` and
+PNGs in ``--out``. Several: the same per model in ``--out/<name>/``, all on the same
+split items, plus a side-by-side ``comparison.txt`` and ``comparison.json``.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TASKS = {"gate": "classify", "seg": "segment"}
+TASKS = {"gate": "classify", "seg": "segment", "instance": "instance"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=tuple(TASKS), help="gate (classifier) or seg (segmenter)")
-    parser.add_argument("model", metavar="MODEL", help="checkpoint (.pt) or engine (.onnx, .engine)")
+    parser.add_argument("task", choices=tuple(TASKS),
+                        help="gate (classifier), seg (segmenter) or instance (Mask R-CNN)")
+    parser.add_argument("model", metavar="MODEL", nargs="+",
+                        help="checkpoints (.pt) or engines (.onnx, .engine); several: a comparison table")
     parser.add_argument("--data", required=True, help="dataset folder the split lists refer to")
     parser.add_argument("--splits", default=None, metavar="DIR",
-                        help="folder with train/val/test.txt (default: splits/ beside a .pt checkpoint)")
+                        help="folder with train/val/test.txt (default: splits/ beside .pt checkpoints)")
     parser.add_argument("--split", choices=("test", "val", "train"), default="test")
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.txt, PNGs")
     parser.add_argument("--backend", default="auto", help="engine backend (default auto)")
@@ -41,25 +45,53 @@ def splits_folder(model: Path, given: str | None) -> Path:
     raise UserError(f"{model}: give --splits DIR (no splits/ folder beside the model)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from nerveseg.engines.loader import load_engine
+def shared_items(models: list[Path], given: str | None, split: str, data: str) -> list[str]:
+    """The ``split`` items every model is scored on; models whose own ``splits/`` differ
+    are refused (their numbers would not compare)."""
     from nerveseg.realtime.errors import UserError
 
-    from .evaluation import run_eval
     from .splits import read_split
 
-    model = Path(args.model)
-    items = read_split(splits_folder(model, args.splits), args.split, args.data)
+    folders = [splits_folder(model, given) for model in models]
+    items = read_split(folders[0], split, data)
+    for model, folder in zip(models[1:], folders[1:]):
+        if folder != folders[0] and read_split(folder, split, data) != items:
+            raise UserError(f"{models[0]} and {model} come with different {split} splits "
+                            f"({folders[0]}, {folder}); give --splits DIR to score both on one")
     if not items:
-        raise UserError(f"{args.splits or model}: the {args.split} split is empty")
+        raise UserError(f"{folders[0]}: the {split} split is empty")
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    from .compare import comparison, unique_names, write
+
+    models = [Path(m) for m in args.model]
+    items = shared_items(models, args.splits, args.split, args.data)
+    names = unique_names(models)
+    outs = [Path(args.out)] if len(models) == 1 else [Path(args.out) / name for name in names]
+    reports = [evaluate_one(model, out, items, args) for model, out in zip(models, outs)]
+    if len(models) == 1:
+        print((outs[0] / "report.txt").read_text(), end="")
+        print(f"wrote {args.out}/metrics.json, report.txt and PNGs ({reports[0]['n']} images)")
+        return 0
+    table = write(comparison(reports, names), args.out)
+    print(table.read_text(), end="")
+    print(f"wrote {args.out}/comparison.txt, comparison.json and one folder per model")
+    return 0
+
+
+def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
+    """Load ``model`` as a ``TASKS[args.task]`` engine and :func:`run_eval` it into ``out``."""
+    from nerveseg.engines.loader import load_engine
+
+    from .evaluation import run_eval
+
     engine = load_engine(model, backend=args.backend, task=TASKS[args.task], threads=args.threads)
     threshold = args.threshold
     if threshold is None:
         threshold = float(engine.meta.extra.get("threshold", 0.5))
     try:
-        report = run_eval(engine, args.data, items, args.out, args.split, args.batch_size, threshold)
+        return run_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
     finally:
         engine.close()
-    print((Path(args.out) / "report.txt").read_text(), end="")
-    print(f"wrote {args.out}/metrics.json, report.txt and PNGs ({report['n']} images)")
-    return 0

@@ -1,12 +1,15 @@
 """Evaluate any engine (torch checkpoint, ONNX, TensorRT) on a split: metrics, report, PNGs.
 
-No torch here: the engine comes from :func:`nerveseg.engines.loader.load_engine`, images
-from :mod:`nerveseg.training.data` (resized as the runtime resizes), metrics from
-:mod:`nerveseg.training.metrics`.
+No torch here for the gate and the segmenter: the engine comes from
+:func:`nerveseg.engines.loader.load_engine`, images from :mod:`nerveseg.training.data`
+(resized as the runtime resizes), metrics from :mod:`nerveseg.training.metrics`.
+Instance mAP is the instance family's (:data:`INSTANCE_HOOK`: torchmetrics/pycocotools),
+called through :func:`evaluate_instance`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -15,8 +18,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from nerveseg.realtime.errors import UserError
+
 from . import metrics, plots
-from .data import label_of, mask_path, read_mask, read_rgb
+from .data import label_of, read_class_mask, read_rgb
+
+# The instance family's evaluator: ``evaluate_instance(engine, data_root, items) -> report``
+# with ``{"n", "segm": {"map", "map_50", ...}, "bbox": {...}, "per_class", "ms_per_image"}``,
+# and ``format_instance_report(report) -> lines`` for report.txt.
+INSTANCE_HOOK = ("nerveseg.training.instance.evaluate", "evaluate_instance", "format_instance_report")
 
 
 def _batches(engine, root: Path, items: list[str], batch_size: int, desc: str, timing: dict):
@@ -49,11 +59,12 @@ def evaluate_seg(engine, root: str | Path, items: list[str], batch_size: int = 1
                  threshold: float = 0.5) -> dict:
     """Segmentation report of ``engine``; a pixel is nerve where sigmoid(logit) > ``threshold``."""
     root = Path(root)
+    truth = mask_reader(root, items, engine.meta.classes[1])
     cut = math.log(threshold / (1 - threshold))  # sigmoid(x) > t  ⇔  x > logit(t)
     iou, dice, has_nerve, inter, union, timing = [], [], [], 0, 0, {}
     for chunk, out in _batches(engine, root, items, batch_size, "eval seg", timing):
         pred = out["mask_logits"][:, 0] > cut
-        true = np.stack([read_mask(mask_path(root, item), engine.input_size) for item in chunk]) > 0
+        true = np.stack([truth(item, engine.input_size) for item in chunk]) > 0
         i, d = metrics.iou_dice(pred, true)
         iou.append(i)
         dice.append(d)
@@ -66,8 +77,45 @@ def evaluate_seg(engine, root: str | Path, items: list[str], batch_size: int = 1
     return {**report, **timing}
 
 
+def mask_reader(root: Path, items: list[str], target: str):
+    """``read(item, size) -> (H, W) uint8`` ground truth of ``target`` for the ``items``.
+
+    The dataset goes through the importer (any segmentation layout); a bad file elsewhere
+    in it does not matter, a bad file among ``items`` is refused naming its problem."""
+    from .importers import import_dataset
+
+    dataset = import_dataset(root, task="segment", skip_bad=True)
+    samples, problems = dataset.by_item(), {p.item: p for p in dataset.skipped}
+    missing = [item for item in items if item not in samples]
+    if missing:
+        why = problems.get(missing[0])
+        reason = f"{why.kind}: {why.path} {why.detail}".strip() if why else "not in the dataset"
+        raise UserError(f"{root}: {len(missing)} split items cannot be scored (first: {missing[0]}, {reason})")
+    names = dataset.classes
+    foreground = names.index(target) if len(names) > 2 and target in names else None
+    return lambda item, size: read_class_mask(samples[item].mask, size, foreground)
+
+
+def _instance_module():
+    try:
+        return importlib.import_module(INSTANCE_HOOK[0])
+    except ModuleNotFoundError as exc:
+        if not exc.name or not exc.name.startswith("nerveseg"):
+            raise
+        raise UserError(f"instance evaluation needs {INSTANCE_HOOK[0]}, which this checkout lacks") from None
+
+
+def evaluate_instance(engine, root: str | Path, items: list[str]) -> dict:
+    """Box and mask mAP of an instance ``engine`` on ``items`` (see :data:`INSTANCE_HOOK`)."""
+    return getattr(_instance_module(), INSTANCE_HOOK[1])(engine, root, items)
+
+
 def summary(report: dict, task: str) -> dict:
-    """The few numbers worth embedding in an engine's metadata (``extra.test_metrics``)."""
+    """The few numbers worth embedding in an engine's metadata (``extra.test_metrics``)
+    and comparing side by side."""
+    if task == "instance":
+        return {"n": report["n"], "mask_map": report["segm"]["map"], "mask_map_50": report["segm"]["map_50"],
+                "box_map": report["bbox"]["map"], "box_map_50": report["bbox"]["map_50"]}
     if task == "classify":
         return {"n": report["n"], "accuracy": report["accuracy"], "mcc": report["mcc"],
                 "macro_f1": report["macro"]["f1"], "macro_auc": report["macro"]["auc"],
@@ -86,6 +134,8 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
     task = engine.meta.task
     if task == "classify":
         report = evaluate_gate(engine, root, items, batch_size)
+    elif task == "instance":
+        report = evaluate_instance(engine, root, items)
     else:
         report = evaluate_seg(engine, root, items, batch_size, threshold)
     report = {"task": task, "split": split, "data": str(root), "engine": engine.provenance.to_dict(),
@@ -93,6 +143,8 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
     (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
     (out / "report.txt").write_text(format_report(report))
     name = Path(engine.provenance.path).name
+    if task == "instance":
+        return report
     if task == "classify":
         plots.confusion_png(report["confusion_matrix"], report["classes"], out / "confusion.png",
                             f"{name}: {split} (n={report['n']})")
@@ -117,6 +169,8 @@ def format_report(report: dict) -> str:
              f"engine {report['ms_per_image']:.2f} ms/image", ""]
     if report["task"] == "classify":
         lines += _gate_lines(report)
+    elif report["task"] == "instance":
+        lines += list(getattr(_instance_module(), INSTANCE_HOOK[2])(report))
     else:
         lines += _seg_lines(report)
     return "\n".join(lines) + "\n"
