@@ -193,3 +193,87 @@ def test_help_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _instances() -> tuple:
+    """An image with two off-centre rectangles as ``(Image, Mask (2, 64, 64), boxes, labels)``."""
+    from torchvision import tv_tensors
+    from torchvision.ops import masks_to_boxes
+
+    masks = torch.zeros(2, 64, 64, dtype=torch.uint8)
+    masks[0, 6:20, 4:30] = 1
+    masks[1, 40:60, 44:52] = 1
+    image = tv_tensors.Image((masks.amax(0, keepdim=True) * 255).repeat(3, 1, 1))
+    boxes = tv_tensors.BoundingBoxes(masks_to_boxes(masks) + torch.tensor([0, 0, 1, 1]), format="XYXY",
+                                     canvas_size=(64, 64))
+    return image, tv_tensors.Mask(masks), boxes, torch.tensor([1, 2])
+
+
+def test_augmentation_moves_boxes_with_masks():
+    """Flips and crops: each box is its moved mask's box (within a pixel at the crop's
+    resampling). Rotation: the box holds the rotated mask. Boxes pushed out go, with
+    their masks and labels."""
+    from torchvision.ops import masks_to_boxes
+
+    image, masks, boxes, labels = _instances()
+    torch.manual_seed(0)
+    for augment, exact in ((Augment(1, 1, 0, 0, 0, 1.0), 0.0), (Augment(0.5, 0.5, 0, 0.2, 0.2, 0.5), 1.5),
+                           (Augment(0.5, 0.5, 25, 0, 0, 1.0), None)):
+        pipeline = build_transforms((64, 64), augment, boxes=True)
+        for _ in range(6):
+            out_image, target = pipeline(image, {"boxes": boxes, "masks": masks, "labels": labels})
+            kept = target["masks"].flatten(1).any(1)
+            assert len(target["boxes"]) == len(target["masks"]) == len(target["labels"])
+            assert kept.all() and target["labels"].tolist() in ([1, 2], [1], [2])
+            tight = masks_to_boxes(target["masks"]) + torch.tensor([0, 0, 1, 1])
+            moved = target["boxes"].as_subclass(torch.Tensor)
+            if exact is not None:
+                assert torch.allclose(moved, tight, atol=exact), (augment, moved, tight)
+            else:
+                assert (moved[:, :2] <= tight[:, :2] + 1).all() and (moved[:, 2:] >= tight[:, 2:] - 1).all()
+            if augment.brightness == 0:  # geometry only: the image moved with the masks
+                assert torch.equal(out_image[0] > 127, target["masks"].amax(0) > 0) or exact is None
+
+
+GATES = ["mobilenet_v2", "resnet50", "resnet101", "densenet169", "densenet201"]
+
+
+def _torchvision_state(name: str) -> dict:
+    """A torchvision ImageNet-shaped state dict (weights=None: nothing is downloaded); the
+    DenseNets in the old ``norm.1`` key style of their published files (which predate
+    BatchNorm's ``num_batches_tracked``)."""
+    import re
+
+    import torchvision
+
+    state = getattr(torchvision.models, name)(weights=None).state_dict()
+    if name.startswith("densenet"):
+        old = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.")
+        state = {old.sub(r"\1.\2.", k): v for k, v in state.items() if "num_batches" not in k}
+    return state
+
+
+@pytest.mark.parametrize("name", GATES)
+def test_gate_backbone_freeze_schedule_and_local_weights(name, tmp_path):
+    spec = models.get_spec("classify", name)
+    source = _torchvision_state(name)
+    torch.save(source, tmp_path / "imagenet.pth")
+    args = _args("classify", "--model", name, width=None, pretrained=str(tmp_path / "imagenet.pth"))
+    assert (args.head_epochs, args.unfreeze_from) == (2, spec.unfreeze_from)
+    assert args.finetune_lr == pytest.approx(args.lr / 10)
+    model = train.create_model(args)
+    own = model.model.state_dict()
+    base = [k for k in source if spec.pretrained_map(k) is not None]
+    assert base and all(torch.equal(own[spec.pretrained_map(k)], source[k]) for k in base)
+    names = [n for n, _ in model.model.named_parameters()]
+    optimizer = train.configure_phase(model, args, 1)
+    trainable = [n for n, p in model.model.named_parameters() if p.requires_grad]
+    assert trainable == [n for n in names if freeze._under(n, spec.head)] and trainable
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(args.lr)
+    optimizer = train.configure_phase(model, args, 2)
+    first = next(i for i, n in enumerate(names) if freeze._under(n, (spec.unfreeze_from,)))
+    grads = [p.requires_grad for _, p in model.model.named_parameters()]
+    assert not any(grads[:first]) and all(grads[first:]) and first > 0
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(args.lr / 10)
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == \
+        sum(p.numel() for p in model.parameters() if p.requires_grad)

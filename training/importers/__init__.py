@@ -89,7 +89,8 @@ def format_report(dataset: ImportedDataset, skipped_file: str | Path | None = No
     lines += [""] + [f"note: {note}" for note in dataset.notes]
     if dataset.skipped:
         where = f" (list in {skipped_file})" if skipped_file else ""
-        lines.append(f"skipped {len(dataset.skipped)} problems{where}:")
+        count = len(dataset.skipped)
+        lines.append(f"skipped {count} problem{'s' if count != 1 else ''}{where}:")
         lines += [f"  {p.kind}: {p.path}" + (f" ({p.detail})" if p.detail else "") for p in dataset.skipped]
     else:
         lines.append("no problems found")
