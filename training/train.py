@@ -172,7 +172,8 @@ def main(args) -> dict:
         distributed.cleanup()
 
 
-def _train(args, out: Path, where: Dist) -> dict:
+def _prepare(args, out: Path, where: Dist):
+    """Resume, validate the data, split, write the configs: ``(ckpt, data, splits, config, meta)``."""
     ckpt = resume(args, out) if args.resume else None
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -183,6 +184,11 @@ def _train(args, out: Path, where: Dist) -> dict:
         write_run_config(out, experiment_of(args), runlog.git_revision(), runlog.utc_now(),
                          getattr(args, "config", None), getattr(args, "command_line", ""))
     meta = EngineMeta.from_dict(ckpt["meta"]) if ckpt else make_meta(args, splits)
+    return ckpt, data, splits, config, meta
+
+
+def _train(args, out: Path, where: Dist) -> dict:
+    ckpt, data, splits, config, meta = _prepare(args, out, where)
     seed_all(args.seed)
     model = (_restored(args, ckpt, meta) if ckpt else create_model(args)).to(where.device)
     train_loader, val_loader, generator, sampler = loaders(args, splits, data, where)
@@ -194,11 +200,8 @@ def _train(args, out: Path, where: Dist) -> dict:
     for epoch in range(start, args.head_epochs + args.epochs):
         if phase != (1 if epoch < args.head_epochs else 2):
             phase = 1 if epoch < args.head_epochs else 2
-            optimizer = configure_phase(model, args, phase)
-            wrapped = distributed.wrap(model, where)  # after (un)freezing: DDP takes what trains
-            if ckpt and epoch == start and ckpt["phase"] == phase:
-                optimizer.load_state_dict(ckpt["optimizer"])  # Adam moments of the phase
-                scaler.load_state_dict(ckpt.get("scaler") or scaler.state_dict())
+            resumed = ckpt if ckpt and epoch == start and ckpt["phase"] == phase else None
+            optimizer, wrapped = _enter_phase(model, args, phase, where, scaler, resumed)
         lr = lr_at(args, phase, epoch - (args.head_epochs if phase == 2 else 0))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -215,12 +218,27 @@ def _train(args, out: Path, where: Dist) -> dict:
                       "phase": phase, "best": best, "args": config, "arch": args.model,
                       "arch_kwargs": args.arch_kwargs, "metrics": history[-1]}
             save_run_state(out, model, meta, history, improved, fields, metric, args.model)
-        log.info("epoch %d/%d phase %d lr %.2g: train loss %.4f %s %.4f | val loss %.4f %s %.4f%s "
-                 "(%.0f s)", epoch + 1, args.head_epochs + args.epochs, phase, lr, row["train_loss"],
-                 metric, row[f"train_{metric}"], row["val_loss"], metric, row[f"val_{metric}"],
-                 " *best*" if improved else "", row["seconds"])
+        _log_epoch(args, history[-1], metric, improved)
     distributed.barrier()  # no process leaves (and tears down the group) before rank 0 saved
     return {"out": str(out), "epochs": len(history), f"best_val_{metric}": best}
+
+
+def _enter_phase(model, args, phase: int, where: Dist, scaler, resumed: dict | None):
+    """Freeze for ``phase``, a new optimizer (with the checkpoint's moments when resuming
+    inside that phase), and the model wrapped for DDP after the (un)freezing."""
+    optimizer = configure_phase(model, args, phase)
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])  # Adam moments of the phase
+        if resumed.get("scaler"):
+            scaler.load_state_dict(resumed["scaler"])
+    return optimizer, distributed.wrap(model, where)
+
+
+def _log_epoch(args, row: dict, metric: str, improved: bool) -> None:
+    log.info("epoch %d/%d phase %d lr %.2g: train loss %.4f %s %.4f | val loss %.4f %s %.4f%s (%.0f s)",
+             row["epoch"] + 1, args.head_epochs + args.epochs, row["phase"], row["lr"], row["train_loss"],
+             metric, row[f"train_{metric}"], row["val_loss"], metric, row[f"val_{metric}"],
+             " *best*" if improved else "", row["seconds"])
 
 
 def save_run_state(out: Path, model: NormalizedModel, meta: EngineMeta, history: list[dict],
