@@ -9,6 +9,7 @@ engine contract (``(N, H, W, 3) uint8 RGB`` in).
 from __future__ import annotations
 
 from . import densenet, mobilenet_v2, resnet, unet_mobilenet_v2
+from . import maskrcnn_mobilenet_v3, maskrcnn_resnet50
 from .normalized import NormalizedModel
 from .pretrained import load_pretrained
 from .spec import ModelConfigError, ModelSpec
@@ -24,6 +25,12 @@ SEGMENTERS: dict[str, ModelSpec] = {
     "unet_mobilenet_v2": unet_mobilenet_v2.SPEC,
 }
 REGISTRIES = {"classify": GATES, "segment": SEGMENTERS}
+# Instance segmenters (torchvision Mask R-CNN): their own contract (training/models/maskrcnn.py),
+# so they are not in REGISTRIES, whose models all map a tensor batch to one tensor.
+INSTANCE: dict[str, ModelSpec] = {
+    "maskrcnn_mobilenet_v3": maskrcnn_mobilenet_v3.SPEC,
+    "maskrcnn_resnet50": maskrcnn_resnet50.SPEC,
+}
 
 __all__ = ["GATES", "SEGMENTERS", "REGISTRIES", "ModelSpec", "NormalizedModel",
            "get_spec", "build_model", "load_pretrained", "ModelConfigError"]
