@@ -5,6 +5,7 @@
     nerveseg synth video OUT.mp4 --seconds 6 --fps 30
     nerveseg synth all OUT            # OUT/classify, OUT/segment, OUT/sample.mp4
     nerveseg synth sheet docs/img/synth_examples.png
+    nerveseg synth instances OUT --count 300 --size 256   # COCO + per-class folders
 """
 
 from __future__ import annotations
@@ -39,13 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     every.add_argument("--count", type=int, default=300, help="segmentation images")
     every.add_argument("--negatives", type=float, default=0.0, help="segmentation negatives fraction")
     _video_options(every)
+    instances = sub.add_parser("instances", help="multi-class instance set (nerve/vessel/tendon): COCO "
+                               "JSON + per-class folders")
+    instances.add_argument("out", type=Path, metavar="OUT")
+    instances.add_argument("--count", type=int, default=300, help="images (default 300)")
+    instances.add_argument("--size", type=int, default=256, help="image side in px (default 256)")
     sheet = sub.add_parser("sheet", help="contact sheet PNG: frames and training crops of each class")
     sheet.add_argument("out", type=Path, metavar="OUT.png")
     for command in (classify, segment, every):
         command.add_argument("--size", type=int, default=256, help="stored image side in px (default 256)")
         command.add_argument("--render-size", type=_size, default=(540, 960), metavar="WxH",
                              help="stereo frame size rendered before cropping (default 960x540)")
-    for command in (classify, segment, video, every, sheet):
+    for command in (classify, segment, video, every, sheet, instances):
         command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         command.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -78,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if what == "all" and out.suffix:
         raise UserError(f"{out}: `synth all` writes a folder; give a folder name")
     started = time.perf_counter()
+    if what == "instances":
+        from .instances import write_instances
+
+        totals = write_instances(out, args.count, args.size, args.seed, progress)
+        log.info("instance set: %s (%d images; instances %s)", out, args.count, totals)
+        return 0
     if what == "sheet":
         from .sheet import write_sheet
 
