@@ -13,6 +13,11 @@ Engine I/O contract, the same for every backend:
   resized frame as it is.
 * ``classify`` output ``logits``: ``(N, C) float32``.
 * ``segment`` output ``mask_logits``: ``(N, 1, H, W) float32`` (sigmoid → nerve prob).
+* ``instance`` (Mask R-CNN; one image per call, ``N = 1``): ``boxes`` ``(K, 4) float32``
+  x0, y0, x1, y1 in input pixels, ``labels`` ``(K,) int64`` indices into ``classes``
+  (``classes[0]`` is ``background``), ``scores`` ``(K,) float32``, ``masks``
+  ``(K, 1, M, M) float32`` probabilities inside each box (M = 28), pasted by
+  :func:`nerveseg.engines.instance_masks.paste_masks`; ``K`` varies per frame.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ TASKS = ("classify", "segment", "gate_segment", "instance", "region_segment")
 INPUT_NAME = "image"
 OUTPUT_NAMES = {"classify": ("logits",), "segment": ("mask_logits",),
                 "gate_segment": ("logits", "mask_logits")}
+OUTPUT_NAMES["instance"] = ("boxes", "labels", "scores", "masks")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

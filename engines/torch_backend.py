@@ -16,8 +16,10 @@ class TorchEngine(Engine):
 
     The model runs inside the same ``NormalizedModel`` that training used and export
     traces, so ``run`` takes ``(N, H, W, 3) uint8 RGB`` and returns the contract's outputs
-    (``logits`` or ``mask_logits``) as fresh float32 arrays. ``threads > 0`` sets
-    torch's CPU threads for the whole process (torch has no per-model setting).
+    (``logits`` or ``mask_logits``) as fresh float32 arrays; an ``instance`` checkpoint
+    (Mask R-CNN) takes one frame and returns ``boxes``, ``labels``, ``scores``, ``masks``.
+    ``threads > 0`` sets torch's CPU threads for the whole process (torch has no
+    per-model setting).
     """
 
     backend_name = "torch"
@@ -29,9 +31,14 @@ class TorchEngine(Engine):
 
         if threads > 0:
             torch.set_num_threads(threads)
-        self._model, meta, _ = model_from_checkpoint(path)
-        if meta.task not in OUTPUT_NAMES or len(OUTPUT_NAMES[meta.task]) != 1:
-            raise EngineError(f"{path}: the torch backend runs classify and segment checkpoints, "
+        from nerveseg.training.instance.model import checkpoint_task, instance_from_checkpoint
+
+        # Mask R-CNN checkpoints rebuild from their own registry (outputs: boxes, labels, ...).
+        load = instance_from_checkpoint if checkpoint_task(path) == "instance" else model_from_checkpoint
+        self._model, meta, _ = load(path)
+        self._outputs = OUTPUT_NAMES.get(meta.task, ())
+        if meta.task not in OUTPUT_NAMES or (len(self._outputs) != 1 and meta.task != "instance"):
+            raise EngineError(f"{path}: the torch backend runs classify, segment and instance checkpoints, "
                               f"not {meta.task!r}")
         self._output = OUTPUT_NAMES[meta.task][0]
         self._torch = torch
@@ -44,6 +51,8 @@ class TorchEngine(Engine):
             raise ValueError(f"expected (N, {h}, {w}, 3) uint8, got {batch.shape} {batch.dtype}")
         with self._torch.inference_mode():
             output = self._model(self._torch.from_numpy(np.ascontiguousarray(batch)))
+        if isinstance(output, tuple):  # instance: one frame's boxes, labels (int64), scores, masks
+            return {name: value.numpy() for name, value in zip(self._outputs, output)}
         return {self._output: output.numpy().astype(np.float32, copy=False)}
 
     def close(self) -> None:

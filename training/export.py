@@ -84,7 +84,13 @@ def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, 
     checkpoint carrying the same metadata."""
     from nerveseg.training.checkpoint import model_from_checkpoint, save_checkpoint
 
+    from .instance.model import checkpoint_task
+
     checkpoint, out = Path(checkpoint), Path(out)
+    if checkpoint_task(checkpoint) == "instance":  # Mask R-CNN: its own outputs and parity
+        from .instance.export import export_instance
+
+        return export_instance(checkpoint, out, opset, data, splits, metrics, input_size, reference_pt, exporter)
     model, meta, ckpt = _step("load", checkpoint, model_from_checkpoint, checkpoint)
     if input_size is not None:
         meta = dataclasses.replace(meta, input_size=tuple(input_size))
