@@ -62,16 +62,43 @@ class GateResult:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class Instances:
+    """What an ``instance`` engine found in one view, in view pixels, best score first.
+    ``boxes``: ``(K, 4) float32`` x0, y0, x1, y1; ``labels``: ``(K,) int64`` indices into
+    ``classes`` (0 is background, never found); ``scores``: ``(K,) float32``; ``masks``:
+    ``(K, h, w) bool``. The arrays belong to this record and are made read-only."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    masks: np.ndarray
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for array in (self.boxes, self.labels, self.scores, self.masks):
+            array.flags.writeable = False
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.classes[k] for k in self.labels]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Segmentation:
     """``mask``: ``(h, w) bool`` at view resolution, or None when the segmenter did not
     run (gate said not nerve, or it failed: see ``error``). ``roi``: the region the
-    segmentation was restricted to, in view pixels, if any."""
+    segmentation was restricted to, in view pixels, if any. ``instances``: set when the
+    segmenter is an ``instance`` engine; ``mask`` is then the union of their masks."""
 
     gate: GateResult
     mask: np.ndarray | None
     stamps: tuple[Stamp, ...]
     roi: Box | None = None
     error: str | None = None
+    instances: Instances | None = None
 
     @property
     def frame(self) -> Frame:
@@ -86,7 +113,8 @@ class Segmentation:
 class Rendered:
     """The annotated view. ``image``: ``(h, w, 3) uint8 RGB`` owned by this record.
     ``panel``: the box of the text panel (the only pixels besides the mask tint that
-    differ from ``seg.gate.view``)."""
+    differ from ``seg.gate.view``). ``marks``: with instances, the boxes of what was drawn
+    beside their tint (box outlines, "class 0.93" labels): pixels that may differ too."""
 
     seg: Segmentation
     image: np.ndarray
@@ -94,6 +122,7 @@ class Rendered:
     stamps: tuple[Stamp, ...]
     fps: float = 0.0
     extra: dict = field(default_factory=dict)
+    marks: tuple[Box, ...] = ()
 
     @property
     def frame(self) -> Frame:

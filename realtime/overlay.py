@@ -2,8 +2,9 @@
 
 Everything is drawn in place on an image the caller owns. Only two kinds of pixels
 change: the mask's pixels (tint and inner outline) and the text panel's box (plus, when
-the surgeon has set a region of interest, its outline: see :mod:`.roi`). Every other
-pixel stays equal to the input frame, which the tests and ``nerveseg validate`` check.
+the surgeon has set a region of interest, its outline: see :mod:`.roi`; and with an
+instance engine, each instance's box outline and tag, returned by :func:`draw_instances`).
+Every other pixel stays equal to the input frame, which the tests and ``nerveseg validate`` check.
 """
 
 from __future__ import annotations
@@ -119,3 +120,63 @@ def draw_panel(image: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
         cv2.putText(region, text, (pad, y - baseline - pad // 4), FONT, scale, colour, thickness,
                     cv2.LINE_AA)
     return box
+
+
+#: instance classes without a colour in LABEL_COLOURS take these, by class index
+PALETTE = ((255, 90, 90), (90, 170, 255), (255, 220, 60), (230, 110, 255), (60, 230, 230), (255, 150, 40))
+
+
+def instance_colour(name: str, index: int) -> tuple[int, int, int]:
+    """One colour per class: the gate's for names it knows (nerve stays green), else the palette."""
+    return LABEL_COLOURS.get(name, PALETTE[index % len(PALETTE)])
+
+
+def _outline(image: np.ndarray, box: Box, colour, thickness: int) -> list[Box]:
+    """A rectangle drawn *inside* ``box`` as four solid strips; returns the strips."""
+    t = min(thickness, box.width, box.height)
+    strips = [Box(box.x0, box.y0, box.x1, box.y0 + t), Box(box.x0, box.y1 - t, box.x1, box.y1),
+              Box(box.x0, box.y0, box.x0 + t, box.y1), Box(box.x1 - t, box.y0, box.x1, box.y1)]
+    for strip in strips:
+        strip.slice(image)[:] = colour
+    return strips
+
+
+def _label(image: np.ndarray, box: Box, text: str, colour, scale: float) -> Box:
+    """``text`` on a darkened tag just above ``box`` (inside its top when there is no room);
+    returns the tag's box, the only pixels touched."""
+    h, w = image.shape[:2]
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    pad = max(1, int(3 * scale))
+    tag_h = th + base + 2 * pad
+    y0 = box.y0 - tag_h if box.y0 >= tag_h else box.y0
+    tag = Box(min(box.x0, max(0, w - tw - 2 * pad)), y0, 0, 0)
+    tag = Box(tag.x0, tag.y0, min(w, tag.x0 + tw + 2 * pad), min(h, tag.y0 + tag_h))
+    region = tag.slice(image)
+    region //= 4
+    # Drawn into the tag's own view, so the text cannot spill outside the returned box.
+    cv2.putText(region, text, (pad, pad + th), FONT, scale, colour, 1, cv2.LINE_AA)
+    return tag
+
+
+def draw_instances(image: np.ndarray, instances, opacity: float, outline: bool = True,
+                   font_scale: float = 0.0) -> tuple[Box, ...]:
+    """Draw each instance (a :class:`~nerveseg.realtime.frames.Instances`, view pixels) in
+    place: its mask tinted in its class colour, its box outlined, a "class 0.93" tag.
+    The lowest scores first, so the best lie on top. Returns the outline strips and tags:
+    with the masks, the only pixels changed."""
+    h, w = image.shape[:2]
+    scale = font_scale or max(0.35, h / 1800)
+    thickness = max(1, round(h / 540))
+    marks: list[Box] = []
+    for k in np.argsort(instances.scores, kind="stable"):
+        label = int(instances.labels[k])
+        name = instances.classes[label]
+        colour = instance_colour(name, label - 1)
+        tint(image, instances.masks[k], colour, opacity, outline)
+        x0, y0, x1, y1 = np.round(instances.boxes[k]).astype(int)
+        box = Box(max(0, x0), max(0, y0), min(w, x1), min(h, y1))
+        if box.width <= 0 or box.height <= 0:
+            continue
+        marks += _outline(image, box, colour, thickness)
+        marks.append(_label(image, box, f"{name.replace('_', ' ')} {instances.scores[k]:.2f}", colour, scale))
+    return tuple(marks)

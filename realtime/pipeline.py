@@ -50,8 +50,9 @@ class Engines:
     @classmethod
     def load(cls, config: PipelineConfig) -> "Engines":
         gate = load_engine(config.gate.engine, config.gate.backend, task="classify", threads=config.gate.threads)
-        seg = load_engine(config.segment.engine, config.segment.backend, task="segment",
-                          threads=config.segment.threads)
+        seg = load_engine(config.segment.engine, config.segment.backend, threads=config.segment.threads)
+        if seg.meta.task != "instance":  # an instance engine (Mask R-CNN) may stand in for the segmenter
+            seg.meta.expect(config.segment.engine, task="segment")
         return cls(gate, seg)
 
     def provenance(self) -> dict:

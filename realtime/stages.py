@@ -16,7 +16,8 @@ from nerveseg.engines.metadata import EngineError
 
 from .frames import Frame, GateResult, Rendered, Segmentation, now_ns, stage_ms
 from .graph import Channel, Operator, SourceOperator
-from .overlay import OverlayConfig, draw_panel, text_lines, tint
+from .instances import check_instance_engine, find_instances
+from .overlay import OverlayConfig, draw_instances, draw_panel, text_lines, tint
 from .preprocess import Box, PreprocessConfig, Preprocessor
 from .roi import Roi, check_roi, draw_roi, restrict, roi_mask
 from .sources import Source
@@ -157,6 +158,18 @@ class GateOp(Operator):
                           error=f"gate: {one_line(exc)}")
 
 
+def _check_segmenter(engine: Engine, nerve_class: str) -> None:
+    if engine.meta.task != "segment":
+        raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' or 'instance' engine, "
+                          f"this is a {engine.meta.task!r} engine")
+    # One mask channel is the last class's probability: it must be the nerve.
+    if len(engine.classes) != 2 or engine.classes[-1] != nerve_class:
+        raise EngineError(f"{engine.provenance.path}: segmenter classes {list(engine.classes)} are not "
+                          f"['background', {nerve_class!r}]: its mask would not be {nerve_class}")
+    _check_output(engine, "mask_logits", lambda shape: len(shape) == 4 and shape[:2] == (1, 1),
+                  "(1, 1, H, W): one mask channel")
+
+
 class SegmentOp(Operator):
     """Runs the segmenter on frames the gate called nerve and maps the mask back to view
     pixels. ``threshold`` and ``roi`` (a :class:`Box` or :class:`Polygon` in view
@@ -165,15 +178,13 @@ class SegmentOp(Operator):
     name = "segment"
 
     def __init__(self, engine: Engine, threshold: float = 0.5, nerve_class: str = "nerve"):
-        if engine.meta.task != "segment":
-            raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' engine, "
-                              f"this is a {engine.meta.task!r} engine")
-        # One mask channel is the last class's probability: it must be the nerve.
-        if len(engine.classes) != 2 or engine.classes[-1] != nerve_class:
-            raise EngineError(f"{engine.provenance.path}: segmenter classes {list(engine.classes)} are not "
-                              f"['background', {nerve_class!r}]: its mask would not be {nerve_class}")
-        _check_output(engine, "mask_logits", lambda shape: len(shape) == 4 and shape[:2] == (1, 1),
-                      "(1, 1, H, W): one mask channel")
+        # An instance engine (Mask R-CNN) may stand in: then ``threshold`` is the lowest
+        # instance score shown and each instance is kept (realtime/instances.py).
+        self.instance = engine.meta.task == "instance"
+        if self.instance:
+            check_instance_engine(engine)
+        else:
+            _check_segmenter(engine, nerve_class)
         self.engine = engine
         self.threshold = threshold
         self.roi = None
@@ -218,6 +229,11 @@ class SegmentOp(Operator):
         roi = self.roi
         if not g.is_nerve:
             return Segmentation(g, None, g.stamps + (("segment", t0, t0),), roi=roi)
+        if self.instance:
+            restrict = (lambda mask: self._restrict(mask, roi)) if roi is not None else None
+            found = find_instances(self.engine, self._engine_input(g), g.view.shape[:2], self.threshold, restrict)
+            mask = found.masks.any(axis=0) if len(found) else np.zeros(g.view.shape[:2], bool)
+            return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi, instances=found)
         logits = self.engine.run(self._engine_input(g))["mask_logits"][0, 0]
         vh, vw = g.view.shape[:2]
         mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
@@ -265,7 +281,10 @@ class OverlayOp(Operator):
         self._times.append(t0)
         g = s.gate
         image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
-        if s.mask is not None:
+        marks = ()
+        if s.instances is not None:
+            marks = draw_instances(image, s.instances, self.opacity, self.config.outline)
+        elif s.mask is not None:
             tint(image, s.mask, self.config.colour, self.opacity, self.config.outline)
         if s.roi is not None:
             draw_roi(image, s.roi, ROI_COLOUR, max(1, image.shape[0] // 360))
@@ -282,4 +301,4 @@ class OverlayOp(Operator):
             panel = draw_panel(image, lines, self.config.font_scale)
         t1 = now_ns()
         self._last_ms["ovl"] = (t1 - t0) / 1e6
-        return Rendered(s, image, panel, s.stamps + (("overlay", t0, t1),), fps=self.fps())
+        return Rendered(s, image, panel, s.stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks)
