@@ -20,6 +20,7 @@ import torch
 
 from nerveseg.engines.instance_masks import paste_masks
 from nerveseg.engines.metadata import OUTPUT_NAMES
+from nerveseg.realtime.errors import UserError
 
 from ..importers import ImportedDataset
 from .data import load_instances, read_instances
@@ -63,6 +64,10 @@ def evaluate_instance(engine_or_model, data: ImportedDataset | str | Path, items
     dataset = data if isinstance(data, ImportedDataset) else load_instances(data)
     size = _input_size(engine_or_model, input_size)
     samples, predictions, truths, spent = dataset.by_item(), [], [], 0.0
+    missing = [item for item in items if item not in samples]
+    if missing:
+        raise UserError(f"{dataset.root}: {len(missing)} listed images are not in this {dataset.layout} "
+                        f"data set (first: {missing[0]})")
     for item in items:
         image, labels, masks = read_instances(dataset, samples[item], size)
         began = time.perf_counter()

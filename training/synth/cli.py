@@ -5,7 +5,7 @@
     nerveseg synth video OUT.mp4 --seconds 6 --fps 30
     nerveseg synth all OUT            # OUT/classify, OUT/segment, OUT/sample.mp4
     nerveseg synth sheet docs/img/synth_examples.png
-    nerveseg synth instances OUT --count 300 --size 256   # COCO + per-class folders
+    nerveseg synth instances OUT --count 300 --size 256   # OUT/coco + OUT/folders (per class)
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     every.add_argument("--count", type=int, default=300, help="segmentation images")
     every.add_argument("--negatives", type=float, default=0.0, help="segmentation negatives fraction")
     _video_options(every)
-    instances = sub.add_parser("instances", help="multi-class instance set (nerve/vessel/tendon): COCO "
-                               "JSON + per-class folders")
+    instances = sub.add_parser("instances", help="multi-class instance set (nerve/vessel/tendon): OUT/coco "
+                               "(COCO JSON) and OUT/folders (per-class image/mask folders)")
     instances.add_argument("out", type=Path, metavar="OUT")
     instances.add_argument("--count", type=int, default=300, help="images (default 300)")
     instances.add_argument("--size", type=int, default=256, help="image side in px (default 256)")

@@ -8,11 +8,11 @@ instance's mask is what is visible of it (possibly in two pieces). The confounde
 real footage are added on top and are *not* instances: specular dots, a blown-out edge,
 shallow focus, sensor noise and the red "2000 µm" scale bar.
 
-Written twice, as the two layouts ``nerveseg train instance`` reads:
+Written twice, as two data sets in the two layouts ``nerveseg train instance`` reads:
 
-* COCO: ``OUT/annotations.json`` (uncompressed RLE masks, bbox, area) + ``OUT/images/*.png``;
-* per-class folders: ``OUT/image/<class>/<name>.png`` (hard links to the same image) +
-  ``OUT/mask/<class>/<name>.png``, a label map: pixel value k is that class's k-th instance.
+* ``OUT/coco``: ``annotations.json`` (uncompressed RLE masks, bbox, area) + ``images/*.png``;
+* ``OUT/folders``: ``image/<class>/<name>.png`` (hard links to the same image) +
+  ``mask/<class>/<name>.png``, a label map: pixel value k is that class's k-th instance.
 
 numpy and OpenCV only; item ``i`` draws from its own generator seeded by ``(seed, 3, i)``.
 """
@@ -210,12 +210,13 @@ def _write_folders(root: Path, image_path: Path, name: str, classes: list[str], 
 
 def write_instances(out: str | Path, count: int, size: int = 256, seed: int = 0,
                     progress: bool = True) -> dict[str, int]:
-    """Write ``count`` frames in both layouts (module docstring); returns instances per class."""
+    """Write ``count`` frames as ``OUT/coco`` and ``OUT/folders`` (module docstring);
+    returns the number of instances per class."""
     if count < 1 or size < 32 or seed < 0:
         raise UserError(f"synth instances: need --count ≥ 1, --size ≥ 32 and --seed ≥ 0 "
                         f"(got {count}, {size}, {seed})")
     root = prepare_dir(Path(out))
-    images_dir = prepare_dir(root / "images")
+    images_dir = prepare_dir(root / "coco" / "images")
     coco = {"images": [], "annotations": [],
             "categories": [{"id": k + 1, "name": c, "supercategory": "tissue"} for k, c in enumerate(CLASSES)]}
     totals = dict.fromkeys(CLASSES, 0)
@@ -227,9 +228,10 @@ def write_instances(out: str | Path, count: int, size: int = 256, seed: int = 0,
         for cls, mask in zip(classes, masks):
             coco["annotations"].append(_annotation(len(coco["annotations"]) + 1, index + 1, cls, mask))
             totals[cls] += 1
-        _write_folders(root, images_dir / name, name, classes, masks)
+        _write_folders(root / "folders", images_dir / name, name, classes, masks)
+    path = root / "coco" / "annotations.json"
     try:
-        (root / "annotations.json").write_text(json.dumps(coco))
+        path.write_text(json.dumps(coco))
     except OSError as exc:
-        raise UserError(f"{root / 'annotations.json'}: cannot write ({exc.strerror or exc})") from None
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return totals
