@@ -91,6 +91,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every process (picklable plain data; no shared disk needed)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
     """Element-wise sums over every process (the values themselves without torchrun)."""
     if not dist.is_initialized():

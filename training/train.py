@@ -33,7 +33,7 @@ from .loop import METRIC, evaluate, train_one_epoch
 from .models import NormalizedModel, build_model, get_spec, load_pretrained
 from .plots import curves_png
 from .resolve import DEFAULT_EPOCHS, config_of, experiment_of, make_meta, resolve_args, resume
-from .splits import read_splits, resolve_splits
+from .splits import resolve_splits
 
 log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_EPOCHS", "METRIC", "config_of", "configure_phase", "create_model", "evaluate",
@@ -50,13 +50,18 @@ def get_data(args, out: Path | None, where: Dist = Dist()) -> tuple[ImportedData
     if args.task == "segment":
         resolve_target(args, dataset)
     strata = {s.item: s.stratum for s in dataset.samples}
+    splits: dict | UserError | None = None
     if where.main:
         skipped = write_skipped(out / "skipped.txt", dataset) if out else None
         log.info("data check:\n%s", format_report(dataset, skipped))
-        splits = resolve_splits(out, dataset.items, strata.__getitem__, args.split_seed, args.splits, args.data)
-    distributed.barrier()  # rank 0 has written RUN/splits: the others read the same lists
-    if not where.main:
-        splits = read_splits(out / "splits")
+        try:
+            splits = resolve_splits(out, dataset.items, strata.__getitem__, args.split_seed,
+                                    args.splits, args.data)
+        except UserError as exc:
+            splits = exc  # sent on, so that no process waits for lists that never come
+    splits = distributed.broadcast(splits)  # every process trains on rank 0's lists
+    if isinstance(splits, UserError):
+        raise splits
     return dataset, splits
 
 
