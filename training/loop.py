@@ -64,7 +64,8 @@ class _Totals:
         loss, count, total, scored = distributed.all_reduce_sums(
             [self.loss, self.count, self.score, self.scored], device)
         # nan when nothing was scored (an empty split, or a step without a per-sample metric)
-        return {"loss": loss / max(count, 1), metric: total / scored if scored else float("nan")}
+        nan = float("nan")
+        return {"loss": loss / count if count else nan, metric: total / scored if scored else nan}
 
 
 def train_one_epoch(model, criterion, optimizer, loader, epoch: int, args, *,
