@@ -2,13 +2,15 @@
 
 ``GATES`` build classifiers that output ``(N, C)`` logits, ``SEGMENTERS`` build
 segmenters that output ``(N, 1, H, W)`` mask logits; both take a normalised
-``(N, 3, H, W) float32`` batch. Wrap one in :class:`NormalizedModel` to get the
-engine contract (``(N, H, W, 3) uint8 RGB`` in).
+``(N, 3, H, W) float32`` batch. ``REGION_SEGMENTERS`` also take a region mask
+``(N, 1, H, W) float32`` (> 0 inside; omitted = the whole field) and segment only inside
+it. Wrap one in :class:`NormalizedModel` to get the engine contract (``(N, H, W, 3)
+uint8 RGB`` in, plus ``(N, H, W, 1) uint8`` region for ``region_segment``).
 """
 
 from __future__ import annotations
 
-from . import densenet, mobilenet_v2, resnet, unet_mobilenet_v2
+from . import deeplabv3plus, densenet, double_unet, mobilenet_v2, region_unet, resnet, unet_mobilenet_v2
 from . import maskrcnn_mobilenet_v3, maskrcnn_resnet50
 from .normalized import NormalizedModel
 from .pretrained import load_pretrained
@@ -23,8 +25,14 @@ GATES: dict[str, ModelSpec] = {
 }
 SEGMENTERS: dict[str, ModelSpec] = {
     "unet_mobilenet_v2": unet_mobilenet_v2.SPEC,
+    "deeplabv3plus_mobilenet_v2": deeplabv3plus.MOBILENET_V2,
+    "deeplabv3plus_resnet50": deeplabv3plus.RESNET50,
+    "double_unet": double_unet.SPEC,
 }
-REGISTRIES = {"classify": GATES, "segment": SEGMENTERS}
+REGION_SEGMENTERS: dict[str, ModelSpec] = {
+    "region_unet_mobilenet_v2": region_unet.SPEC,
+}
+REGISTRIES = {"classify": GATES, "segment": SEGMENTERS, "region_segment": REGION_SEGMENTERS}
 # Instance segmenters (torchvision Mask R-CNN): their own contract (training/models/maskrcnn.py),
 # so they are not in REGISTRIES, whose models all map a tensor batch to one tensor.
 INSTANCE: dict[str, ModelSpec] = {
@@ -32,7 +40,7 @@ INSTANCE: dict[str, ModelSpec] = {
     "maskrcnn_resnet50": maskrcnn_resnet50.SPEC,
 }
 
-__all__ = ["GATES", "SEGMENTERS", "REGISTRIES", "ModelSpec", "NormalizedModel",
+__all__ = ["GATES", "SEGMENTERS", "REGION_SEGMENTERS", "REGISTRIES", "ModelSpec", "NormalizedModel",
            "get_spec", "build_model", "load_pretrained", "ModelConfigError"]
 
 

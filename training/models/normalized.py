@@ -15,6 +15,8 @@ class NormalizedModel(nn.Module):
     one subtract), then ``model``. Training, the torch backend and the ONNX export all
     run this same module, so the normalisation trained with is the one shipped.
     Returns what ``model`` returns: ``(N, C)`` logits or ``(N, 1, H, W)`` mask logits.
+    Extra inputs (the ``region`` of a ``region_segment`` model, ``(N, H, W, 1) uint8``)
+    arrive in the engine's NHWC layout too and are passed on as ``(N, 1, H, W) float32``.
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
@@ -28,6 +30,7 @@ class NormalizedModel(nn.Module):
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("shift", shift, persistent=False)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).float()
-        return self.model(x * self.scale - self.shift)
+        extra = tuple(e.permute(0, 3, 1, 2).float() for e in extra)
+        return self.model(x * self.scale - self.shift, *extra)
