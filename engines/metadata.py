@@ -18,6 +18,10 @@ Engine I/O contract, the same for every backend:
   (``classes[0]`` is ``background``), ``scores`` ``(K,) float32``, ``masks``
   ``(K, 1, M, M) float32`` probabilities inside each box (M = 28), pasted by
   :func:`nerveseg.engines.instance_masks.paste_masks`; ``K`` varies per frame.
+* ``region_segment`` takes a second input ``region``: ``(N, H, W, 1) uint8``, the region
+  to segment inside (> 0 inside, e.g. 0/1 or 0/255); output ``mask_logits`` ``(N, 1, H, W)
+  float32``, the structures inside that region only. Backends take it as
+  ``run(batch, region=None)``; ``None`` means the whole field.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ INPUT_NAME = "image"
 OUTPUT_NAMES = {"classify": ("logits",), "segment": ("mask_logits",),
                 "gate_segment": ("logits", "mask_logits")}
 OUTPUT_NAMES["instance"] = ("boxes", "labels", "scores", "masks")
+OUTPUT_NAMES["region_segment"] = ("mask_logits",)
+REGION_INPUT = "region"  # the second input of a region_segment engine
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -144,6 +150,21 @@ class Provenance:
         h, w = self.meta.input_size
         return (f"{self.meta.model} [{'/'.join(self.meta.classes)}] {h}x{w} "
                 f"{self.backend} sha256:{self.short_hash}")
+
+
+def region_feed(batch, region=None):
+    """The ``region`` input for ``batch`` ``(N, H, W, 3) uint8``: ``region`` (``(N, H, W)`` or
+    ``(N, H, W, 1)``, bool or uint8, > 0 inside) as ``(N, H, W, 1) uint8``, or all ones
+    (the whole field) when it is ``None``. ValueError if it does not fit the batch."""
+    import numpy as np
+
+    shape = (*batch.shape[:3], 1)
+    if region is None:
+        return np.ones(shape, np.uint8)
+    region = np.asarray(region)
+    if region.shape not in (shape, shape[:3]):
+        raise ValueError(f"region {region.shape} does not fit the batch {batch.shape}: expected {shape}")
+    return np.ascontiguousarray(region.reshape(shape), dtype=np.uint8)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

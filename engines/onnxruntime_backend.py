@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import Engine
-from .metadata import INPUT_NAME, META_KEY, OUTPUT_NAMES, EngineError, EngineMeta, Provenance, file_sha256
+from .metadata import (INPUT_NAME, META_KEY, OUTPUT_NAMES, REGION_INPUT, EngineError, EngineMeta, Provenance,
+                       file_sha256, region_feed)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class OnnxRuntimeEngine(Engine):
         self.provenance = Provenance(str(path), file_sha256(path), self.backend_name, meta,
                                      device=device, reason=reason)
         self._outputs = list(OUTPUT_NAMES.get(meta.task, [o.name for o in self._session.get_outputs()]))
+        self._region = meta.task == "region_segment"
 
     def _check_io(self, path, meta: EngineMeta) -> None:
         inputs = self._session.get_inputs()
@@ -81,14 +83,32 @@ class OnnxRuntimeEngine(Engine):
         if image.type != "tensor(uint8)" or len(shape) != 4 or list(shape[1:]) != [h, w, 3]:
             raise EngineError(f"{path}: input {INPUT_NAME!r} is {image.type} {shape}, metadata says "
                               f"uint8 [N, {h}, {w}, 3]")
+        if meta.task == "region_segment":
+            self._check_region(path, inputs, names, (h, w))
         have = {o.name for o in self._session.get_outputs()}
         want = set(OUTPUT_NAMES.get(meta.task, ()))
         if not want <= have:
             raise EngineError(f"{path}: a {meta.task!r} engine must output {sorted(want)}, "
                               f"this one outputs {sorted(have)}")
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        results = self._session.run(self._outputs, {INPUT_NAME: batch})
+    @staticmethod
+    def _check_region(path, inputs, names: list[str], size: tuple[int, int]) -> None:
+        if REGION_INPUT not in names:
+            raise EngineError(f"{path}: a 'region_segment' engine needs input {REGION_INPUT!r}; it has {names}")
+        region = inputs[names.index(REGION_INPUT)]
+        if region.type != "tensor(uint8)" or list(region.shape[1:]) != [*size, 1]:
+            raise EngineError(f"{path}: input {REGION_INPUT!r} is {region.type} {region.shape}, expected "
+                              f"uint8 [N, {size[0]}, {size[1]}, 1]")
+
+    def run(self, batch: np.ndarray, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``region`` (``region_segment`` engines only): ``(N, H, W, 1)`` or ``(N, H, W)``
+        uint8/bool, > 0 inside; ``None`` = the whole field."""
+        feeds = {INPUT_NAME: batch}
+        if self._region:
+            feeds[REGION_INPUT] = region_feed(batch, region)
+        elif region is not None:
+            raise ValueError(f"{self.provenance.path}: a {self.meta.task!r} engine takes no region")
+        results = self._session.run(self._outputs, feeds)
         return dict(zip(self._outputs, results))
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Engine
-from .metadata import OUTPUT_NAMES, EngineError, Provenance, file_sha256
+from .metadata import OUTPUT_NAMES, EngineError, Provenance, file_sha256, region_feed
 
 
 class TorchEngine(Engine):
@@ -38,19 +38,25 @@ class TorchEngine(Engine):
         self._model, meta, _ = load(path)
         self._outputs = OUTPUT_NAMES.get(meta.task, ())
         if meta.task not in OUTPUT_NAMES or (len(self._outputs) != 1 and meta.task != "instance"):
-            raise EngineError(f"{path}: the torch backend runs classify, segment and instance checkpoints, "
-                              f"not {meta.task!r}")
+            raise EngineError(f"{path}: the torch backend runs classify, segment, instance and region_segment "
+                              f"checkpoints, not {meta.task!r}")
         self._output = OUTPUT_NAMES[meta.task][0]
         self._torch = torch
         self.provenance = Provenance(str(path), file_sha256(path), self.backend_name, meta,
                                      device="cpu", reason=reason)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``region``: as :meth:`OnnxRuntimeEngine.run` (``region_segment`` checkpoints only)."""
         h, w = self.input_size
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != (h, w, 3):
             raise ValueError(f"expected (N, {h}, {w}, 3) uint8, got {batch.shape} {batch.dtype}")
+        inputs = [self._torch.from_numpy(np.ascontiguousarray(batch))]
+        if self.meta.task == "region_segment":
+            inputs.append(self._torch.from_numpy(region_feed(batch, region)))
+        elif region is not None:
+            raise ValueError(f"{self.provenance.path}: a {self.meta.task!r} checkpoint takes no region")
         with self._torch.inference_mode():
-            output = self._model(self._torch.from_numpy(np.ascontiguousarray(batch)))
+            output = self._model(*inputs)
         if isinstance(output, tuple):  # instance: one frame's boxes, labels (int64), scores, masks
             return {name: value.numpy() for name, value in zip(self._outputs, output)}
         return {self._output: output.numpy().astype(np.float32, copy=False)}

@@ -95,6 +95,11 @@ def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, 
     if input_size is not None:
         meta = dataclasses.replace(meta, input_size=tuple(input_size))
     opset = opset or (17 if exporter == "legacy" else 18)
+    if meta.task == "region_segment":  # a second input (the region): the same steps, in training/region/
+        from .region.export import export_region
+
+        return export_region(model, meta, ckpt, checkpoint, out, exporter, opset, data, splits, metrics,
+                             reference_pt)
     proto = _step("torch→onnx", checkpoint, to_onnx, model, meta, exporter, opset)
     _step("onnx.checker", checkpoint, _check, proto)
     frames = parity_frames(meta, ckpt, checkpoint, data, splits)

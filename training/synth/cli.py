@@ -6,6 +6,7 @@
     nerveseg synth all OUT            # OUT/classify, OUT/segment, OUT/sample.mp4
     nerveseg synth sheet docs/img/synth_examples.png
     nerveseg synth instances OUT --count 300 --size 256   # OUT/coco + OUT/folders (per class)
+    nerveseg synth regions OUT --count 200 --size 128   # region-conditioned set (regions.py)
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for command in (classify, segment, video, every, sheet, instances):
         command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         command.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _regions_parser(sub)
+
+
+def _regions_parser(sub) -> None:
+    regions = sub.add_parser("regions", help="region-conditioned set: images, nested regions, per-region masks")
+    regions.add_argument("out", type=Path, metavar="OUT")
+    regions.add_argument("--count", type=int, default=200, help="images (2-3 regions each; default 200)")
+    regions.add_argument("--size", type=int, default=128, help="image side in px (default 128)")
+    regions.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    regions.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _video_options(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if what == "all" and out.suffix:
         raise UserError(f"{out}: `synth all` writes a folder; give a folder name")
     started = time.perf_counter()
+    if what == "regions":
+        from .regions import write_regions
+
+        samples = write_regions(out, args.count, args.size, args.seed, progress)
+        log.info("region set: %s (%d images, %d regions) in %.1f s", out, args.count, samples,
+                 time.perf_counter() - started)
+        return 0
     if what == "instances":
         from .instances import write_instances
 
