@@ -31,7 +31,7 @@ def region_set(tmp_path_factory):
 def region_run(region_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("region_run")
     _training_cli("train", "region", str(region_set), "--out", str(out), "--epochs", "2", "--size", "32",
-                  "--width", "0.25", "--batch-size", "8", "--threads", "2", "--lr", "3e-3")
+                  "--width", "0.25", "--batch-size", "8", "--threads", "1", "--lr", "3e-3")
     return out
 
 
