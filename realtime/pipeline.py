@@ -51,7 +51,8 @@ class Engines:
     def load(cls, config: PipelineConfig) -> "Engines":
         gate = load_engine(config.gate.engine, config.gate.backend, task="classify", threads=config.gate.threads)
         seg = load_engine(config.segment.engine, config.segment.backend, threads=config.segment.threads)
-        if seg.meta.task != "instance":  # an instance engine (Mask R-CNN) may stand in for the segmenter
+        # An instance engine (Mask R-CNN) or a region-conditioned one may stand in for the segmenter.
+        if seg.meta.task not in ("instance", "region_segment"):
             seg.meta.expect(config.segment.engine, task="segment")
         return cls(gate, seg)
 

@@ -62,6 +62,13 @@ def roi_mask(roi: Roi, shape: tuple[int, int]) -> np.ndarray:
     return mask.view(bool)
 
 
+def region_raster(roi: Roi, view_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """``roi`` (view pixels, view ``(h, w)``) as a ``region_segment`` engine's input at its
+    ``size = (H, W)``: ``(1, H, W, 1) uint8``, 1 inside (nearest-neighbour, as masks are resized)."""
+    inside = roi_mask(roi, view_shape).view(np.uint8)
+    return cv2.resize(inside, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)[None, :, :, None]
+
+
 def restrict(mask: np.ndarray, roi: Roi, inside: np.ndarray | None = None) -> np.ndarray:
     """``mask`` (``(h, w) bool``) with everything outside ``roi`` cleared (a new array).
     ``inside``: ``roi_mask(roi, mask.shape)`` if the caller has it cached."""

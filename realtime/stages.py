@@ -19,7 +19,7 @@ from .graph import Channel, Operator, SourceOperator
 from .instances import check_instance_engine, find_instances
 from .overlay import OverlayConfig, draw_instances, draw_panel, text_lines, tint
 from .preprocess import Box, PreprocessConfig, Preprocessor
-from .roi import Roi, check_roi, draw_roi, restrict, roi_mask
+from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_mask
 from .sources import Source
 
 #: the region-of-interest outline: cyan, apart from the nerve's green and the scale bar's red
@@ -159,9 +159,9 @@ class GateOp(Operator):
 
 
 def _check_segmenter(engine: Engine, nerve_class: str) -> None:
-    if engine.meta.task != "segment":
-        raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' or 'instance' engine, "
-                          f"this is a {engine.meta.task!r} engine")
+    if engine.meta.task not in ("segment", "region_segment"):
+        raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' or 'instance' engine "
+                          f"(or a 'region_segment' one), this is a {engine.meta.task!r} engine")
     # One mask channel is the last class's probability: it must be the nerve.
     if len(engine.classes) != 2 or engine.classes[-1] != nerve_class:
         raise EngineError(f"{engine.provenance.path}: segmenter classes {list(engine.classes)} are not "
@@ -189,6 +189,9 @@ class SegmentOp(Operator):
         self.threshold = threshold
         self.roi = None
         self._inside: tuple | None = None  # (roi, shape, mask): the last region's raster
+        # A region_segment engine gets the region as its second input (None: the whole field).
+        self._region_input = engine.meta.task == "region_segment"
+        self._raster: tuple | None = None  # (roi, view shape, (1, h, w, 1) uint8): its last input
 
     @property
     def roi(self) -> Roi | None:
@@ -218,6 +221,13 @@ class SegmentOp(Operator):
         self._logit = math.log(value / (1.0 - value))
         self._threshold = value
 
+    def _region(self, roi: Roi | None, view_shape: tuple) -> np.ndarray | None:
+        if roi is None or not self._region_input:
+            return None
+        if self._raster is None or self._raster[:2] != (roi, view_shape[:2]):
+            self._raster = (roi, view_shape[:2], region_raster(roi, view_shape, self.engine.input_size))
+        return self._raster[2]
+
     def _engine_input(self, g: GateResult) -> np.ndarray:
         h, w = self.engine.input_size
         if g.engine_input.shape[1:3] == (h, w):
@@ -234,7 +244,10 @@ class SegmentOp(Operator):
             found = find_instances(self.engine, self._engine_input(g), g.view.shape[:2], self.threshold, restrict)
             mask = found.masks.any(axis=0) if len(found) else np.zeros(g.view.shape[:2], bool)
             return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi, instances=found)
-        logits = self.engine.run(self._engine_input(g))["mask_logits"][0, 0]
+        region, batch = self._region(roi, g.view.shape), self._engine_input(g)
+        # Only a region engine gets the keyword: other backends' run() takes the frame alone.
+        outputs = self.engine.run(batch, region=region) if region is not None else self.engine.run(batch)
+        logits = outputs["mask_logits"][0, 0]
         vh, vw = g.view.shape[:2]
         mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
         if roi is not None:
