@@ -137,3 +137,17 @@ def test_deeplab_backbones_run_at_output_stride_16():
         with torch.inference_mode():
             low, high = net.backbone(torch.zeros(1, 3, 64, 64))
         assert low.shape[-2:] == (16, 16) and high.shape[-2:] == (4, 4), name
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus_mobilenet_v2", "double_unet"])
+def test_new_segmenters_train_with_nerveseg_train_seg(name, training_seg_data, tmp_path):
+    """`nerveseg train seg --model NAME`: the shared CLI and loop, nothing model-specific."""
+    import json
+
+    from conftest import _training_cli
+
+    _training_cli("train", "seg", str(training_seg_data), "--out", str(tmp_path), "--model", name, "--epochs", "1",
+                  "--size", "32", "--width", "0.25", "--batch-size", "8", "--threads", "1")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history) == 1 and 0 <= history[0]["val_iou"] <= 1
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["arch"] == name

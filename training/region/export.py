@@ -39,7 +39,7 @@ def to_onnx(model, meta, exporter: str = "legacy", opset: int = 17):
     if exporter == "dynamo":
         batch = torch.export.Dim("N", min=1, max=4096)
         program = torch.onnx.export(model, example, input_names=[INPUT_NAME, REGION_INPUT],
-                                    output_names=[output], dynamic_shapes=({0: batch}, [{0: batch}]),
+                                    output_names=[output], dynamic_shapes=({0: batch}, ({0: batch},)),
                                     opset_version=opset, dynamo=True, verbose=False)
         return program.model_proto
     buffer = io.BytesIO()
