@@ -135,7 +135,9 @@ def test_best(args, index: dict, splits, out: Path) -> float:
     if not samples:
         log.warning("the test split is empty: no test report")
         return float("nan")
-    with load_engine(out / "best.pt", backend="torch", task=TASK) as engine:
+    # No best.pt when every validation IoU was nan (an empty val split of a tiny set).
+    best = out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"
+    with load_engine(best, backend="torch", task=TASK) as engine:
         report = run_region_eval(engine, args.data, samples, out / "test", batch_size=args.batch_size)
     s = report["summary"]
     log.info("test (%d regions): IoU %.4f [%.4f, %.4f], nested %.4f, non-nested %.4f, leak %.4f, "
