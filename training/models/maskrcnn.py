@@ -27,13 +27,15 @@ from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 #: anchor side per FPN level as a fraction of the input side (strides 4, 8, 16, 32, 64)
 ANCHOR_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+ASPECT_RATIOS = (0.25, 0.5, 1.0, 2.0, 4.0)  # height / width
 
 
 def anchor_generator(size: int, anchor_sizes: Sequence[int] | None = None) -> AnchorGenerator:
-    """One anchor size per FPN level, three aspect ratios. torchvision's defaults (32-512
-    px) suit 800 px COCO images; ours are a few hundred px, so anchors scale with ``size``."""
+    """One anchor size per FPN level, five aspect ratios. torchvision's defaults (32-512 px,
+    ratios 1:2 to 2:1) suit 800 px COCO objects; ours are a few hundred px, so anchors scale
+    with ``size``, and a nerve or vessel running along an axis has a box 4:1 or longer."""
     sizes = anchor_sizes or [max(4, round(size * f)) for f in ANCHOR_FRACTIONS]
-    return AnchorGenerator(tuple((int(s),) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes))
+    return AnchorGenerator(tuple((int(s),) for s in sizes), (ASPECT_RATIOS,) * len(sizes))
 
 
 def detector_kwargs(size: int, detections: int, anchor_sizes=None) -> dict:

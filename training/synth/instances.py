@@ -36,7 +36,7 @@ from .optics import draw_scale_bar
 
 CLASSES = ("nerve", "vessel", "tendon")
 COUNTS = {"nerve": (0, 2), "vessel": (0, 2), "tendon": (0, 1)}          # instances per frame, min..max
-HALF_WIDTH = {"nerve": (0.014, 0.028), "vessel": (0.009, 0.018), "tendon": (0.05, 0.08)}  # of the side
+HALF_WIDTH = {"nerve": (0.016, 0.03), "vessel": (0.011, 0.02), "tendon": (0.05, 0.08)}  # of the side
 MIN_AREA = 0.002  # visible fraction of the frame below which a structure is left out
 _INSTANCES = 3    # the "kind" in an item's seed (the classify/segment sets use 1 and 2)
 
