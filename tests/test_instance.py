@@ -150,6 +150,20 @@ def test_tiny_training_run_folder(instance_run):
     assert all((instance_run / "splits" / f"{s}.txt").is_file() for s in ("train", "val", "test"))
 
 
+def test_resume_extends_the_run(instance_run, instance_data, tmp_path):
+    import shutil
+
+    from nerveseg.realtime.cli import main
+
+    run = shutil.copytree(instance_run, tmp_path / "run")
+    assert main(["train", "instance", str(instance_data / "coco"), "--out", str(run), "--resume", "--epochs", "3",
+                 "--threads", "1"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
+    assert (run / "splits" / "test.txt").read_text() == (instance_run / "splits" / "test.txt").read_text()
+
+
 def test_export_parity_and_both_backends(instance_onnx, instance_run, instance_data, tmp_path):
     from nerveseg.realtime.cli import main
 
