@@ -110,7 +110,7 @@ def _engine_cache(tmp_path, monkeypatch):
 
 
 # Tiny, fast training settings shared by the training/export tests.
-TRAINING_TINY = ["--size", "32", "--width", "0.25", "--batch-size", "8", "--threads", "2"]
+TRAINING_TINY = ["--size", "32", "--width", "0.25", "--batch-size", "8", "--threads", "1"]
 
 
 def _training_cli(*argv: str) -> None:
