@@ -37,9 +37,10 @@ class TorchEngine(Engine):
         load = instance_from_checkpoint if checkpoint_task(path) == "instance" else model_from_checkpoint
         self._model, meta, _ = load(path)
         self._outputs = OUTPUT_NAMES.get(meta.task, ())
-        if meta.task not in OUTPUT_NAMES or (len(self._outputs) != 1 and meta.task != "instance"):
-            raise EngineError(f"{path}: the torch backend runs classify, segment, instance and region_segment "
-                              f"checkpoints, not {meta.task!r}")
+        if meta.task not in OUTPUT_NAMES or (len(self._outputs) != 1 and meta.task not in ("instance",
+                                                                                             "gate_segment")):
+            raise EngineError(f"{path}: the torch backend runs classify, segment, gate_segment, instance and "
+                              f"region_segment checkpoints, not {meta.task!r}")
         self._output = OUTPUT_NAMES[meta.task][0]
         self._torch = torch
         self.provenance = Provenance(str(path), file_sha256(path), self.backend_name, meta,
@@ -57,7 +58,7 @@ class TorchEngine(Engine):
             raise ValueError(f"{self.provenance.path}: a {self.meta.task!r} checkpoint takes no region")
         with self._torch.inference_mode():
             output = self._model(*inputs)
-        if isinstance(output, tuple):  # instance: one frame's boxes, labels (int64), scores, masks
+        if isinstance(output, tuple):  # instance: boxes, labels (int64), scores, masks; gate_segment: logits, mask
             return {name: value.numpy() for name, value in zip(self._outputs, output)}
         return {self._output: output.numpy().astype(np.float32, copy=False)}
 

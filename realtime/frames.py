@@ -46,7 +46,9 @@ class GateResult:
     """The gate's verdict. ``view``: ``(h, w, 3) uint8`` slice of ``frame.image`` inside
     ``box`` (what is displayed); ``engine_input``: ``(1, H, W, 3) uint8`` copy of the
     resized view, owned by this record. ``probs``: ``(C,) float32`` softmax.
-    ``dropped``: frames dropped (by the live policy) before this one, cumulative."""
+    ``dropped``: frames dropped (by the live policy) before this one, cumulative.
+    ``mask_logits``: ``(H, W) float32`` at engine resolution when the gate is a
+    ``gate_segment`` engine and called the frame nerve (the segmenter then runs nothing)."""
 
     frame: Frame
     view: np.ndarray
@@ -59,6 +61,7 @@ class GateResult:
     stamps: tuple[Stamp, ...]
     dropped: int = 0
     error: str | None = None
+    mask_logits: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

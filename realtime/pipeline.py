@@ -49,7 +49,14 @@ class Engines:
 
     @classmethod
     def load(cls, config: PipelineConfig) -> "Engines":
-        gate = load_engine(config.gate.engine, config.gate.backend, task="classify", threads=config.gate.threads)
+        """The two engines of ``config``. A ``gate_segment`` gate segments too: it is then
+        both, and the segment section is not used (one engine, one forward per frame)."""
+        gate = load_engine(config.gate.engine, config.gate.backend, threads=config.gate.threads)
+        if gate.meta.task == "gate_segment":
+            log.info("%s gates and segments in one pass: the segment engine setting is not used",
+                     config.gate.engine)
+            return cls(gate, gate)
+        gate.meta.expect(config.gate.engine, task="classify")
         seg = load_engine(config.segment.engine, config.segment.backend, threads=config.segment.threads)
         # An instance engine (Mask R-CNN) or a region-conditioned one may stand in for the segmenter.
         if seg.meta.task not in ("instance", "region_segment"):
@@ -191,8 +198,8 @@ class NervePipeline:
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> "NervePipeline":
-        for engine in (self.engines.gate, self.engines.segment):
-            engine.warmup()
+        for engine in {id(e): e for e in (self.engines.gate, self.engines.segment)}.values():
+            engine.warmup()  # once each: a gate_segment engine is both
         self.started_unix = time.time()
         self.ops["log"].t0_ns = now_ns()
         self.graph.start()

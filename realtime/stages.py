@@ -98,15 +98,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 class GateOp(Operator):
     """Preprocess + classifier gate. Frames whose top class is ``nerve_class`` with at
-    least ``min_confidence`` are marked for segmentation."""
+    least ``min_confidence`` are marked for segmentation. A ``gate_segment`` engine
+    answers both in one forward pass: its mask rides on the result of nerve frames."""
 
     name = "gate"
 
     def __init__(self, engine: Engine, preprocess: PreprocessConfig, nerve_class: str = "nerve",
                  min_confidence: float = 0.5):
-        if engine.meta.task != "classify":
-            raise EngineError(f"{engine.provenance.path}: the gate needs a 'classify' engine, "
-                              f"this is a {engine.meta.task!r} engine")
+        if engine.meta.task not in ("classify", "gate_segment"):
+            raise EngineError(f"{engine.provenance.path}: the gate needs a 'classify' (or 'gate_segment') "
+                              f"engine, this is a {engine.meta.task!r} engine")
         if nerve_class not in engine.classes:
             raise EngineError(f"{engine.provenance.path}: gate classes {list(engine.classes)} "
                               f"lack {nerve_class!r}")
@@ -116,6 +117,7 @@ class GateOp(Operator):
         self.preprocess = Preprocessor(preprocess, engine.input_size)
         self.nerve_index = engine.classes.index(nerve_class)
         self.min_confidence = min_confidence
+        self.segments = engine.meta.task == "gate_segment"
         self.inbox: Channel | None = None  # set by compose(): its drop count is reported
 
     @property
@@ -133,13 +135,16 @@ class GateOp(Operator):
         t0 = now_ns()
         view, engine_input, box = self.preprocess(frame.image)
         t1 = now_ns()
-        probs = softmax(self.engine.run(engine_input)["logits"][0].astype(np.float32))
+        outputs = self.engine.run(engine_input)
+        probs = softmax(outputs["logits"][0].astype(np.float32))
         k = int(probs.argmax())
         t2 = now_ns()
-        is_nerve = k == self.nerve_index and probs[k] >= self.min_confidence
+        is_nerve = bool(k == self.nerve_index and probs[k] >= self.min_confidence)
+        # Copied: it crosses to the segmenter's thread, and a backend may reuse its buffers.
+        mask_logits = outputs["mask_logits"][0, 0].copy() if self.segments and is_nerve else None
         return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
-                          probs, bool(is_nerve), frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
-                          dropped=self._dropped())
+                          probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
+                          dropped=self._dropped(), mask_logits=mask_logits)
 
     def _dropped(self) -> int:
         return self.inbox.dropped if self.inbox is not None else 0
@@ -159,6 +164,11 @@ class GateOp(Operator):
 
 
 def _check_segmenter(engine: Engine, nerve_class: str) -> None:
+    if engine.meta.task == "gate_segment":  # the gate's classes; its mask channel is the nerve class
+        if engine.meta.extra.get("mask_class", nerve_class) != nerve_class:
+            raise EngineError(f"{engine.provenance.path}: its mask is {engine.meta.extra['mask_class']!r}, "
+                              f"not {nerve_class!r}")
+        return
     if engine.meta.task not in ("segment", "region_segment"):
         raise EngineError(f"{engine.provenance.path}: the segmenter needs a 'segment' or 'instance' engine "
                           f"(or a 'region_segment' one), this is a {engine.meta.task!r} engine")
@@ -244,15 +254,19 @@ class SegmentOp(Operator):
             found = find_instances(self.engine, self._engine_input(g), g.view.shape[:2], self.threshold, restrict)
             mask = found.masks.any(axis=0) if len(found) else np.zeros(g.view.shape[:2], bool)
             return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi, instances=found)
-        region, batch = self._region(roi, g.view.shape), self._engine_input(g)
-        # Only a region engine gets the keyword: other backends' run() takes the frame alone.
-        outputs = self.engine.run(batch, region=region) if region is not None else self.engine.run(batch)
-        logits = outputs["mask_logits"][0, 0]
+        logits = g.mask_logits if g.mask_logits is not None else self._run(g, roi)
         vh, vw = g.view.shape[:2]
         mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
         if roi is not None:
             mask = self._restrict(mask, roi)
         return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi)
+
+    def _run(self, g: GateResult, roi: Roi | None) -> np.ndarray:
+        """The segmenter's ``(H, W)`` mask logits for ``g`` (a gate_segment gate brought them already)."""
+        region, batch = self._region(roi, g.view.shape), self._engine_input(g)
+        # Only a region engine gets the keyword: other backends' run() takes the frame alone.
+        outputs = self.engine.run(batch, region=region) if region is not None else self.engine.run(batch)
+        return outputs["mask_logits"][0, 0]
 
     def on_error(self, g: GateResult, exc: Exception) -> Segmentation:
         t = now_ns()

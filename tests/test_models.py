@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
+from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, OUTPUT_NAMES, EngineMeta
 from nerveseg.training import export, models
 from nerveseg.training.losses import BCEDiceLoss
 from nerveseg.training.region import export as region_export
@@ -35,7 +35,7 @@ def tiny(task: str, name: str) -> models.NormalizedModel:
     spec = models.get_spec(task, name)
     kwargs = {"width_mult": 0.25} if "width_mult" in spec.defaults else {}
     torch.manual_seed(0)
-    net = models.build_model(task, name, len(CLASSES) if task == "classify" else 1, **kwargs)
+    net = models.build_model(task, name, len(CLASSES) if task in ("classify", "gate_segment") else 1, **kwargs)
     return models.NormalizedModel(net, IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -60,6 +60,8 @@ def tiny_set(task: str, n: int = 4, size: int = 64):
     image = torch.from_numpy(np.repeat(grey[..., None], 3, axis=3))
     if task == "classify":
         return (image,), torch.from_numpy(labels)
+    if task == "gate_segment":
+        return (image,), (torch.from_numpy(labels), torch.from_numpy(bands[:, None].astype(np.float32)))
     if task == "segment":
         return (image,), torch.from_numpy(bands[:, None].astype(np.float32))
     region = np.zeros((n, size, size, 1), np.uint8)
@@ -68,11 +70,19 @@ def tiny_set(task: str, n: int = 4, size: int = 64):
     return (image, torch.from_numpy(region)), torch.from_numpy(inside[:, None].astype(np.float32))
 
 
+def _gate_segment_loss(outputs, targets):
+    (logits, masks), (labels, truth) = outputs, targets
+    return torch.nn.functional.cross_entropy(logits, labels) + BCEDiceLoss()(masks, truth)
+
+
 @pytest.mark.parametrize("task, name", ALL)
 def test_forward_shape_at_64px(task, name):
     model = tiny(task, name).eval()
     with torch.inference_mode():
         out = model(*inputs(task, 2, 64))
+    if task == "gate_segment":  # one forward, both answers
+        (logits, out) = out
+        assert logits.shape == (2, len(CLASSES)) and torch.isfinite(logits).all()
     assert out.shape == ((2, len(CLASSES)) if task == "classify" else (2, 1, 64, 64))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
@@ -82,7 +92,7 @@ def test_onnx_export_and_runtime_parity(task, name):
     """The export chain's own steps: trace, ``onnx.checker``, ORT vs torch within tolerance
     (and mask IoU >= 0.99), at a batch size other than the traced one (dynamic N)."""
     model = tiny(task, name).eval()
-    classes = CLASSES if task == "classify" else ("background", "nerve")
+    classes = CLASSES if task in ("classify", "gate_segment") else ("background", "nerve")
     meta = EngineMeta(model=name, task=task, classes=classes, input_size=(64, 64))
     feeds = [t.numpy() for t in inputs(task, 3, 64, seed=2)]
     if task == "region_segment":
@@ -95,13 +105,14 @@ def test_onnx_export_and_runtime_parity(task, name):
         parity, got = export.check_parity(model, proto, meta, *feeds)
     assert parity["frames"] == 3 and parity["max_abs_diff"] <= parity["tolerance"]
     assert [i.name for i in proto.graph.input] == (["image", "region"] if task == "region_segment" else ["image"])
+    assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES[task])
 
 
 @pytest.mark.parametrize("task, name", ALL)
 def test_a_few_training_steps_reduce_the_loss(task, name):
     model = tiny(task, name).train()
     feeds, target = tiny_set(task)
-    criterion = torch.nn.CrossEntropyLoss() if task == "classify" else BCEDiceLoss()
+    criterion = {"classify": torch.nn.CrossEntropyLoss(), "gate_segment": _gate_segment_loss}.get(task, BCEDiceLoss())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(6):

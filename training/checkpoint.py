@@ -50,7 +50,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[NormalizedModel, EngineMeta
     """Rebuild ``(NormalizedModel in eval mode, meta, checkpoint)`` from the registry."""
     ckpt = read_checkpoint(path)
     meta = EngineMeta.from_dict(ckpt["meta"], path)
-    outputs = len(meta.classes) if meta.task == "classify" else 1
+    outputs = len(meta.classes) if meta.task in ("classify", "gate_segment") else 1
     try:
         model = build_model(meta.task, ckpt["arch"], outputs, **ckpt["arch_kwargs"])
         model.load_state_dict(ckpt["model"])

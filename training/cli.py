@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 # Modules with ``add_parser(subparsers)`` adding `nerveseg train <family>` with its own handler.
-FAMILY_PARSERS = ("nerveseg.training.region.cli", "nerveseg.training.instance.cli")
+FAMILY_PARSERS = ("nerveseg.training.region.cli", "nerveseg.training.instance.cli",
+                  "nerveseg.training.gate_segment")
 HELP = {"gate": ("classifier gate (nerve / opening_wound / tendon) from class folders",
                  "Train the classifier gate from DATA/<class>/*.png."),
         "seg": ("nerve segmenter from Supervisely (img/ + masks_machine/) or images/ + masks/",

@@ -3,8 +3,8 @@
 Steps, each raising :class:`ExportError` with its name if it fails:
 
 1. ``load``: rebuild the checkpoint's model from the registry inside ``NormalizedModel``;
-2. ``torch→onnx``: input ``image`` ``(N, H, W, 3) uint8`` with dynamic ``N``, output
-   ``logits`` or ``mask_logits`` (the contract of :mod:`nerveseg.engines.metadata`);
+2. ``torch→onnx``: input ``image`` ``(N, H, W, 3) uint8`` with dynamic ``N``, outputs
+   ``logits`` and/or ``mask_logits`` (the contract of :mod:`nerveseg.engines.metadata`);
    the legacy TorchScript exporter by default (see docs/TRAINING.md for why);
 3. ``onnx.checker``: full check with shape inference;
 4. ``parity``: ONNX Runtime against torch on random and real frames: max abs logit
@@ -131,14 +131,14 @@ def to_onnx(model, meta, exporter: str, opset: int):
 
     from nerveseg.engines.metadata import INPUT_NAME, OUTPUT_NAMES
 
-    output = OUTPUT_NAMES[meta.task][0]
+    outputs = list(OUTPUT_NAMES[meta.task])  # gate_segment: logits and mask_logits from one forward
     h, w = meta.input_size
     # Batch 2, not 1: torch.export specialises size-1 dimensions.
     example = torch.zeros((2, h, w, 3), dtype=torch.uint8)
     model = model.eval()
     if exporter == "dynamo":
         batch = torch.export.Dim("N", min=1, max=4096)
-        program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=[output],
+        program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=outputs,
                                     dynamic_shapes={"image": {0: batch}}, opset_version=opset,
                                     dynamo=True, verbose=False)
         return program.model_proto
@@ -146,8 +146,8 @@ def to_onnx(model, meta, exporter: str, opset: int):
     with warnings.catch_warnings():
         # Chosen knowingly (docs/TRAINING.md): the deprecation notice is not news to the user.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), buffer, input_names=[INPUT_NAME], output_names=[output],
-                          dynamic_axes={INPUT_NAME: {0: "N"}, output: {0: "N"}}, opset_version=opset,
+        torch.onnx.export(model, (example,), buffer, input_names=[INPUT_NAME], output_names=outputs,
+                          dynamic_axes={name: {0: "N"} for name in [INPUT_NAME, *outputs]}, opset_version=opset,
                           dynamo=False, do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 
@@ -178,30 +178,36 @@ def parity_frames(meta, ckpt: dict, checkpoint: Path, data=None, splits=None, re
     return np.concatenate(frames)
 
 
-def check_parity(model, proto, meta, frames: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Compare ONNX Runtime (in memory) with torch on ``frames``; raise if out of tolerance."""
+def check_parity(model, proto, meta, frames: np.ndarray) -> tuple[dict, list[np.ndarray]]:
+    """Compare ONNX Runtime (in memory) with torch on ``frames``, output by output; raise
+    if out of tolerance. Returns the figures and ONNX Runtime's outputs."""
     import onnxruntime as ort
     import torch
 
     from .metrics import iou_dice
 
     with torch.inference_mode():
-        expected = model(torch.from_numpy(frames)).numpy()
+        expected = model(torch.from_numpy(frames))
+    expected = [t.numpy() for t in (expected if isinstance(expected, (tuple, list)) else (expected,))]
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: frames})[0]
-    if got.shape != expected.shape:
-        raise ExportError(f"parity: ONNX output {got.shape} but torch {expected.shape}")
-    diff = float(np.abs(got - expected).max())
-    tolerance = ATOL + RTOL * float(np.abs(expected).max())
-    result = {"frames": int(len(frames)), "max_abs_diff": diff, "tolerance": tolerance}
-    if diff > tolerance:
-        raise ExportError(f"parity: max |onnx - torch| = {diff:.3g} > {tolerance:.3g}")
-    if meta.task == "segment":
-        iou = iou_dice(got[:, 0] > 0, expected[:, 0] > 0)[0]
-        result["min_mask_iou"] = float(iou.min())
-        if iou.min() < MIN_IOU:
-            raise ExportError(f"parity: mask IoU {iou.min():.4f} < {MIN_IOU} on a frame")
-    log.info("parity on %d frames: max |Δ| %.2e (tolerance %.2e)", len(frames), diff, tolerance)
+    got = session.run(None, {session.get_inputs()[0].name: frames})
+    names = [o.name for o in session.get_outputs()]
+    result = {"frames": int(len(frames)), "max_abs_diff": 0.0, "tolerance": 0.0}
+    for name, g, e in zip(names, got, expected):
+        if g.shape != e.shape:
+            raise ExportError(f"parity: ONNX output {name} {g.shape} but torch {e.shape}")
+        diff, tolerance = float(np.abs(g - e).max()), ATOL + RTOL * float(np.abs(e).max())
+        if diff > tolerance:
+            raise ExportError(f"parity: max |onnx - torch| of {name} = {diff:.3g} > {tolerance:.3g}")
+        if diff / tolerance >= result["max_abs_diff"] / max(result["tolerance"], 1e-12):
+            result.update(max_abs_diff=diff, tolerance=tolerance)
+        if name == "mask_logits":
+            iou = iou_dice(g[:, 0] > 0, e[:, 0] > 0)[0]
+            result["min_mask_iou"] = float(iou.min())
+            if iou.min() < MIN_IOU:
+                raise ExportError(f"parity: mask IoU {iou.min():.4f} < {MIN_IOU} on a frame")
+    log.info("parity on %d frames: max |Δ| %.2e (tolerance %.2e)", len(frames), result["max_abs_diff"],
+             result["tolerance"])
     return result, got
 
 
@@ -213,7 +219,7 @@ def _extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, parity
     extra.update(exporter=f"torch.onnx {exporter}", opset=opset, checkpoint=checkpoint.name,
                  checkpoint_sha256=file_sha256(checkpoint), epoch=ckpt.get("epoch"),
                  val_metrics=ckpt.get("metrics"), parity=parity)
-    if meta.task == "segment":
+    if meta.task in ("segment", "gate_segment"):
         extra.setdefault("threshold", 0.5)
     if metrics:
         report = json.loads(Path(metrics).read_text())
@@ -240,8 +246,8 @@ def _reload(out: Path, meta, frames: np.ndarray, reference: np.ndarray) -> None:
     with load_engine(out, backend="onnxruntime", task=meta.task) as engine:
         if json.loads(engine.meta.to_json()) != json.loads(meta.to_json()):
             raise ExportError(f"{out}: metadata read back differs from what was written")
-        got = next(iter(engine.run(frames).values()))
-    if float(np.abs(got - reference).max()) > 1e-5:
+        got = list(engine.run(frames).values())
+    if any(float(np.abs(g - r).max()) > 1e-5 for g, r in zip(got, reference)):
         raise ExportError(f"{out}: the saved engine's outputs differ from the checked graph")
 
 

@@ -39,9 +39,13 @@ def rss_mb() -> float:
 
 
 def _gate_seg(gate: Engine, seg: Engine, engine_input: np.ndarray, nerve: int) -> tuple[np.ndarray, np.ndarray | None]:
-    logits = gate.run(engine_input)["logits"][0]
+    """Gate, then the segmenter on nerve frames; one forward when the gate is a gate_segment engine."""
+    outputs = gate.run(engine_input)
+    logits = outputs["logits"][0]
     if int(np.argmax(logits)) != nerve:
         return logits, None
+    if "mask_logits" in outputs:
+        return logits, outputs["mask_logits"][0, 0]
     return logits, seg.run(engine_input)["mask_logits"][0, 0]
 
 
@@ -88,11 +92,12 @@ def bare(frames: list[np.ndarray], gate: Engine, seg: Engine, config: PipelineCo
     per_frame, gate_ms, seg_ms = [], [], []
     for engine_input in inputs:
         t0 = now_ns()
-        logits = gate.run(engine_input)["logits"][0]
+        outputs = gate.run(engine_input)
         t1 = now_ns()
         gate_ms.append((t1 - t0) / 1e6)
-        if int(np.argmax(logits)) == nerve:
-            seg.run(engine_input)
+        if int(np.argmax(outputs["logits"][0])) == nerve:
+            if "mask_logits" not in outputs:  # a gate_segment engine answered both already
+                seg.run(engine_input)
             seg_ms.append((now_ns() - t1) / 1e6)
         per_frame.append((now_ns() - t0) / 1e6)
     out = _throughput(per_frame, "gate + segmenter inference only, pre-decoded pre-resized frames")

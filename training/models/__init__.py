@@ -4,13 +4,13 @@
 segmenters that output ``(N, 1, H, W)`` mask logits; both take a normalised
 ``(N, 3, H, W) float32`` batch. ``REGION_SEGMENTERS`` also take a region mask
 ``(N, 1, H, W) float32`` (> 0 inside; omitted = the whole field) and segment only inside
-it. Wrap one in :class:`NormalizedModel` to get the engine contract (``(N, H, W, 3)
+it. ``GATE_SEGMENTERS`` return both a gate's logits and a nerve mask from one forward. Wrap one in :class:`NormalizedModel` to get the engine contract (``(N, H, W, 3)
 uint8 RGB`` in, plus ``(N, H, W, 1) uint8`` region for ``region_segment``).
 """
 
 from __future__ import annotations
 
-from . import deeplabv3plus, densenet, double_unet, mobilenet_v2, region_unet, resnet, unet_mobilenet_v2
+from . import deeplabv3plus, densenet, double_unet, mobilenet_v2, region_unet, resnet, unet_gate, unet_mobilenet_v2
 from . import maskrcnn_mobilenet_v3, maskrcnn_resnet50
 from .normalized import NormalizedModel
 from .pretrained import load_pretrained
@@ -32,7 +32,12 @@ SEGMENTERS: dict[str, ModelSpec] = {
 REGION_SEGMENTERS: dict[str, ModelSpec] = {
     "region_unet_mobilenet_v2": region_unet.SPEC,
 }
-REGISTRIES = {"classify": GATES, "segment": SEGMENTERS, "region_segment": REGION_SEGMENTERS}
+# Gate and segmenter in one forward pass: ``(logits (N, C), mask_logits (N, 1, H, W))``.
+GATE_SEGMENTERS: dict[str, ModelSpec] = {
+    "unet_gate_mobilenet_v2": unet_gate.SPEC,
+}
+REGISTRIES = {"classify": GATES, "segment": SEGMENTERS, "region_segment": REGION_SEGMENTERS,
+              "gate_segment": GATE_SEGMENTERS}
 # Instance segmenters (torchvision Mask R-CNN): their own contract (training/models/maskrcnn.py),
 # so they are not in REGISTRIES, whose models all map a tensor batch to one tensor.
 INSTANCE: dict[str, ModelSpec] = {
@@ -40,7 +45,7 @@ INSTANCE: dict[str, ModelSpec] = {
     "maskrcnn_resnet50": maskrcnn_resnet50.SPEC,
 }
 
-__all__ = ["GATES", "SEGMENTERS", "REGION_SEGMENTERS", "REGISTRIES", "ModelSpec", "NormalizedModel",
+__all__ = ["GATES", "SEGMENTERS", "REGION_SEGMENTERS", "GATE_SEGMENTERS", "REGISTRIES", "ModelSpec", "NormalizedModel",
            "get_spec", "build_model", "load_pretrained", "ModelConfigError"]
 
 

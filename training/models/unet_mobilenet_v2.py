@@ -47,13 +47,17 @@ class UNetMobileNetV2(nn.Module):
             for cin, skip, cout in zip(ins, reversed(skips[:-1]), decoder_channels))
         self.head = nn.Conv2d(decoder_channels[-1], num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's stage outputs, strides 2 to 32."""
         skips = []
         for a, b in STAGES:
             for index in range(a, b):
                 x = self.encoder[index](x)
             skips.append(x)
+        return skips
+
+    def decode(self, skips: list[torch.Tensor], size) -> torch.Tensor:
+        """Mask logits at ``size`` from :meth:`encode`'s outputs (the list is consumed)."""
         x = skips.pop()
         for block in self.decoder:
             skip = skips.pop()
@@ -61,6 +65,9 @@ class UNetMobileNetV2(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = block(torch.cat([x, skip], dim=1))
         return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), x.shape[-2:])
 
 
 def build(num_classes: int = 1, width_mult: float = 1.0,
