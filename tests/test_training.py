@@ -43,10 +43,15 @@ def test_registry_wrong_name_lists_valid_names():
 def test_every_registered_model_builds_and_maps_imagenet_keys(task, name):
     spec = models.get_spec(task, name)
     kwargs = {"width_mult": 0.25} if "width_mult" in spec.defaults else {}
-    model = models.build_model(task, name, 3 if task == "classify" else 1, **kwargs).eval()
+    classes = 3 if task in ("classify", "gate_segment") else 1
+    model = models.build_model(task, name, classes, **kwargs).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 64, 64))
-    assert out.shape == ((1, 3) if task == "classify" else (1, 1, 64, 64))
+    if task == "gate_segment":  # one forward answers both: class logits and the nerve mask logits
+        logits, mask = out
+        assert logits.shape == (1, 3) and mask.shape == (1, 1, 64, 64)
+    else:
+        assert out.shape == ((1, 3) if task == "classify" else (1, 1, 64, 64))
     heads = [n for n, _ in model.named_parameters() if freeze._under(n, spec.head)]
     assert heads and all(spec.pretrained_map(n) is None for n in heads)  # new head stays random
     freeze.unfreeze_from(model, spec.unfreeze_from)  # the default layer exists

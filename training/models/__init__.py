@@ -39,7 +39,7 @@ GATE_SEGMENTERS: dict[str, ModelSpec] = {
 REGISTRIES = {"classify": GATES, "segment": SEGMENTERS, "region_segment": REGION_SEGMENTERS,
               "gate_segment": GATE_SEGMENTERS}
 # Instance segmenters (torchvision Mask R-CNN): their own contract (training/models/maskrcnn.py),
-# so they are not in REGISTRIES, whose models all map a tensor batch to one tensor.
+# so they are not in REGISTRIES, whose models map a tensor batch to one tensor (gate_segment: a pair).
 INSTANCE: dict[str, ModelSpec] = {
     "maskrcnn_mobilenet_v3": maskrcnn_mobilenet_v3.SPEC,
     "maskrcnn_resnet50": maskrcnn_resnet50.SPEC,
