@@ -14,7 +14,9 @@ from .errors import UserError
 from .replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
-MODES = ("naive", "bare", "replay", "live", "costs", "formats", "soak", "scaling")
+MODES = ("naive", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling")
+ROUND_MODES = ("naive", "bare", "replay", "single")  # interleaved per round, median round kept
+DEFAULT_SINGLE = "samples/models/gate_seg.onnx"
 DEFAULT_MODES = "naive,bare,replay,live,costs,formats"
 DEFAULT_VIDEO = "samples/stereo_sample.mp4"
 
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default=DEFAULT_MODES,
                         help=f"comma-separated, of {', '.join(MODES)} (default {DEFAULT_MODES}; soak and "
                              f"scaling take minutes)")
+    parser.add_argument("--single", type=Path,
+                        help="single engine (task gate_segment: gate and mask in one forward) for the 'single' "
+                             f"mode, run bare and as a replay beside the two engines (default {DEFAULT_SINGLE})")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run naive, bare and replay this many times, interleaved, and report the "
                              "median round: on a shared machine, load moves between modes otherwise")
@@ -81,20 +86,30 @@ def run(args: argparse.Namespace) -> int:
                      "frames": len(frames), "input_size": list(engines.gate.input_size), "skip": modes.SKIP,
                      "engines": engines.provenance(), "machine": report.machine(), "doc": bench.__doc__}
     gate_pt, seg_pt = _checkpoint(args.gate_pt, config.gate.engine), _checkpoint(args.seg_pt, config.segment.engine)
-    for mode in [m for m in modes_wanted if m in ("naive", "bare", "replay")]:
-        results[mode] = []
+    rounds_modes = [m for m in modes_wanted if m in ROUND_MODES]
+    single = _single_engines(args, config) if "single" in rounds_modes else None
+    keys = [k for m in rounds_modes for k in (("single_bare", "single_replay") if m == "single" else (m,))]
+    collected: dict[str, list[dict]] = {k: [] for k in keys}
     for round_ in range(args.rounds):
-        for mode in [m for m in modes_wanted if m in ("naive", "bare", "replay")]:
+        for mode in rounds_modes:
             log.info("bench: %s (round %d of %d)", mode, round_ + 1, args.rounds)
             if mode == "naive":
-                results[mode].append(_naive(video, gate_pt, seg_pt, config, args.out / "naive.avi"))
+                collected[mode].append(_naive(video, gate_pt, seg_pt, config, args.out / "naive.avi"))
             elif mode == "bare":
-                results[mode].append(modes.bare(frames, engines.gate, engines.segment, config))
+                collected[mode].append(modes.bare(frames, engines.gate, engines.segment, config))
+            elif mode == "replay":
+                collected[mode].append(modes.replay(video, engines, config, args.out / "replay.avi"))
+            elif isinstance(single, str):
+                collected["single_bare"].append({"skipped": single})
+                collected["single_replay"].append({"skipped": single})
             else:
-                results[mode].append(modes.replay(video, engines, config, args.out / "replay.avi"))
-    for mode in [m for m in modes_wanted if m in ("naive", "bare", "replay")]:
-        results[mode] = _median_round(results[mode])
-    for mode in [m for m in modes_wanted if m not in ("naive", "bare", "replay")]:
+                collected["single_bare"].append(modes.bare(frames, single.gate, single.segment, config))
+                collected["single_replay"].append(modes.replay(video, single, config, args.out / "single.avi"))
+    for key, runs in collected.items():
+        results[key] = _median_round(runs)
+    if single is not None and not isinstance(single, str):
+        results["single_engine"] = single.provenance()["gate"]
+    for mode in [m for m in modes_wanted if m not in ROUND_MODES]:
         log.info("bench: %s", mode)
         if mode == "live":
             results["live"] = [modes.live(frames, rate, engines, config) for rate in _rates(args.live_fps)]
@@ -108,6 +123,27 @@ def run(args: argparse.Namespace) -> int:
             results["scaling"] = _scaling(frames, args)
     results["ratios"] = report.ratios(results)
     return _finish(results, args)
+
+
+def _single_engines(args, config):
+    """The single gate_segment engine as both engines, or a line saying why the mode is skipped."""
+    import dataclasses
+
+    from nerveseg.engines.metadata import EngineError
+
+    from .pipeline import Engines
+
+    path = args.single or Path(DEFAULT_SINGLE)
+    if not path.is_file():
+        return f"{path}: no single engine (train one with 'nerveseg train gate-seg', export it)"
+    single_config = dataclasses.replace(config, gate=dataclasses.replace(config.gate, engine=str(path)))
+    try:
+        engines = Engines.load(single_config)
+    except EngineError as exc:
+        return str(exc)
+    if engines.gate.meta.task != "gate_segment":
+        return f"{path}: task {engines.gate.meta.task!r}, expected 'gate_segment' (gate and mask in one engine)"
+    return engines
 
 
 def _median_round(rounds: list[dict]) -> dict:

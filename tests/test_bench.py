@@ -93,8 +93,8 @@ def test_unknown_mode_is_a_one_line_error(tmp_path, tiny_engines, capsys):
     code = main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
                  "--modes", "replay,fastest", "--out", str(tmp_path / "b")])
     assert code == 2
-    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, bare, replay, live, costs, "
-                                                    "formats, soak, scaling")
+    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, bare, replay, single, live, "
+                                                    "costs, formats, soak, scaling")
 
 
 def test_scaling_times_each_backbone_at_each_size():

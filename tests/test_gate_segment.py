@@ -99,3 +99,26 @@ def test_replay_with_a_gate_segment_engine_ignores_the_segment_setting(gate_seg_
     engines = summary["nerveseg"]["engines"]
     assert engines["gate"]["sha256"] == engines["segment"]["sha256"] and engines["gate"]["task"] == "gate_segment"
     assert count_frames(out) == 8
+
+
+def test_bench_runs_the_single_engine_beside_the_two(gate_seg_run, training_gate_run, training_seg_run, tmp_path):
+    """``--modes single``: the one-engine design, bare and as a replay, in the same rounds
+    as the two engines, with the ratio between them; a two-engine file given as the
+    single engine is refused with what was expected."""
+    for run, name in ((training_gate_run, "gate"), (training_seg_run, "unet"), (gate_seg_run, "gate_seg")):
+        assert main(["export", str(run / "best.pt"), "--out", str(tmp_path / f"{name}.onnx")]) == 0
+    video = write_video(tmp_path / "in.mp4", frames=30)
+    common = ["bench", str(video), "--gate", str(tmp_path / "gate.onnx"), "--seg", str(tmp_path / "unet.onnx"),
+              "--frames", "30", "--modes", "bare,replay,single"]
+    assert main([*common, "--single", str(tmp_path / "gate_seg.onnx"), "--out", str(tmp_path / "b")]) == 0
+    results = json.loads((tmp_path / "b" / "bench.json").read_text())
+    for key in ("bare", "replay", "single_bare", "single_replay"):
+        assert results[key]["fps"] > 0 and results[key]["frames"] == 30, key
+    assert results["single_replay"]["recorded_frames"] == 30 and (tmp_path / "b" / "single.avi").is_file()
+    assert results["single_engine"]["task"] == "gate_segment"
+    assert results["ratios"]["single/two replay"] > 0 and results["ratios"]["single/two bare"] > 0
+
+    assert main([*common, "--single", str(tmp_path / "gate.onnx"), "--out", str(tmp_path / "c")]) == 0
+    results = json.loads((tmp_path / "c" / "bench.json").read_text())
+    assert "expected 'gate_segment'" in results["single_replay"]["skipped"]
+    assert "single/two replay" not in results["ratios"]

@@ -23,13 +23,17 @@ def ratios(results: dict) -> dict:
         out[name] = round(replay / other, 2) if replay and other else None
     bound = (results.get("costs") or {}).get("bound_fps")
     out["efficiency"] = round(replay / bound, 3) if replay and bound else None
+    for name, one, two in (("single/two bare", "single_bare", "bare"), ("single/two replay", "single_replay", "replay")):
+        a, b = (results.get(one) or {}).get("fps"), (results.get(two) or {}).get("fps")
+        if a and b:  # only when the single-engine mode ran
+            out[name] = round(a / b, 2)
     return out
 
 
 def table(results: dict) -> str:
     """The one table: FPS and per-stage percentiles per mode, then the ratios."""
     lines = [f"{'mode':<26}{'FPS':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'p99.9':>9}{'max':>9}{'std':>8}"]
-    for name in ("naive", "bare", "replay"):
+    for name in ("naive", "bare", "replay", "single_bare", "single_replay"):
         r = results.get(name)
         if not r:
             continue
@@ -53,7 +57,11 @@ def table(results: dict) -> str:
         parts = " + ".join(f"{k} {v:.1f}" for k, v in costs["cpu_ms_per_frame"].items())
         lines.append(f"stage CPU alone: {parts} = {costs['total_cpu_ms']:.1f} ms/frame "
                      f"→ bound {costs['bound_fps']:.1f} FPS on {costs['cores']} cores")
-    for name in ("naive", "bare", "replay"):
+    if (results.get("bare") or {}).get("nerve_fraction") is not None:
+        lines.append(f"nerve fraction (frames the gate sends on to segmentation): {results['bare']['nerve_fraction']}"
+                     + (f" (single engine's gate: {results['single_bare']['nerve_fraction']})"
+                        if (results.get("single_bare") or {}).get("nerve_fraction") is not None else ""))
+    for name in ("naive", "bare", "replay", "single_bare", "single_replay"):
         rounds = (results.get(name) or {}).get("fps_rounds")
         if rounds:
             lines.append(f"{name} FPS per round: {', '.join(f'{v:.1f}' for v in rounds)} (median round shown)")
