@@ -14,10 +14,10 @@ from .errors import UserError
 from .replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
-MODES = ("naive", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling")
-ROUND_MODES = ("naive", "bare", "replay", "single")  # interleaved per round, median round kept
+MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling")
+ROUND_MODES = ("naive", "sequential", "bare", "replay", "single")  # interleaved per round, median round kept
 DEFAULT_SINGLE = "samples/models/gate_seg.onnx"
-DEFAULT_MODES = "naive,bare,replay,live,costs,formats"
+DEFAULT_MODES = "naive,sequential,bare,replay,single,live,costs,formats"
 DEFAULT_VIDEO = "samples/stereo_sample.mp4"
 
 
@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
             log.info("bench: %s (round %d of %d)", mode, round_ + 1, args.rounds)
             if mode == "naive":
                 collected[mode].append(_naive(video, gate_pt, seg_pt, config, args.out / "naive.avi"))
+            elif mode == "sequential":
+                collected[mode].append(modes.sequential(video, engines.gate, engines.segment, config,
+                                                        args.out / "sequential.avi"))
             elif mode == "bare":
                 collected[mode].append(modes.bare(frames, engines.gate, engines.segment, config))
             elif mode == "replay":

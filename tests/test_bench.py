@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from video_fixtures import write_video
+from video_fixtures import count_frames, write_video
 
 from nerveseg.realtime.bench.report import BEGIN, END
 from nerveseg.realtime.cli import main
@@ -37,11 +37,11 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     docs.write_text(f"# Benchmarks\n\nhand-written notes stay\n\n{BEGIN}\nold figures\n{END}\n\nmore notes\n")
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
                  "--frames", "30", "--live-fps", "60", "--test-set", str(test_set), "--rounds", "2",
-                 "--modes", "naive,bare,replay,live,costs,formats,soak", "--soak", "90", "--backends",
+                 "--modes", "naive,sequential,bare,replay,live,costs,formats,soak", "--soak", "90", "--backends",
                  "torch,onnxruntime,tensorrt", "--out", str(tmp_path / "bench"), "--update-docs", str(docs)])
     assert code == 0
     results = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    for mode in ("naive", "bare", "replay"):
+    for mode in ("naive", "sequential", "bare", "replay"):
         assert results[mode]["fps"] > 0 and results[mode]["frames"] == 30, mode
     assert results["replay"]["recorded_frames"] == 30 and len(results["replay"]["fps_rounds"]) == 2
     soak = results["soak"]
@@ -56,8 +56,10 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     costs = results["costs"]
     assert set(costs["cpu_ms_per_frame"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
     assert costs["bound_fps"] > 0 and costs["cores"] >= 1
-    assert set(results["ratios"]) == {"replay/naive", "replay/bare", "efficiency"}
+    assert {"replay/naive", "replay/sequential", "replay/bare", "efficiency"} <= set(results["ratios"])
+    assert count_frames(tmp_path / "bench" / "naive.avi") == 30, "the naive loop writes every frame too"
     assert all(v is not None and v > 0 for v in results["ratios"].values())
+    assert not any(k.startswith("single/") for k in results["ratios"]), "the single mode did not run"
     formats = {row["format"]: row for row in results["formats"]}
     assert {"PyTorch eager FP32", "ONNX Runtime FP32"} <= formats.keys()
     for name in ("PyTorch eager FP32", "ONNX Runtime FP32"):
@@ -93,8 +95,8 @@ def test_unknown_mode_is_a_one_line_error(tmp_path, tiny_engines, capsys):
     code = main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
                  "--modes", "replay,fastest", "--out", str(tmp_path / "b")])
     assert code == 2
-    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, bare, replay, single, live, "
-                                                    "costs, formats, soak, scaling")
+    assert capsys.readouterr().err.strip().endswith("unknown fastest; choose from naive, sequential, bare, replay, "
+                                                    "single, live, costs, formats, soak, scaling")
 
 
 def test_scaling_times_each_backbone_at_each_size():
@@ -102,9 +104,22 @@ def test_scaling_times_each_backbone_at_each_size():
 
     frames = [np.full((120, 320, 3), v, np.uint8) for v in (40, 120, 200)]
     rows = scaling(frames, sizes=(32, 64), gates=("mobilenet_v2:0.25",), segmenters=("unet_mobilenet_v2:0.25",),
-                   threads=1, limit=3)
-    assert [(r["task"], r["size"]) for r in rows] == [("classify", 32), ("segment", 32), ("classify", 64),
-                                                      ("segment", 64)]
+                   gate_segmenters=("unet_gate_mobilenet_v2:0.25",), threads=1, limit=3)
+    assert [(r["task"], r["size"]) for r in rows] == [("classify", 32), ("segment", 32), ("gate_segment", 32),
+                                                      ("classify", 64), ("segment", 64), ("gate_segment", 64)]
     assert all(r["ms"]["n"] == 3 and r["ms"]["p50"] > 0 and r["onnx_mb"] > 0 for r in rows)
     table = scaling_table(rows)
     assert "| classify | mobilenet_v2:0.25 |" in table and "64×64 p50 ms" in table
+
+
+def test_ratios_set_the_live_tail_against_the_engines_alone_and_in_the_run():
+    from nerveseg.realtime.bench.report import ratios
+
+    results = {"replay": {"fps": 40.0}, "naive": {"fps": 10.0}, "sequential": {"fps": 20.0}, "bare": {"fps": 80.0,
+               "gate_ms": {"p50": 5.0}, "segment_ms": {"p50": 7.0}}, "costs": {"bound_fps": 50.0},
+               "live": [{"fps_offered": 30.0, "annotation_delay_ms": {"p99": 36.0},
+                         "stages_ms": {"gate": {"p50": 8.0}, "segment": {"p50": 10.0}}}],
+               "single_bare": {"fps": 100.0}, "single_replay": {"fps": 44.0}}
+    assert ratios(results) == {"replay/naive": 4.0, "replay/sequential": 2.0, "replay/bare": 0.5, "efficiency": 0.8,
+                               "live30 p99/engines alone": 3.0, "live30 p99/engines in run": 2.0,
+                               "single/two bare": 1.25, "single/two replay": 1.1}

@@ -18,11 +18,24 @@ def ratios(results: dict) -> dict:
     """Replay against the naive loop, the bare engines and the machine's bound."""
     replay = (results.get("replay") or {}).get("fps")
     out = {}
-    for name, key in (("replay/naive", "naive"), ("replay/bare", "bare")):
+    for name, key in (("replay/naive", "naive"), ("replay/sequential", "sequential"), ("replay/bare", "bare")):
         other = (results.get(key) or {}).get("fps")
         out[name] = round(replay / other, 2) if replay and other else None
     bound = (results.get("costs") or {}).get("bound_fps")
     out["efficiency"] = round(replay / bound, 3) if replay and bound else None
+    bare = results.get("bare") or {}
+    alone = sum((bare.get(k) or {}).get("p50") or 0 for k in ("gate_ms", "segment_ms"))
+    for r in results.get("live", []):
+        p99 = (r.get("annotation_delay_ms") or {}).get("p99")
+        stages = r.get("stages_ms") or {}
+        in_run = sum((stages.get(k) or {}).get("p50") or 0 for k in ("gate", "segment"))
+        rate = f"{r['fps_offered']:g}"
+        # Target: ≤ 2. "alone": engines timed back to back in the bare mode; "in run": the
+        # same engines' stage times in this live run, where they share the cores.
+        if p99 and alone:
+            out[f"live{rate} p99/engines alone"] = round(p99 / alone, 2)
+        if p99 and in_run:
+            out[f"live{rate} p99/engines in run"] = round(p99 / in_run, 2)
     for name, one, two in (("single/two bare", "single_bare", "bare"), ("single/two replay", "single_replay", "replay")):
         a, b = (results.get(one) or {}).get("fps"), (results.get(two) or {}).get("fps")
         if a and b:  # only when the single-engine mode ran
@@ -33,7 +46,7 @@ def ratios(results: dict) -> dict:
 def table(results: dict) -> str:
     """The one table: FPS and per-stage percentiles per mode, then the ratios."""
     lines = [f"{'mode':<26}{'FPS':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'p99.9':>9}{'max':>9}{'std':>8}"]
-    for name in ("naive", "bare", "replay", "single_bare", "single_replay"):
+    for name in ("naive", "sequential", "bare", "replay", "single_bare", "single_replay"):
         r = results.get(name)
         if not r:
             continue
@@ -61,7 +74,7 @@ def table(results: dict) -> str:
         lines.append(f"nerve fraction (frames the gate sends on to segmentation): {results['bare']['nerve_fraction']}"
                      + (f" (single engine's gate: {results['single_bare']['nerve_fraction']})"
                         if (results.get("single_bare") or {}).get("nerve_fraction") is not None else ""))
-    for name in ("naive", "bare", "replay", "single_bare", "single_replay"):
+    for name in ("naive", "sequential", "bare", "replay", "single_bare", "single_replay"):
         rounds = (results.get(name) or {}).get("fps_rounds")
         if rounds:
             lines.append(f"{name} FPS per round: {', '.join(f'{v:.1f}' for v in rounds)} (median round shown)")

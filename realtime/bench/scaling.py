@@ -18,8 +18,10 @@ from nerveseg.engines.metadata import META_KEY, EngineMeta
 from ..preprocess import PreprocessConfig, Preprocessor
 from ..stats import describe
 
-GATES = ("mobilenet_v2:0.5", "mobilenet_v2:1.0", "resnet50", "densenet169")
-SEGMENTERS = ("unet_mobilenet_v2:0.5", "unet_mobilenet_v2:1.0")
+GATES = ("mobilenet_v2:0.5", "mobilenet_v2:1.0", "resnet50", "resnet101", "densenet169", "densenet201")
+SEGMENTERS = ("unet_mobilenet_v2:0.5", "unet_mobilenet_v2:1.0", "deeplabv3plus_mobilenet_v2:0.5",
+              "deeplabv3plus_resnet50", "double_unet:0.5")
+GATE_SEGMENTERS = ("unet_gate_mobilenet_v2:0.5",)  # the single engine: gate and mask in one forward
 SIZES = (224, 320, 512)
 
 
@@ -37,8 +39,8 @@ def export_random(task: str, spec: str, size: int, out: Path, threads: int) -> "
     from nerveseg.training.models import NormalizedModel, build_model
 
     name, kwargs = _spec(spec)
-    classes = ("nerve", "opening_wound", "tendon") if task == "classify" else ("background", "nerve")
-    model = build_model(task, name, len(classes) if task == "classify" else 1, **kwargs)
+    classes = ("background", "nerve") if task == "segment" else ("nerve", "opening_wound", "tendon")
+    model = build_model(task, name, 1 if task == "segment" else len(classes), **kwargs)
     meta = EngineMeta(model=name, task=task, classes=classes, input_size=(size, size),
                       extra={"note": "random weights: for timing only"})
     proto = to_onnx(NormalizedModel(model, meta.mean, meta.std).eval(), meta, "legacy", 17)
@@ -57,15 +59,15 @@ def _time(engine, inputs: list[np.ndarray]) -> dict:
     return describe(ms)
 
 
-def scaling(frames: list[np.ndarray], sizes=SIZES, gates=GATES, segmenters=SEGMENTERS, threads: int = 0,
-            limit: int = 30) -> list[dict]:
+def scaling(frames: list[np.ndarray], sizes=SIZES, gates=GATES, segmenters=SEGMENTERS,
+            gate_segmenters=GATE_SEGMENTERS, threads: int = 0, limit: int = 30) -> list[dict]:
     """One row per (task, backbone, size): ms per frame (p50/p95) and parameters' file size."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             pre = Preprocessor(PreprocessConfig(), (size, size))
             inputs = [pre(image)[1].copy() for image in frames[:limit]]
-            for task, specs in (("classify", gates), ("segment", segmenters)):
+            for task, specs in (("classify", gates), ("segment", segmenters), ("gate_segment", gate_segmenters)):
                 for spec in specs:
                     path = Path(tmp) / f"{task}_{spec.replace(':', '_')}_{size}.onnx"
                     engine = export_random(task, spec, size, path, threads)
