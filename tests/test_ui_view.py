@@ -373,3 +373,42 @@ def test_view_command_records_from_the_start_and_saves_a_screenshot(qapp, engine
     assert len(rows) == count_frames(avi) > 5 and {r["roi"] for r in rows} == {"0,0,120,240"}
     assert main(["view", *engine_args, "--roi", "1,2,3"]) == 2
     assert "--roi '1,2,3': a rectangle is x0,y0,x1,y1" in capsys.readouterr().err
+
+
+def test_frame_view_scales_the_picture_itself_with_the_right_colours(qtbot, tmp_path):
+    """The view scales each frame once (OpenCV) into a 32-bit image Qt blits: the picture
+    on screen is the frame resized, colours in the right order, black around it, and a
+    new frame (even one of the same size) replaces the cached picture."""
+    from types import SimpleNamespace
+
+    from nerveseg.ui.frame_view import FrameView
+
+    yy, xx = np.mgrid[0:120, 0:160]
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[..., 0] = (xx * 255 // 159).astype(np.uint8)  # red grows to the right
+    frame[..., 1] = (yy * 255 // 119).astype(np.uint8)  # green grows downwards
+    frame[:, :40, 2] = 200  # a blue band on the left
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    for size in ((640, 360), (200, 300)):  # larger (bars at the sides), smaller (bars above and below)
+        view.resize(*size)
+        view.set_frame(SimpleNamespace(image=frame, index=1, frame=SimpleNamespace(captured_ns=time.perf_counter_ns())))
+        pixels = grab(view, tmp_path / "fv.png").astype(int)
+        rect = view.image_rect()
+        x0, y0, w, h = (round(v) for v in (rect.x(), rect.y(), rect.width(), rect.height()))
+        if x0 > 0:
+            assert pixels[:, : x0 - 1].max() == 0 and pixels[:, x0 + w + 1:].max() == 0
+        if y0 > 0:
+            assert pixels[: y0 - 1].max() == 0 and pixels[y0 + h + 1:].max() == 0
+        expected = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR if w > 160 else cv2.INTER_AREA)
+        shown = pixels[y0:y0 + h, x0:x0 + w]
+        top = shown[: h * 2 // 3]  # the frame-number caption sits at the bottom
+        assert np.abs(top - expected[: h * 2 // 3].astype(int)).max() <= 2, size
+    blue = frame.copy()
+    blue[...] = (0, 0, 255)
+    view.set_frame(SimpleNamespace(image=blue, index=2, frame=SimpleNamespace(captured_ns=time.perf_counter_ns())))
+    pixels = grab(view, tmp_path / "fv2.png")
+    rect = view.image_rect()
+    assert tuple(pixels[round(rect.y()) + 5, round(rect.center().x())]) == (0, 0, 255), "the new frame, not the cache"
