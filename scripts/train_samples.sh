@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recipe for the shipped samples: engines samples/models/{gate,unet}.onnx (+ .pt references),
+# Recipe for the shipped samples: engines samples/models/{gate,unet,gate_seg}.onnx (+ .pt references),
 # their RECIPE.md and the sample video samples/stereo_sample.mp4:
 # synthetic data → train gate and U-Net at 224 px on the CPU → evaluate on the test split
 # (checkpoint and ONNX) → export with metadata and parity checks → benchmark → RECIPE.md.
@@ -8,7 +8,7 @@
 #
 # Environment: THREADS (torch/ORT threads, default 2), NERVESEG (the command, default
 # .venv/bin/nerveseg); for a quick plumbing check only, MODELS, SIZE, PER_CLASS, COUNT,
-# GATE_EPOCHS, SEG_EPOCHS and WIDTH override the recipe's values.
+# GATE_EPOCHS, SEG_EPOCHS, GATE_SEG_HEAD_EPOCHS, GATE_SEG_EPOCHS and WIDTH override the recipe's values.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/samples}
@@ -52,6 +52,13 @@ step eval_gate_onnx $NS eval gate "$MODELS"/gate.onnx --data "$WORK/data/classif
     --out "$WORK/gate/eval_onnx" --backend onnxruntime --threads "$THREADS"
 step eval_seg_onnx $NS eval seg "$MODELS"/unet.onnx --data "$WORK/data/segment" --splits "$WORK/seg/splits" \
     --out "$WORK/seg/eval_onnx" --backend onnxruntime --threads "$THREADS"
+# The single engine (gate and mask in one forward), from the trained U-Net on the same splits:
+# class head alone, then everything jointly at a tenth of the rate (docs/MODELS.md).
+step train_gate_seg $NS train gate-seg --gate-data "$WORK/data/classify" --seg-data "$WORK/data/segment" \
+    --gate-splits "$WORK/gate/splits" --seg-splits "$WORK/seg/splits" --init-seg "$WORK/seg/best.pt" \
+    --out "$WORK/gate_seg" --head-epochs "${GATE_SEG_HEAD_EPOCHS:-5}" --epochs "${GATE_SEG_EPOCHS:-10}" --threads "$THREADS"
+step export_gate_seg $NS export "$WORK/gate_seg/best.pt" --out "$MODELS"/gate_seg.onnx \
+    --metrics "$WORK/gate_seg/eval_test/metrics.json" --reference-pt "$MODELS"/gate_seg.pt
 cp "$WORK/gate/curves.png" "$MODELS"/gate_curves.png
 cp "$WORK/seg/curves.png" "$MODELS"/unet_curves.png
 # The shipped sample video (6 s side-by-side stereo, 1080p, with per-frame ground truth).

@@ -122,3 +122,15 @@ def test_bench_runs_the_single_engine_beside_the_two(gate_seg_run, training_gate
     results = json.loads((tmp_path / "c" / "bench.json").read_text())
     assert "expected 'gate_segment'" in results["single_replay"]["skipped"]
     assert "single/two replay" not in results["ratios"]
+
+
+def test_recipe_sets_the_single_engine_beside_the_two(gate_seg_run):
+    from nerveseg.training.recipe import gate_seg_lines
+
+    report = json.loads((gate_seg_run / "eval_test" / "metrics.json").read_text())
+    two_gate = {"accuracy": 0.989, "mcc": 0.984, "per_class": {"nerve": {"sensitivity": 1.0}}}
+    two_seg = {"iou": {"mean": 0.816}, "iou_nerve": {"mean": 0.884}, "dice": {"mean": 0.862}}
+    lines = gate_seg_lines(report, two_gate, two_seg)
+    assert f"| gate accuracy | {report['summary']['accuracy']:.3f} | 0.989 |" in lines
+    assert f"| mean IoU | {report['summary']['seg_iou_mean']:.3f} | 0.816 |" in lines
+    assert any(line.startswith("| nerve sensitivity |") and line.endswith("| 1.000 |") for line in lines)

@@ -92,6 +92,39 @@ def seg_lines(report: dict, onnx_report: dict) -> list[str]:
             f"IoU {_f(onnx_report['pixel_iou'])}. Empty truth and empty prediction count as IoU 1."]
 
 
+def gate_seg_lines(report: dict, two_engine_gate: dict, two_engine_seg: dict) -> list[str]:
+    """The single engine's test figures beside the two engines' (test splits of the same runs)."""
+    s = report["summary"]
+    nerve = two_engine_gate["per_class"].get("nerve", {}).get("sensitivity")
+    return [f"Test splits (gate {s['n']} images, segmentation {s['seg_n']}), torch checkpoint, beside the two "
+            "engines:", "", "| | single engine | gate + U-Net |", "|---|---|---|",
+            f"| gate accuracy | {_f(s['accuracy'])} | {_f(two_engine_gate['accuracy'])} |",
+            f"| nerve sensitivity | {_f(s['sensitivity'].get('nerve'))} | {_f(nerve)} |",
+            f"| gate MCC | {_f(s['mcc'])} | {_f(two_engine_gate['mcc'])} |",
+            f"| mean IoU | {_f(s['seg_iou_mean'])} | {_f(two_engine_seg['iou']['mean'])} |",
+            f"| IoU on images with nerve | {_f(s['seg_iou_nerve_mean'])} | {_f(two_engine_seg['iou_nerve']['mean'])} |",
+            f"| Dice | {_f(s['seg_dice_mean'])} | {_f(two_engine_seg['dice']['mean'])} |"]
+
+
+def _gate_seg_section(work: Path, models: Path, gate_onnx: dict, seg_onnx: dict) -> list[str]:
+    run, onnx = work / "gate_seg", models / "gate_seg.onnx"
+    if not (run / "eval_test" / "metrics.json").is_file() or not onnx.is_file():
+        return []
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    history = json.loads((run / "history.json").read_text())
+    speed = bench(onnx)
+    return [f"## Single engine (gate and mask in one forward): `{onnx}`", "",
+            f"- from `{config['init_seg']}` on the gate's and the segmenter's splits; model "
+            f"`unet_gate_mobilenet_v2`, arch_kwargs `{config['arch_kwargs']}`, head_epochs `{config['head_epochs']}` "
+            f"(class head alone, lr `{config['lr']}`), epochs `{config['epochs']}` (joint, lr "
+            f"`{config['lr'] / 10:g}`), batch_size `{config['batch_size']}`, seed `{config['seed']}`; "
+            f"{len(history)} epochs in all",
+            f"- ONNX file: {onnx.stat().st_size / 1e6:.2f} MB; ONNX Runtime on {speed['threads']} threads, one "
+            f"{speed['size']} frame: median {speed['median_ms']:.2f} ms, p90 {speed['p90_ms']:.2f} ms "
+            "(both answers)", "",
+            *gate_seg_lines(_metrics(run, "eval_test"), gate_onnx, seg_onnx), ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
@@ -115,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                           gate_lines(gate, gate_onnx)),
             *_run_section("Segmenter", work / "seg", models / "unet.onnx", speeds["unet.onnx"],
                           seg_lines(seg, seg_onnx)),
+            *_gate_seg_section(work, models, gate_onnx, seg_onnx),
             "## Steps and wall-clock times", "", "| step | seconds |", "|---|---|",
             *[f"| {name} | {sec} |" for name, sec in steps], f"| **total** (before this report) | "
             f"{sum(int(sec) for _, sec in steps)} |", "", f"Load average when the report was written: "
