@@ -89,7 +89,8 @@ def table(results: dict) -> str:
     elif (results.get("scaling") or {}).get("skipped"):
         lines.append(f"scaling skipped: {results['scaling']['skipped']}")
     r = results.get("ratios", {})
-    lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    if any(v is not None for v in r.values()):
+        lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in r.items() if v is not None))
     for row in results.get("formats", []):
         if "skipped" in row:
             lines.append(f"format {row['format']:<22} skipped: {row['skipped']}")
