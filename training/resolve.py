@@ -73,14 +73,14 @@ def first_layer(args) -> str:
     return next(name for name, _ in model.named_parameters()).rsplit(".", 1)[0]
 
 
-def resume(args, out: Path) -> dict:
-    """Load ``RUN/last.pt`` and adopt its settings except :data:`RESUME_OVERRIDES`."""
+def resume(args, out: Path, overrides: tuple[str, ...] = RESUME_OVERRIDES) -> dict:
+    """Load ``RUN/last.pt`` and adopt its settings except ``overrides`` given now."""
     path = out / "last.pt"
     if not path.is_file():
         raise UserError(f"{path}: nothing to resume (no last.pt in the run folder)")
     ckpt = read_checkpoint(path)
     for key, value in ckpt["args"].items():
-        if key not in RESUME_OVERRIDES or getattr(args, key, None) is None:
+        if key not in overrides or getattr(args, key, None) is None:
             setattr(args, key, value)
     log.info("resuming %s after epoch %d (settings from the checkpoint; epochs=%d)",
              path, ckpt["epoch"] + 1, args.epochs)

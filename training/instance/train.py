@@ -24,10 +24,11 @@ from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
 from nerveseg.realtime.errors import UserError
 
 from .. import runlog
-from ..checkpoint import read_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..datasets import Augment, build_transforms
 from ..models import load_pretrained
 from ..plots import curves_png
+from ..resolve import resume
 from ..splits import resolve_splits
 from ..train import config_of, seed_all
 from .data import engine_classes, load_instances
@@ -146,18 +147,6 @@ def make_meta(args, classes: tuple[str, ...], splits) -> EngineMeta:
                       revision=runlog.git_revision(), created=runlog.utc_now(), extra=extra)
 
 
-def _resume(args, out: Path) -> dict:
-    path = out / "last.pt"
-    if not path.is_file():
-        raise UserError(f"{path}: nothing to resume (no last.pt in the run folder)")
-    ckpt = read_checkpoint(path)
-    for key, value in ckpt["args"].items():
-        if key not in RESUME_OVERRIDES or getattr(args, key, None) is None:
-            setattr(args, key, value)
-    log.info("resuming %s after epoch %d (epochs=%d)", path, ckpt["epoch"] + 1, args.epochs)
-    return ckpt
-
-
 def main(args) -> dict:
     """Train per ``args`` (see ``nerveseg train instance --help``); returns a summary dict."""
     out = Path(args.out)
@@ -172,7 +161,7 @@ def main(args) -> dict:
 
 def _setup(args, out: Path):
     """Data, splits, model, optimizer and the checkpoint to resume from (or None)."""
-    ckpt = _resume(args, out) if args.resume else None
+    ckpt = resume(args, out, RESUME_OVERRIDES) if args.resume else None
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = load_instances(args.data, args.layout, args.skip_bad, args.annotations)
