@@ -180,3 +180,31 @@ def test_region_input_is_checked(region_run, tmp_path, tiny_engines):
     with load_engine(region_run / "best.pt", task="region_segment") as engine:
         with pytest.raises(ValueError, match="does not fit the batch"):
             engine.run(np.zeros((2, 32, 32, 3), np.uint8), region=np.ones((2, 16, 16), np.uint8))
+
+
+def test_nerveseg_eval_region_scores_and_compares_region_engines(region_run, region_set, tmp_path, capsys):
+    """``nerveseg eval region``: the same evaluation as ``train region --eval``, from the one
+    eval command, and two formats of the model side by side on the same regions."""
+    from nerveseg.realtime.cli import main
+
+    onnx_path = tmp_path / "region.onnx"
+    assert main(["export", str(region_run / "best.pt"), "--out", str(onnx_path)]) == 0
+    single = tmp_path / "one"
+    assert main(["eval", "region", str(onnx_path), "--data", str(region_set), "--splits",
+                 str(region_run / "splits"), "--out", str(single)]) == 0
+    report = json.loads((single / "metrics.json").read_text())
+    assert report["task"] == "region_segment" and report["n"] > 0 and (single / "iou_hist.png").is_file()
+    reference = tmp_path / "reference"
+    assert main(["train", "region", str(region_set), "--out", str(reference), "--eval", str(onnx_path),
+                 "--splits", str(region_run / "splits")]) == 0
+    assert json.loads((reference / "metrics.json").read_text())["summary"] == report["summary"]
+    both = tmp_path / "both"
+    capsys.readouterr()
+    assert main(["eval", "region", str(region_run / "best.pt"), str(onnx_path), "--data", str(region_set),
+                 "--out", str(both), "--splits", str(region_run / "splits")]) == 0
+    table = capsys.readouterr().out
+    assert "region_segment models" in table and "IoU (nested)" in table and "leak" in table
+    record = json.loads((both / "comparison.json").read_text())
+    ious = [row["iou_mean"] for row in record["models"]]
+    assert {row["backend"] for row in record["models"]} == {"torch", "onnxruntime"}
+    assert abs(ious[0] - ious[1]) < 0.01, "the checkpoint and its export score alike"

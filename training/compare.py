@@ -17,6 +17,9 @@ COLUMNS = {
     "classify": (("accuracy", "accuracy"), ("mcc", "MCC"), ("macro_f1", "macro F1"), ("macro_auc", "macro AUC")),
     "segment": (("iou_mean", "IoU"), ("iou_ci95", "IoU 95% CI"), ("dice_mean", "Dice"),
                 ("iou_nerve_mean", "IoU (nerve)"), ("pixel_iou", "pixel IoU")),
+    "region_segment": (("iou_mean", "IoU"), ("iou_ci95", "IoU 95% CI"), ("dice_mean", "Dice"),
+                       ("iou_nested", "IoU (nested)"), ("iou_non_nested", "IoU (single)"),
+                       ("leak_fraction", "leak"), ("instance_f1", "instance F1")),
     "instance": (("mask_map", "mask mAP"), ("mask_map_50", "mask AP50"), ("box_map", "box mAP"),
                  ("box_map_50", "box AP50")),
 }

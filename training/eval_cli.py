@@ -1,4 +1,4 @@
-"""``nerveseg eval gate|seg|instance MODEL [MODEL ...] --data DATA --splits DIR --out DIR``.
+"""``nerveseg eval gate|seg|region|instance MODEL [MODEL ...] --data DATA --splits DIR --out DIR``.
 
 ``MODEL`` is anything :func:`nerveseg.engines.loader.load_engine` opens (a ``.pt``
 checkpoint through the torch backend, an ``.onnx`` file through ONNX Runtime, ...), so
@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TASKS = {"gate": "classify", "seg": "segment", "instance": "instance"}
+TASKS = {"gate": "classify", "seg": "segment", "region": "region_segment", "instance": "instance"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=tuple(TASKS),
-                        help="gate (classifier), seg (segmenter) or instance (Mask R-CNN)")
+                        help="gate (classifier), seg (segmenter), region (region-conditioned segmenter, "
+                             "scored per region) or instance (Mask R-CNN)")
     parser.add_argument("model", metavar="MODEL", nargs="+",
                         help="checkpoints (.pt) or engines (.onnx, .engine); several: a comparison table")
     parser.add_argument("--data", required=True, help="dataset folder the split lists refer to")
@@ -92,6 +93,21 @@ def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
     if threshold is None:
         threshold = float(engine.meta.extra.get("threshold", 0.5))
     try:
+        if args.task == "region":
+            return _region_eval(engine, items, out, args, threshold)
         return run_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
     finally:
         engine.close()
+
+
+def _region_eval(engine, items: list[str], out: Path, args, threshold: float) -> dict:
+    """Every region of the split's images, scored as ``nerveseg train region --eval`` does."""
+    from nerveseg.realtime.errors import UserError
+
+    from .region.data import read_index, samples_of
+    from .region.evaluate import run_region_eval
+
+    samples = samples_of(read_index(args.data), items)
+    if not samples:
+        raise UserError(f"{args.data}: the {args.split} split has no regions")
+    return run_region_eval(engine, args.data, samples, out, args.split, args.batch_size, threshold)
