@@ -7,6 +7,7 @@ subcommand carries its own handler. torch is imported only inside :func:`run`.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DEFAULT_MODEL = "maskrcnn_mobilenet_v3"
 
@@ -49,16 +50,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
     aug.add_argument("--contrast", type=float, default=0.2, help="contrast jitter (± fraction)")
     aug.add_argument("--scale-min", type=float, default=0.8,
                      help="smallest area fraction of the random resized crop (1 = off)")
+    from ..family_config import layer
+
+    layer(p, "instance", cli_only=("resume",))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from nerveseg.realtime.errors import UserError
 
+    from .. import runlog
+    from ..family_config import resolve, write
     from ..models import ModelConfigError
     from .train import main
 
     args.__dict__.pop("train_task", None)
+    sections = resolve(args)
+    if not args.resume:  # a resumed run keeps the experiment.yaml it started with
+        write(Path(args.out), sections, args.config, runlog.git_revision(), runlog.utc_now())
     try:
         summary = main(args)
     except ModelConfigError as exc:  # registry names, pretrained files

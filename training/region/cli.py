@@ -51,13 +51,20 @@ def add_parser(sub) -> None:
     p.add_argument("--eval", default=None, metavar="MODEL", help="evaluate MODEL instead of training")
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split for --eval")
     p.add_argument("--backend", default="auto", help="engine backend for --eval (default auto)")
+    from ..family_config import layer
+
+    layer(p, "region", cli_only=("eval", "split", "backend"))
 
 
 def run(args: argparse.Namespace) -> int:
     from nerveseg.realtime.errors import UserError
     from nerveseg.training.models import ModelConfigError
 
+    from .. import runlog
+    from ..family_config import resolve, write
+
     args.__dict__.pop("train_task", None)
+    sections = resolve(args)
     if args.eval:
         return _evaluate(args)
     from nerveseg.training.train import resolve_args
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     for key in set(vars(args)) - given:  # the gate/seg experiment keys this family does not use
         delattr(args, key)
+    write(Path(args.out), sections, args.config, runlog.git_revision(), runlog.utc_now())
     summary = main(args)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
