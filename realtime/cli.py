@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from nerveseg.engines.metadata import EngineError
 from nerveseg.realtime.errors import UserError
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous = _stop_on_sigterm()
     try:
         return int(args.handler(args) or 0)
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
@@ -64,6 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C: frames in flight written, outputs closed
+
+
+def _stop_on_sigterm():
+    """SIGTERM (``kill``, a service manager, a closed session) stops a run as Ctrl-C does,
+    also when Ctrl-C is ignored (started with ``nohup`` or ``&``). Returns the handler to
+    restore (None off the main thread, where Python cannot set one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
 
 
 def one_line(exc: BaseException) -> str:

@@ -4,6 +4,7 @@ fails on chosen frames, a scripted camera at the capture boundary, child process
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -131,18 +132,32 @@ def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> float:
     return time.monotonic()
 
 
+def _interruptible(then=None):
+    """What the child runs before it starts: Ctrl-C as in a terminal, then ``then`` (a
+    caller's own ``preexec_fn``). A suite started in the background (``cmd &`` in a
+    script, as a CI runner may) inherits SIGINT *ignored*, and an ignored signal stays
+    ignored across exec: nerveseg would then, rightly, not see the tests' Ctrl-C at all."""
+    def setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if then is not None:
+            then()
+    return setup
+
+
 def nerveseg_child(*argv: str, **kwargs) -> subprocess.Popen:
     """``nerveseg ARGV`` in a child process (its own Python), output piped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "nerveseg.realtime.cli", *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible(kwargs.pop("preexec_fn", None)), **kwargs)
 
 
 def python_child(script: str, *argv: str, **kwargs) -> subprocess.Popen:
     """``script`` run by a child Python with ``argv``, output piped, unbuffered."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", script, *argv], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible(kwargs.pop("preexec_fn", None)), **kwargs)
 
 
 def csv_rows(path: Path) -> int:

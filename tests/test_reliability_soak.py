@@ -67,13 +67,13 @@ def test_soak_replay_keeps_memory_and_threads_flat(tmp_path, tiny_engines):
         assert container.streams.video[0].frames == SOAK_FRAMES
 
 
-def _interrupt(child, out: Path, rows: int = 30) -> float:
-    """SIGINT once ``rows`` frames are logged; seconds until the child had exited."""
+def _interrupt(child, out: Path, rows: int = 30, sig: int = signal.SIGINT) -> float:
+    """``sig`` once ``rows`` frames are logged; seconds until the child had exited."""
     wait_for(lambda: csv_rows(out.with_suffix(".csv")) >= rows or child.poll() is not None, 60,
              f"{rows} frames logged")
     assert child.poll() is None, "still running when interrupted"
     t0 = time.monotonic()
-    child.send_signal(signal.SIGINT)
+    child.send_signal(sig)
     child.wait(10)
     return time.monotonic() - t0
 
@@ -113,13 +113,37 @@ def test_ctrl_c_ends_a_live_run_within_two_seconds(tmp_path, tiny_engines):
     assert _closed_properly(out) >= 30
 
 
-def test_ctrl_c_closes_the_live_view_and_its_recording_within_two_seconds(tmp_path, tiny_engines):
+def test_sigterm_stops_a_replay_and_a_live_run_as_cleanly_as_ctrl_c(tmp_path, tiny_engines):
+    """``kill`` (a service manager, a closed session): the same clean stop, also for a run
+    started with Ctrl-C ignored (``nohup``, ``&``)."""
+    def ignore_ctrl_c():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    video = write_video(tmp_path / "in.mp4", frames=2000, fps=30, height=120, width=320)
+    out = tmp_path / "replay.avi"
+    child = nerveseg_child("replay", str(video), "--out", str(out), "--gate", str(tiny_engines[0]),
+                           "--seg", str(tiny_engines[1]), "--no-progress", preexec_fn=ignore_ctrl_c)
+    took = _interrupt(child, out, sig=signal.SIGTERM)
+    err = child.stderr.read()
+    assert took < 2.0 and child.returncode == 130 and "nerveseg replay: interrupted;" in err, (took, err)
+    frames = _closed_properly(out)
+    assert json.loads(out.with_suffix(".json").read_text())["recorded_frames"] == frames < 2000
+    live = tmp_path / "live.avi"
+    child = nerveseg_child("run", "--source", str(video), "--record", str(live), "--gate", str(tiny_engines[0]),
+                           "--seg", str(tiny_engines[1]), preexec_fn=ignore_ctrl_c)
+    took = _interrupt(child, live, sig=signal.SIGTERM)
+    assert took < 2.0 and child.returncode == 0, (took, child.stderr.read())
+    assert _closed_properly(live) >= 30
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_closes_the_live_view_and_its_recording_within_two_seconds(tmp_path, tiny_engines, sig):
     pytest.importorskip("PyQt6")
     video = write_video(tmp_path / "in.mp4", frames=900, fps=30, height=120, width=320)
     child = nerveseg_child("view", "--source", str(video), "--record", "--out", str(tmp_path / "view"),
                            "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]))
     wait_for(lambda: list((tmp_path / "view").glob("*.avi")) or child.poll() is not None, 60, "a recording")
-    took = _interrupt(child, next((tmp_path / "view").glob("*.avi")))
+    took = _interrupt(child, next((tmp_path / "view").glob("*.avi")), sig=sig)
     assert took < 2.0 and child.returncode == 0, (took, child.stderr.read())
     assert _closed_properly(next((tmp_path / "view").glob("*.avi"))) >= 30
 

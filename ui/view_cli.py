@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         window.open_source(args.source, roi=roi, record=args.record)
     if args.screenshot is not None:
         QTimer.singleShot(int(args.after * 1000), lambda: (_save_screenshot(window, args.screenshot), window.close()))
-    # Ctrl-C in the terminal closes the window cleanly; the timer lets Python see the signal.
+    # Ctrl-C in the terminal (or SIGTERM) closes the window cleanly; the timer lets Python see the signal.
     previous = signal.signal(signal.SIGINT, lambda *_: window.close())
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: window.close())  # kill: the same clean close
     tick = QTimer(interval=200, timeout=lambda: None)
     tick.start()
     try:
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         tick.stop()
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         window.close()  # already closed unless the event loop ended some other way
     return 0
 
