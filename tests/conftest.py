@@ -19,6 +19,18 @@ def tiny_engines(tmp_path):
     return make_gate(tmp_path / "gate.onnx"), make_segmenter(tmp_path / "seg.onnx")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tiny models: on a shared two-core machine two
+    spinning OpenMP threads took four times as long. Use as ``pytestmark``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --- training: tiny datasets (the synthetic generator makes the real ones) --------------
 
 

@@ -22,7 +22,8 @@ from nerveseg.engines.metadata import META_KEY, EngineMeta
 GATE_CLASSES = ("nerve", "opening_wound", "tendon")
 
 
-def _save(graph, meta: EngineMeta | None, path: Path) -> Path:
+def save_onnx(graph, meta: EngineMeta | None, path: Path) -> Path:
+    """``graph`` as a checked opset-17 model with nerveseg metadata (unless ``meta`` is None)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if meta is not None:
@@ -50,7 +51,7 @@ def make_gate(path: Path, size: int = 32, meta: bool = True, task: str = "classi
     graph = helper.make_graph(nodes, "tiny_gate", [_image_input(size)], [out], [w, b])
     m = EngineMeta(model="tiny_gate", task=task, classes=GATE_CLASSES, input_size=(size, size),
                    recipe_hash="test", revision="test")
-    return _save(graph, m if meta else None, path)
+    return save_onnx(graph, m if meta else None, path)
 
 
 def make_segmenter(path: Path, size: int = 32, meta: bool = True) -> Path:
@@ -68,4 +69,4 @@ def make_segmenter(path: Path, size: int = 32, meta: bool = True) -> Path:
     graph = helper.make_graph(nodes, "tiny_seg", [_image_input(size)], [out], [c, s])
     m = EngineMeta(model="tiny_unet", task="segment", classes=("background", "nerve"),
                    input_size=(size, size), recipe_hash="test", revision="test")
-    return _save(graph, m if meta else None, path)
+    return save_onnx(graph, m if meta else None, path)

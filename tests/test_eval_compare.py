@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from engine_fixtures import _image_input, _save, make_gate, make_segmenter
+from engine_fixtures import _image_input, make_gate, make_segmenter, save_onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nerveseg.engines.metadata import EngineMeta
@@ -29,7 +29,7 @@ def _constant_gate(path: Path, size: int = 32) -> Path:
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
     graph = helper.make_graph(nodes, "always_tendon", [_image_input(size)], [out], [w, b])
     meta = EngineMeta(model="always_tendon", task="classify", classes=CLASSES, input_size=(size, size))
-    return _save(graph, meta, path)
+    return save_onnx(graph, meta, path)
 
 
 @pytest.fixture

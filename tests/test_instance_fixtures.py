@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nerveseg.engines.metadata import META_KEY, EngineMeta
+from nerveseg.engines.metadata import EngineMeta
 
 SIZE = 64
 CLASSES = ("background", "nerve", "vessel", "tendon")
@@ -90,22 +89,18 @@ def make_constant_instances(path: Path, boxes, labels, scores, size: int = SIZE)
             nodes.append(helper.make_node("Add", [f"{name}_c", "z"], [name]))
         elem = TensorProto.INT64 if value.dtype == np.int64 else TensorProto.FLOAT
         outputs.append(helper.make_tensor_value_info(name, elem, list(value.shape)))
+    from engine_fixtures import save_onnx
+
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, [1, size, size, 3])
-    model = helper.make_model(helper.make_graph(nodes, "constant_instances", [image], outputs, inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     meta = EngineMeta(model="constant_instances", task="instance", classes=CLASSES, input_size=(size, size),
                       recipe_hash="test", revision="test")
-    model.metadata_props.add(key=META_KEY, value=meta.to_json())
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_onnx(helper.make_graph(nodes, "constant_instances", [image], outputs, inits), meta, path)
 
 
 def make_always_nerve_gate(path: Path, size: int = 32) -> Path:
     """A gate that calls every frame nerve (the synthetic frames are darker than the tiny
     test gate's brightness rule)."""
-    from engine_fixtures import GATE_CLASSES
+    from engine_fixtures import GATE_CLASSES, save_onnx
 
     logits = numpy_helper.from_array(np.array([[9.0, 0.0, 0.0]], np.float32), "c")
     nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
@@ -115,12 +110,6 @@ def make_always_nerve_gate(path: Path, size: int = 32) -> Path:
     zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
-    model = helper.make_model(helper.make_graph(nodes, "always_nerve", [image], [out], [logits, zero]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     meta = EngineMeta(model="always_nerve", task="classify", classes=GATE_CLASSES, input_size=(size, size),
                       recipe_hash="test", revision="test")
-    model.metadata_props.add(key=META_KEY, value=meta.to_json())
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_onnx(helper.make_graph(nodes, "always_nerve", [image], [out], [logits, zero]), meta, path)

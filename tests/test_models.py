@@ -21,13 +21,7 @@ ALL = [(task, name) for task, registry in models.REGISTRIES.items() for name in 
 CLASSES = ("nerve", "opening_wound", "tendon")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared two-core machine two spinning OpenMP threads took 4× as long."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(task: str, name: str) -> models.NormalizedModel:

@@ -23,12 +23,7 @@ from nerveseg.training.checkpoint import save_checkpoint
 from nerveseg.training.export import export
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def exported(tmp_path, task: str, name: str, size: int = 32):

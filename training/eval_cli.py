@@ -94,20 +94,20 @@ def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
         threshold = float(engine.meta.extra.get("threshold", 0.5))
     try:
         if args.task == "region":
-            return _region_eval(engine, items, out, args, threshold)
+            return region_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
         return run_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
     finally:
         engine.close()
 
 
-def _region_eval(engine, items: list[str], out: Path, args, threshold: float) -> dict:
-    """Every region of the split's images, scored as ``nerveseg train region --eval`` does."""
+def region_eval(engine, data: str, items: list[str], out, split: str, batch_size: int, threshold: float) -> dict:
+    """Every region of the ``items`` images of ``data``, scored into ``out``."""
     from nerveseg.realtime.errors import UserError
 
     from .region.data import read_index, samples_of
     from .region.evaluate import run_region_eval
 
-    samples = samples_of(read_index(args.data), items)
+    samples = samples_of(read_index(data), items)
     if not samples:
-        raise UserError(f"{args.data}: the {args.split} split has no regions")
-    return run_region_eval(engine, args.data, samples, out, args.split, args.batch_size, threshold)
+        raise UserError(f"{data}: the {split} split has no regions")
+    return run_region_eval(engine, data, samples, out, split, batch_size, threshold)

@@ -140,8 +140,7 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
         report = evaluate_seg(engine, root, items, batch_size, threshold)
     report = {"task": task, "split": split, "data": str(root), "engine": engine.provenance.to_dict(),
               "summary": summary(report, task), **report}
-    (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
-    (out / "report.txt").write_text(format_report(report))
+    write_report(out, report, format_report(report))
     name = Path(engine.provenance.path).name
     if task == "instance":
         return report
@@ -156,7 +155,14 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
     return report
 
 
-def _f(value) -> str:
+def write_report(out: Path, report: dict, text: str) -> None:
+    """``out/metrics.json`` (every figure) and ``out/report.txt`` (``text``)."""
+    (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
+    (out / "report.txt").write_text(text)
+
+
+def fmt(value) -> str:
+    """Three decimals, or ``n/a`` for an undefined figure (None, NaN)."""
     return "  n/a" if value is None or value != value else f"{value:.3f}"
 
 
@@ -178,11 +184,11 @@ def format_report(report: dict) -> str:
 
 def _gate_lines(report: dict) -> list[str]:
     keys = (*metrics.BINARY_KEYS, "auc")
-    lines = [f"accuracy {_f(report['accuracy'])}   multiclass MCC {_f(report['mcc'])}", "",
+    lines = [f"accuracy {fmt(report['accuracy'])}   multiclass MCC {fmt(report['mcc'])}", "",
              f"{'class':<16}{'n':>5}" + "".join(f"{k[:5]:>7}" for k in keys)]
     for name, row in report["per_class"].items():
-        lines.append(f"{name:<16}{row['support']:>5}" + "".join(f"{_f(row[k]):>7}" for k in keys))
-    lines.append(f"{'macro':<16}{'':>5}" + "".join(f"{_f(report['macro'][k]):>7}" for k in keys))
+        lines.append(f"{name:<16}{row['support']:>5}" + "".join(f"{fmt(row[k]):>7}" for k in keys))
+    lines.append(f"{'macro':<16}{'':>5}" + "".join(f"{fmt(report['macro'][k]):>7}" for k in keys))
     lines += ["", "confusion matrix (rows true, columns predicted):",
               f"{'':<16}" + "".join(f"{c[:10]:>12}" for c in report["classes"])]
     for name, row in zip(report["classes"], report["confusion_matrix"]):
@@ -197,9 +203,9 @@ def _seg_lines(report: dict) -> list[str]:
     for key, label in (("iou", "IoU, all images"), ("dice", "Dice, all images"),
                        ("iou_nerve", "IoU, images with nerve"), ("dice_nerve", "Dice, images with nerve")):
         s = report[key]
-        lines.append(f"{label:<24} mean {_f(s['mean'])}  {pct}% CI [{_f(s['ci_low'])}, "
-                     f"{_f(s['ci_high'])}]  SEM {_f(s['sem'])}  n={s['n']}")
-    lines += [f"{'pixel IoU (pooled)':<24} {_f(report['pixel_iou'])}", "",
+        lines.append(f"{label:<24} mean {fmt(s['mean'])}  {pct}% CI [{fmt(s['ci_low'])}, "
+                     f"{fmt(s['ci_high'])}]  SEM {fmt(s['sem'])}  n={s['n']}")
+    lines += [f"{'pixel IoU (pooled)':<24} {fmt(report['pixel_iou'])}", "",
               f"{report['n'] - report['n_with_nerve']} images have no nerve in the truth; an empty "
               "prediction there scores IoU = Dice = 1.", "CI: t-interval on per-image values."]
     return lines

@@ -1,11 +1,10 @@
 """The picture: the annotated frame, scaled to the widget with its aspect ratio kept,
 the source's state over it, and the surgeon's region drawn with the mouse.
 
-The frame is wrapped, not copied: a ``QImage`` over the record's ``(h, w, 3) uint8 RGB``
-array, with ``bytesPerLine`` taken from the array's strides. The widget keeps the array
-(and the record) referenced for as long as the ``QImage`` may read it. For the paint the
+The widget keeps the record's ``(h, w, 3) uint8 RGB`` array (no copy). For the paint the
 frame is scaled once to the size it is shown at, by OpenCV (bilinear up, area down) into a
-32-bit image Qt blits without converting: Qt's own smooth scaling of a 24-bit image into a
+32-bit image Qt blits without converting (the ``QImage`` wraps that image's pixels, which
+the widget keeps with it): Qt's own smooth scaling of a 24-bit image into a
 1920×1080 window took 9.5 ms of the GUI thread per frame, this takes about a quarter of that
 (``tests/test_ui_view.py`` checks the picture is the same).
 
@@ -54,8 +53,8 @@ class FrameView(QWidget):
         self.setMouseTracking(True)
         self.rendered: Rendered | None = None
         self._array: np.ndarray | None = None
-        self._qimage: QImage | None = None
-        self._scaled: tuple | None = None  # ((w, h), image, its pixels, the frame it was made from)
+        # The frame as painted: (frame array it was made from, QImage, the QImage's pixels).
+        self._scaled: tuple[np.ndarray, QImage, np.ndarray] | None = None
         self.state = SourceState("starting", "no source open yet")
         self.recording_since: float | None = None
         self.display_ms = 0.0  # capture → GUI thread, for the newest frame
@@ -67,12 +66,7 @@ class FrameView(QWidget):
     # -- content -----------------------------------------------------------------------
 
     def set_frame(self, rendered: Rendered) -> None:
-        array = rendered.image
-        if not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)
-        h, w = array.shape[:2]
-        self._qimage = QImage(array.data, w, h, array.strides[0], QImage.Format.Format_RGB888)
-        self._array, self.rendered = array, rendered  # the QImage reads these pixels: keep them
+        self._array, self.rendered = rendered.image, rendered
         self.display_ms = (now_ns() - rendered.frame.captured_ns) / 1e6
         self.update()
 
@@ -80,25 +74,29 @@ class FrameView(QWidget):
         self.state = state
         self.update()
 
+    def _frame_size(self) -> tuple[int, int]:
+        """The frame's ``(width, height)`` in pixels."""
+        return self._array.shape[1], self._array.shape[0]
+
     def image_rect(self) -> QRectF | None:
-        if self._qimage is None:
+        if self._array is None:
             return None
-        return fit_rect(self._qimage.width(), self._qimage.height(), QRectF(self.rect()))
+        return fit_rect(*self._frame_size(), QRectF(self.rect()))
 
     def to_frame(self, pos: QPointF) -> tuple[int, int] | None:
         """Widget point → frame pixel (clamped to the frame)."""
         target = self.image_rect()
         if target is None:
             return None
-        w, h = self._qimage.width(), self._qimage.height()
+        w, h = self._frame_size()
         x = (pos.x() - target.x()) * w / target.width()
         y = (pos.y() - target.y()) * h / target.height()
         return int(min(max(x, 0), w)), int(min(max(y, 0), h))
 
     def from_frame(self, x: float, y: float) -> QPointF:
         target = self.image_rect()
-        return QPointF(target.x() + x * target.width() / self._qimage.width(),
-                       target.y() + y * target.height() / self._qimage.height())
+        w, h = self._frame_size()
+        return QPointF(target.x() + x * target.width() / w, target.y() + y * target.height() / h)
 
     # -- drawing a region --------------------------------------------------------------
 
@@ -107,7 +105,7 @@ class FrameView(QWidget):
         self.update()
 
     def mousePressEvent(self, event) -> None:
-        if event.button() != Qt.MouseButton.LeftButton or self._qimage is None:
+        if event.button() != Qt.MouseButton.LeftButton or self._array is None:
             return
         pos = event.position()
         if self.roi_mode == "rect":
@@ -187,15 +185,15 @@ class FrameView(QWidget):
         """The frame at the size it is shown at, made once per frame and size."""
         left, top = round(target.x()), round(target.y())
         w, h = max(1, round(target.width())), max(1, round(target.height()))
-        key = (w, h)
-        if self._scaled is None or self._scaled[0] != key or self._scaled[3] is not self._array:
+        cached = self._scaled
+        if cached is None or cached[0] is not self._array or (cached[1].width(), cached[1].height()) != (w, h):
             bgrx = cv2.cvtColor(self._array, cv2.COLOR_RGB2BGRA)  # Format_RGB32's byte order, ready to blit
-            if (w, h) != (bgrx.shape[1], bgrx.shape[0]):  # converted first: 4-channel resizing is faster
+            if (w, h) != self._frame_size():  # converted first: 4-channel resizing is faster
                 larger = w > bgrx.shape[1]
                 bgrx = cv2.resize(bgrx, (w, h), interpolation=cv2.INTER_LINEAR if larger else cv2.INTER_AREA)
             image = QImage(bgrx.data, w, h, bgrx.strides[0], QImage.Format.Format_RGB32)
-            self._scaled = (key, image, bgrx, self._array)
-        return self._scaled[1], left, top
+            self._scaled = cached = (self._array, image, bgrx)
+        return cached[1], left, top
 
     def _paint_state(self, p: QPainter, target: QRectF | None) -> None:
         banner = BANNERS.get(self.state.state)

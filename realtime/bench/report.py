@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 
 
+#: the throughput runs, in table order
+RUNS = ("naive", "sequential", "bare", "replay", "single_bare", "single_replay")
+
+
 def _p(d: dict | None, key: str) -> str:
     return "-" if not d or d.get(key) is None else f"{d[key]:.1f}"
 
@@ -46,7 +50,7 @@ def ratios(results: dict) -> dict:
 def table(results: dict) -> str:
     """The one table: FPS and per-stage percentiles per mode, then the ratios."""
     lines = [f"{'mode':<26}{'FPS':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'p99.9':>9}{'max':>9}{'std':>8}"]
-    for name in ("naive", "sequential", "bare", "replay", "single_bare", "single_replay"):
+    for name in RUNS:
         r = results.get(name)
         if not r:
             continue
@@ -74,7 +78,7 @@ def table(results: dict) -> str:
         lines.append(f"nerve fraction (frames the gate sends on to segmentation): {results['bare']['nerve_fraction']}"
                      + (f" (single engine's gate: {results['single_bare']['nerve_fraction']})"
                         if (results.get("single_bare") or {}).get("nerve_fraction") is not None else ""))
-    for name in ("naive", "sequential", "bare", "replay", "single_bare", "single_replay"):
+    for name in RUNS:
         rounds = (results.get(name) or {}).get("fps_rounds")
         if rounds:
             lines.append(f"{name} FPS per round: {', '.join(f'{v:.1f}' for v in rounds)} (median round shown)")

@@ -89,21 +89,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from nerveseg.engines.loader import load_engine
-    from nerveseg.realtime.errors import UserError
-    from nerveseg.training.eval_cli import splits_folder
+    from nerveseg.training.eval_cli import region_eval, splits_folder
     from nerveseg.training.splits import read_split
-
-    from .data import read_index, samples_of
-    from .evaluate import run_region_eval
 
     model = Path(args.eval)
     images = read_split(splits_folder(model, args.splits), args.split, args.data)
-    samples = samples_of(read_index(args.data), images)
-    if not samples:
-        raise UserError(f"{args.splits or model}: the {args.split} split has no regions")
     with load_engine(model, backend=args.backend, task="region_segment", threads=args.threads) as engine:
         threshold = float(engine.meta.extra.get("threshold", 0.5))
-        report = run_region_eval(engine, args.data, samples, args.out, args.split, args.batch_size, threshold)
+        report = region_eval(engine, args.data, images, args.out, args.split, args.batch_size, threshold)
     print((Path(args.out) / "report.txt").read_text(), end="")
     print(f"wrote {args.out}/metrics.json, report.txt and iou_hist.png ({report['n']} regions)")
     return 0

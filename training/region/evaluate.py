@@ -12,7 +12,6 @@ summarised with mean, SEM and a 95 % t-interval for every group of :data:`GROUPS
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nerveseg.training import metrics, plots
+from nerveseg.training.evaluation import fmt, write_report
 
 from .data import load_sample
 from .instances import MIN_AREA, drop_small, instance_summary, label_instances, match_instances
@@ -94,15 +94,10 @@ def run_region_eval(engine, root, samples: list[dict], out, split: str = "test",
     report = evaluate_regions(engine, root, samples, batch_size, threshold)
     report = {"task": "region_segment", "split": split, "data": str(root),
               "engine": engine.provenance.to_dict(), "summary": summary(report), **report}
-    (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
-    (out / "report.txt").write_text(format_report(report))
+    write_report(out, report, format_report(report))
     plots.histogram_png(report["per_region"]["iou"], out / "iou_hist.png", "IoU",
                         f"{Path(engine.provenance.path).name}: per-region IoU ({split}, n={report['n']})")
     return report
-
-
-def _f(value) -> str:
-    return "  n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def format_report(report: dict) -> str:
@@ -115,14 +110,14 @@ def format_report(report: dict) -> str:
              f"{'group':<12}{'n':>5}  {'IoU mean':>8}  {f'{pct}% CI':<14}{'SEM':>7}  {'Dice':>6}  pixel IoU"]
     for name, g in report["groups"].items():
         iou = g["iou"]
-        lines.append(f"{name:<12}{g['n']:>5}  {_f(iou['mean']):>8}  [{_f(iou['ci_low'])}, {_f(iou['ci_high'])}]"
-                     f"{_f(iou['sem']):>7}  {_f(g['dice']['mean']):>6}  {_f(g['pixel_iou'])}")
+        lines.append(f"{name:<12}{g['n']:>5}  {fmt(iou['mean']):>8}  [{fmt(iou['ci_low'])}, {fmt(iou['ci_high'])}]"
+                     f"{fmt(iou['sem']):>7}  {fmt(g['dice']['mean']):>6}  {fmt(g['pixel_iou'])}")
     leak, inst = report["leak"], report["instances"]
-    lines += ["", f"leak: {_f(leak['fraction'])} of predicted pixels lie outside their region "
+    lines += ["", f"leak: {fmt(leak['fraction'])} of predicted pixels lie outside their region "
                   f"({leak['outside_pixels']} of {leak['predicted_pixels']})",
               f"instances (components >= {inst['min_area']} px, match IoU > {inst['match_iou']}): "
-              f"precision {_f(inst['precision'])} recall {_f(inst['recall'])} F1 {_f(inst['f1'])} "
-              f"matched IoU {_f(inst['matched_iou'])} PQ {_f(inst['pq'])} (tp {inst['tp']}, fp {inst['fp']}, "
+              f"precision {fmt(inst['precision'])} recall {fmt(inst['recall'])} F1 {fmt(inst['f1'])} "
+              f"matched IoU {fmt(inst['matched_iou'])} PQ {fmt(inst['pq'])} (tp {inst['tp']}, fp {inst['fp']}, "
               f"fn {inst['fn']})", "",
               "nested = outer + inner regions (one inside the other); non_nested = single.",
               "An empty region predicted empty scores IoU = Dice = 1. CI: t-interval on per-region values."]
