@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:  # a native module's import cut short by Ctrl-C or SIGTERM
+        if not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            raise
+        print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
+        return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

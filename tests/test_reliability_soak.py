@@ -71,7 +71,7 @@ def _interrupt(child, out: Path, rows: int = 30, sig: int = signal.SIGINT) -> fl
     """``sig`` once ``rows`` frames are logged; seconds until the child had exited."""
     wait_for(lambda: csv_rows(out.with_suffix(".csv")) >= rows or child.poll() is not None, 60,
              f"{rows} frames logged")
-    assert child.poll() is None, "still running when interrupted"
+    assert child.poll() is None, f"exited ({child.returncode}) before it was interrupted: {child.stderr.read()}"
     t0 = time.monotonic()
     child.send_signal(sig)
     child.wait(10)
@@ -142,10 +142,38 @@ def test_ctrl_c_closes_the_live_view_and_its_recording_within_two_seconds(tmp_pa
     video = write_video(tmp_path / "in.mp4", frames=900, fps=30, height=120, width=320)
     child = nerveseg_child("view", "--source", str(video), "--record", "--out", str(tmp_path / "view"),
                            "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]))
-    wait_for(lambda: list((tmp_path / "view").glob("*.avi")) or child.poll() is not None, 60, "a recording")
-    took = _interrupt(child, next((tmp_path / "view").glob("*.avi")), sig=sig)
+    wait_for(lambda: _recording(tmp_path / "view") or child.poll() is not None, 60, "a recording")
+    assert child.poll() is None, f"exited ({child.returncode}) before recording: {child.stderr.read()}"
+    avi = _recording(tmp_path / "view")
+    took = _interrupt(child, avi, sig=sig)
     assert took < 2.0 and child.returncode == 0, (took, child.stderr.read())
-    assert _closed_properly(next((tmp_path / "view").glob("*.avi"))) >= 30
+    assert _closed_properly(avi) >= 30
+
+
+def test_sigterm_while_the_view_starts_its_recording_still_closes_it(tmp_path, tiny_engines):
+    """The signal lands as the recording opens, before the first frame reaches the
+    screen: the view still stops within 2 s and the AVI it began is a closed file."""
+    pytest.importorskip("PyQt6")
+    video = write_video(tmp_path / "in.mp4", frames=900, fps=30, height=120, width=320)
+    child = nerveseg_child("view", "--source", str(video), "--record", "--out", str(tmp_path / "view"),
+                           "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]))
+    wait_for(lambda: list((tmp_path / "view").glob("*.csv")) or child.poll() is not None, 60, "a recording")
+    assert child.poll() is None, f"exited ({child.returncode}) before recording: {child.stderr.read()}"
+    t0 = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    child.wait(10)
+    took = time.monotonic() - t0
+    assert took < 2.0 and child.returncode == 0, (took, child.stderr.read())
+    for avi in (tmp_path / "view").glob("*.avi"):  # none, if the signal beat the recorder's open
+        with av.open(str(avi)) as container:  # closed: the index is written (it may hold no frame yet)
+            assert container.streams.video[0].frames == count_frames(avi)
+        assert len(list(csv.DictReader(avi.with_suffix(".csv").open()))) == count_frames(avi)
+
+
+def _recording(folder: Path) -> Path | None:
+    """The AVI the view is recording into, once its CSV has a logged frame. (A bare
+    ``*.avi`` is not enough: the start-up write check creates and removes the file.)"""
+    return next((avi for avi in folder.glob("*.avi") if csv_rows(avi.with_suffix(".csv")) > 0), None)
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +205,28 @@ def test_close_ends_every_thread_within_two_seconds(tmp_path, engines, kind):
     assert time.monotonic() - t0 < 2.0
     assert set(threading.enumerate()) <= before, "no thread outlives the pipeline"
     assert count_frames(tmp_path / "o.avi") == pipeline.ops["record"].frames
+
+
+def test_a_native_import_cut_short_by_a_signal_is_an_interruption(monkeypatch, capsys):
+    """Ctrl-C or SIGTERM while ONNX Runtime's native module initialises surfaces as
+    ``ImportError: initialization failed`` chained to the KeyboardInterrupt: the command
+    ends as interrupted (130, one line), not with a traceback. Other import errors stay."""
+    from nerveseg.realtime import replay_cli
+    from nerveseg.realtime.cli import main
+
+    def cut_short(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(replay_cli, "run", cut_short)
+    assert main(["replay", "in.mp4", "--out", "out.avi"]) == 130
+    assert capsys.readouterr().err.strip() == "nerveseg replay: interrupted"
+
+    def missing(args):
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(replay_cli, "run", missing)
+    with pytest.raises(ImportError, match="onnxruntime"):
+        main(["replay", "in.mp4", "--out", "out.avi"])

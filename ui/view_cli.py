@@ -63,18 +63,25 @@ def run(args: argparse.Namespace) -> int:
     engines = Engines.load(config)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = ViewWindow(config, engines, args.out)
-    window.resize(width, height)
-    window.show()
-    if args.source is not None:
-        window.open_source(args.source, roi=roi, record=args.record)
-    if args.screenshot is not None:
-        QTimer.singleShot(int(args.after * 1000), lambda: (_save_screenshot(window, args.screenshot), window.close()))
-    # Ctrl-C in the terminal (or SIGTERM) closes the window cleanly; the timer lets Python see the signal.
-    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
-    previous_term = signal.signal(signal.SIGTERM, lambda *_: window.close())  # kill: the same clean close
+    # Ctrl-C in the terminal (or SIGTERM) closes the window cleanly, also when it comes
+    # while the window is still starting (a recording may already be open then): the
+    # close is posted to the event loop, which runs it as soon as it is running. The
+    # timer lets Python see the signal while Qt waits.
+    def close_soon(*_) -> None:
+        QTimer.singleShot(0, window.close)
+
+    previous = signal.signal(signal.SIGINT, close_soon)
+    previous_term = signal.signal(signal.SIGTERM, close_soon)  # kill: the same clean close
     tick = QTimer(interval=200, timeout=lambda: None)
     tick.start()
     try:
+        window.resize(width, height)
+        window.show()
+        if args.source is not None:
+            window.open_source(args.source, roi=roi, record=args.record)
+        if args.screenshot is not None:
+            QTimer.singleShot(int(args.after * 1000),
+                              lambda: (_save_screenshot(window, args.screenshot), window.close()))
         app.exec()
     finally:
         tick.stop()
