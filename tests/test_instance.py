@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -70,6 +71,16 @@ def test_map_of_hand_made_cases():
     report = score_instances([missed], [truth], ("nerve", "vessel"))
     assert report["per_class"]["vessel"]["segm_ap"] == 0.0 and report["per_class"]["nerve"]["segm_ap"] == 1.0
     assert report["segm"]["map"] == pytest.approx(0.5) and report["bbox"]["map"] == pytest.approx(0.5)
+    # the precision-recall points behind AP50: the nerve at precision 1 to recall 1, the vessel never found
+    assert report["pr50"]["segm"]["nerve"] == [1.0] * 101 and report["pr50"]["segm"]["vessel"] == [0.0] * 101
+    assert report["per_class"]["nerve"]["segm_ap50"] == pytest.approx(1.0)
+    assert report["per_class"]["vessel"]["bbox_ap50"] == 0.0
+    half = {k: v[1:] for k, v in perfect.items()}  # a vessel, but also a second one where there is none
+    half = {k: torch.cat([v, v]) for k, v in half.items()}
+    half["masks"][1], half["boxes"][1], half["scores"][1] = truth["masks"][0], truth["boxes"][0], 0.95
+    report = score_instances([half], [truth], ("nerve", "vessel"))  # the false vessel scores higher
+    vessel = report["pr50"]["segm"]["vessel"]
+    assert vessel[0] == vessel[100] == 0.5 and report["per_class"]["vessel"]["segm_ap50"] == pytest.approx(0.5)
     shifted = {**perfect, "masks": perfect["masks"].roll(8, dims=2)}  # masks off by 8 px, boxes right
     report = score_instances([shifted], [truth], ("nerve", "vessel"))
     assert report["bbox"]["map"] == pytest.approx(1.0) and report["segm"]["map"] < 0.5
@@ -186,7 +197,12 @@ def test_export_parity_and_both_backends(instance_onnx, instance_run, instance_d
                  "--splits", str(instance_run / "splits"), "--out", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["task"] == "instance" and report["n"] >= 1 and 0.0 <= report["segm"]["map"] <= 1.0
-    assert "mask AP" in (out / "report.txt").read_text()
+    assert "mask AP50" in (out / "report.txt").read_text()
+    for kind in ("mask", "box"):  # the precision-recall plots: real pictures, not empty files
+        picture = cv2.imread(str(out / f"pr_{kind}.png"))
+        assert picture is not None and picture.shape[0] > 300 and picture.std() > 10
+    assert set(report["pr50"]["segm"]) == set(report["per_class"]) and all(
+        len(points) == 101 for points in report["pr50"]["segm"].values())
 
 
 def test_export_with_a_realtime_score_cut(instance_run, tmp_path):

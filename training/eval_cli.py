@@ -10,6 +10,7 @@ split items, plus a side-by-side ``comparison.txt`` and ``comparison.json``.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 TASKS = {"gate": "classify", "seg": "segment", "region": "region_segment", "instance": "instance"}
@@ -71,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
     items = shared_items(models, args.splits, args.split, args.data)
     names = unique_names(models)
     outs = [Path(args.out)] if len(models) == 1 else [Path(args.out) / name for name in names]
+    began = time.time()
     reports = [evaluate_one(model, out, items, args) for model, out in zip(models, outs)]
     if len(models) == 1:
         print((outs[0] / "report.txt").read_text(), end="")
-        print(f"wrote {args.out}/metrics.json, report.txt and PNGs ({reports[0]['n']} images)")
+        written = sorted(p.name for p in outs[0].iterdir() if p.is_file() and p.stat().st_mtime >= began - 1)
+        print(f"wrote {args.out}/: {', '.join(written)} ({reports[0]['n']} images)")
         return 0
     table = write(comparison(reports, names), args.out)
     print(table.read_text(), end="")

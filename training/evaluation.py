@@ -143,6 +143,10 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
     write_report(out, report, format_report(report))
     name = Path(engine.provenance.path).name
     if task == "instance":
+        for kind, label in (("segm", "mask"), ("bbox", "box")):
+            aps = {c: row[f"{kind}_ap50"] for c, row in report["per_class"].items()}
+            plots.pr_png(report["pr50"][kind], aps, out / f"pr_{label}.png",
+                         f"{name}: {label} PR at IoU 0.5 ({split}, n={report['n']})")
         return report
     if task == "classify":
         plots.confusion_png(report["confusion_matrix"], report["classes"], out / "confusion.png",

@@ -62,6 +62,27 @@ def roc_png(roc: dict[str, dict], aucs: dict[str, float], path: str | Path, titl
     return _save(fig, path)
 
 
+def pr_png(curves: dict[str, list], aps: dict[str, float], path: str | Path, title: str = "") -> Path:
+    """Precision against recall per class; ``curves[name]`` holds the precision at recall
+    0, 0.01, ..., 1 (COCO's interpolated points; None throughout for a class with no objects)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, precision in curves.items():
+        recall = np.linspace(0, 1, len(precision))
+        values = np.array([np.nan if p is None else p for p in precision], dtype=float)
+        ap = aps.get(name)
+        label = f"{name} (AP50 {ap:.3f})" if ap is not None and ap >= 0 else f"{name} (AP50 n/a)"
+        ax.plot(recall, values, label=label)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or "precision-recall", fontsize=10)
+    return _save(fig, path)
+
+
 def curves_png(history: list[dict], metric: str, path: str | Path, title: str = "") -> Path:
     """Train/val loss and the val ``metric`` per epoch; a dotted line marks a phase change.
 

@@ -84,26 +84,36 @@ def score_instances(predictions: list[dict], truths: list[dict], classes: tuple[
     """torchmetrics ``MeanAveragePrecision`` (bbox and segm) over images. ``predictions``:
     per image ``boxes (K, 4)``, ``scores (K,)``, ``labels (K,)`` (1-based), ``masks (K, H, W)``;
     ``truths`` the same without scores. Returns ``{"n", "bbox": {KEYS...}, "segm": {...},
-    "per_class": {name: {"bbox_ap", "segm_ap"}}}`` as plain floats (-1 where COCO has no
-    value, e.g. no large objects); ``classes`` names the labels 1, 2, ..."""
+    "per_class": {name: {"bbox_ap", "segm_ap", "bbox_ap50", "segm_ap50"}}, "pr50": {...}}`` as plain floats (-1 where
+    COCO has no value, e.g. no large objects); ``classes`` names the labels 1, 2, ...
+    ``pr50[kind][name]`` is COCO's interpolated precision at recall 0, 0.01, ..., 1 for
+    IoU 0.5, all areas, 100 detections (0 beyond the highest recall reached; None for a
+    class with no objects), the points whose mean is AP50."""
     from torchmetrics.detection import MeanAveragePrecision
 
-    metric = MeanAveragePrecision(iou_type=("bbox", "segm"), class_metrics=True, backend="pycocotools")
+    metric = MeanAveragePrecision(iou_type=("bbox", "segm"), class_metrics=True, backend="pycocotools",
+                                  extended_summary=True)
     for pred, truth in zip(predictions, truths):
         metric.update([{**pred, "masks": pred["masks"].bool()}], [{**truth, "masks": truth["masks"].bool()}])
     return _report(metric.compute(), classes, len(truths))
 
 
 def _report(result: dict, classes: tuple[str, ...], n: int) -> dict:
-    report = {"n": n, "bbox": {}, "segm": {}, "per_class": {}}
+    report = {"n": n, "bbox": {}, "segm": {}, "per_class": {}, "pr50": {"bbox": {}, "segm": {}}}
     for kind in ("bbox", "segm"):
         report[kind] = {key: float(result[f"{kind}_{key}"]) for key in KEYS}
     ids = [int(v) for v in torch.atleast_1d(result["classes"])]
+    names = [classes[label - 1] if 0 < label <= len(classes) else str(label) for label in ids]
     for kind in ("bbox", "segm"):
         values = torch.atleast_1d(result[f"{kind}_map_per_class"])
-        for label, value in zip(ids, values):
-            name = classes[label - 1] if 0 < label <= len(classes) else str(label)
+        for name, value in zip(names, values):
             report["per_class"].setdefault(name, {})[f"{kind}_ap"] = float(value)
+        # (IoU thresholds, recall points, classes, areas, max detections): IoU 0.5, all, 100
+        precision = result[f"{kind}_precision"][0, :, :, 0, -1]
+        for k, name in enumerate(names):
+            points = precision[:, k]
+            report["pr50"][kind][name] = [round(float(p), 4) if p >= 0 else None for p in points]
+            report["per_class"][name][f"{kind}_ap50"] = float(points.mean()) if points[0] >= 0 else -1.0
     return report
 
 
@@ -113,8 +123,9 @@ def format_instance_report(report: dict) -> list[str]:
     for kind, label in (("segm", "mask"), ("bbox", "box")):
         r = report[kind]
         lines.append(f"{label:<10}" + "".join(f"{r[k]:>8.3f}" for k in ("map", "map_50", "map_75", "mar_100")))
-    lines += ["", f"{'class':<16}{'mask AP':>10}{'box AP':>10}"]
+    lines += ["", f"{'class':<16}{'mask AP':>10}{'box AP':>10}{'mask AP50':>11}{'box AP50':>10}"]
     for name, row in report["per_class"].items():
-        lines.append(f"{name:<16}{row.get('segm_ap', -1):>10.3f}{row.get('bbox_ap', -1):>10.3f}")
+        lines.append(f"{name:<16}{row.get('segm_ap', -1):>10.3f}{row.get('bbox_ap', -1):>10.3f}"
+                     f"{row.get('segm_ap50', -1):>11.3f}{row.get('bbox_ap50', -1):>10.3f}")
     lines += ["", "COCO mAP over IoU 0.50:0.95 (torchmetrics, pycocotools backend); -1: no such objects."]
     return lines
