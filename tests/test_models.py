@@ -118,6 +118,38 @@ def test_a_few_training_steps_reduce_the_loss(task, name):
     assert losses[-1] < losses[0], losses
 
 
+def test_double_unet_deep_supervision_trains_the_first_mask_too():
+    """``--aux-weight``: in training DoubleUNet answers both masks and the shared step adds
+    the first one's loss; evaluation and export keep the one-tensor contract."""
+    from argparse import Namespace
+
+    from nerveseg.training.loop import set_aux_outputs, supervised_step
+
+    model = tiny("segment", "double_unet").train()
+    (image,), mask = tiny_set("segment")
+    assert set_aux_outputs(model, True) and not set_aux_outputs(tiny("segment", "unet_mobilenet_v2"), True)
+    final, first = model(image)
+    assert final.shape == first.shape == (4, 1, 64, 64) and not torch.equal(final, first)
+    assert isinstance(model.eval()(image), torch.Tensor)  # evaluation and export: one tensor
+    model.train()
+    criterion, batch = BCEDiceLoss(), (image.permute(0, 3, 1, 2), mask.to(torch.uint8))
+    grads = {}
+    for weight in (0.0, 1.0):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout masks in the ASPP for the step and the check
+        loss, count, scores = supervised_step(model, batch, criterion, Namespace(task="segment", aux_weight=weight))
+        loss.backward()
+        grads[weight] = model.model.head1.weight.grad.clone()
+        torch.manual_seed(1)
+        final, first = model(image)  # loss = criterion(final) + w * criterion(first)
+        expected = criterion(final, mask) + weight * criterion(first, mask)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert count == 4 and scores.shape == (4,)
+    assert not torch.allclose(grads[0.0], grads[1.0]), "the first mask's own loss reaches its head"
+    set_aux_outputs(model, False)
+    assert isinstance(model(image), torch.Tensor)
+
+
 @pytest.mark.parametrize("name, source, probe", [
     ("deeplabv3plus_mobilenet_v2", "mobilenet_v2",
      ("features.3.conv.1.0.weight", "backbone.features.3.conv.1.0.weight")),
@@ -155,4 +187,5 @@ def test_new_segmenters_train_with_nerveseg_train_seg(name, training_seg_data, t
                   "--size", "32", "--width", "0.25", "--batch-size", "8", "--threads", "1")
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 1 and 0 <= history[0]["val_iou"] <= 1
-    assert torch.load(tmp_path / "best.pt", weights_only=True)["arch"] == name
+    checkpoint = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert checkpoint["arch"] == name and checkpoint["args"]["aux_weight"] == 1.0

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seg.add_argument("--target", default=None, metavar="CLASS",
                      help="the class segmented when masks hold several (default: the only one, or nerve)")
     seg.add_argument("--dice-weight", type=float, default=None, help="loss = BCE + w * (1 - Dice) (default 1)")
+    seg.add_argument("--aux-weight", type=float, default=None,
+                     help="deep supervision: + w * the loss on a model's auxiliary output, DoubleUNet's first "
+                          "mask (default 1; 0: off)")
     for module_name in FAMILY_PARSERS:
         try:
             module = importlib.import_module(module_name)

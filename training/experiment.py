@@ -74,6 +74,7 @@ class ScheduleSection:
     batch_size: int = 16
     seed: int = 0
     dice_weight: float = 1.0         # seg: loss = BCE + w (1 - Dice)
+    aux_weight: float = 1.0          # seg: + w x the same loss on auxiliary outputs (DoubleUNet's first mask); 0: off
 
 
 @dataclass(frozen=True)

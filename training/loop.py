@@ -38,13 +38,28 @@ def score(task: str, output: torch.Tensor, target: torch.Tensor) -> np.ndarray:
 def supervised_step(model, batch, criterion, args) -> tuple[torch.Tensor, int, np.ndarray]:
     """``batch = (images (N, 3, H, W) uint8, targets)``: class indices ``(N,)`` int64 or
     masks ``(N, 1, H, W)`` uint8. The forward runs under autocast; the loss in float32
-    (a Dice sum over a large mask can overflow float16)."""
+    (a Dice sum over a large mask can overflow float16). A model that answers a tuple
+    in training (:func:`set_aux_outputs`) is deeply supervised: loss = criterion(first)
+    + ``args.aux_weight`` × criterion(each other); the score is the first's."""
     device = device_of(model)
     images, targets = (t.to(device, non_blocking=True) for t in batch)
     with distributed.autocast(device, distributed.use_amp(args, device)):
         output = model(images.permute(0, 2, 3, 1))  # (N,3,H,W) → the engine's (N,H,W,3)
-    loss = criterion(output.float(), targets.float() if args.task != "classify" else targets)
+    output, *aux = output if isinstance(output, tuple) else (output,)
+    targets_f = targets.float() if args.task != "classify" else targets
+    loss = criterion(output.float(), targets_f)
+    for extra in aux:
+        loss = loss + args.aux_weight * criterion(extra.float(), targets_f)
     return loss, len(images), score(args.task, output.detach(), targets)
+
+
+def set_aux_outputs(model: torch.nn.Module, on: bool) -> bool:
+    """Switch the auxiliary training outputs of every submodule that has them (DoubleUNet's
+    first mask); True when ``model`` has any."""
+    found = [m for m in model.modules() if hasattr(m, "aux_outputs")]
+    for module in found:
+        module.aux_outputs = on
+    return bool(found)
 
 
 class _Totals:

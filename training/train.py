@@ -29,7 +29,7 @@ from .distributed import Dist, seed_all
 from .experiment import did_you_mean, write_run_config
 from .importers import ImportedDataset, format_report, import_dataset, write_skipped
 from .losses import BCEDiceLoss
-from .loop import METRIC, evaluate, train_one_epoch
+from .loop import METRIC, evaluate, set_aux_outputs, train_one_epoch
 from .models import NormalizedModel, build_model, get_spec, load_pretrained
 from .plots import curves_png
 from .resolve import DEFAULT_EPOCHS, config_of, experiment_of, make_meta, resolve_args, resume
@@ -196,6 +196,8 @@ def _train(args, out: Path, where: Dist) -> dict:
     ckpt, data, splits, config, meta = _prepare(args, out, where)
     seed_all(args.seed)
     model = (_restored(args, ckpt, meta) if ckpt else create_model(args)).to(where.device)
+    if set_aux_outputs(model, args.aux_weight > 0) and args.aux_weight > 0:
+        log.info("deep supervision: %s's auxiliary mask is trained too (loss weight %g)", args.model, args.aux_weight)
     train_loader, val_loader, generator, sampler = loaders(args, splits, data, where)
     criterion, metric = criterion_of(args), METRIC[args.task]
     scaler = distributed.grad_scaler(where.device, distributed.use_amp(args, where.device))

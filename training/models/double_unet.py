@@ -74,7 +74,12 @@ class Decoder(nn.Module):
 
 
 class DoubleUNet(nn.Module):
-    """``(N, 3, H, W) float32`` normalised → ``(N, num_classes, H, W)``: network 2's logits."""
+    """``(N, 3, H, W) float32`` normalised → ``(N, num_classes, H, W)``: network 2's logits.
+
+    With ``aux_outputs`` set (the training loop sets it for ``--aux-weight`` > 0) a forward
+    in training mode returns ``(logits 2, logits 1)``: network 1's mask gets a loss of its
+    own, the paper's deep supervision. Evaluation and export always see one tensor.
+    """
 
     def __init__(self, num_classes: int = 1, width_mult: float = 1.0, aspp_channels: int = 64,
                  encoder2_channels: Sequence[int] = (16, 32, 64, 128),
@@ -94,6 +99,7 @@ class DoubleUNet(nn.Module):
         both = [a + b for a, b in zip(skips1[-2::-1], c2[-2::-1])]
         self.decoder2 = Decoder(aspp_channels, both, decoder_channels)
         self.head2 = nn.Conv2d(decoder_channels[-1], num_classes, 1)
+        self.aux_outputs = False
 
     def _encode1(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
@@ -110,14 +116,17 @@ class DoubleUNet(nn.Module):
             outs.append(x)
         return outs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         size = x.shape[-2:]
         e1 = self._encode1(x)
         y = self.decoder1(self.aspp1(e1[-1]), [[s] for s in e1[-2::-1]])
         logits1 = F.interpolate(self.head1(y), size=size, mode="bilinear", align_corners=False)
         e2 = self._encode2(x * torch.sigmoid(logits1))
         y = self.decoder2(self.aspp2(e2[-1]), [[a, b] for a, b in zip(e1[-2::-1], e2[-2::-1])])
-        return F.interpolate(self.head2(y), size=size, mode="bilinear", align_corners=False)
+        logits2 = F.interpolate(self.head2(y), size=size, mode="bilinear", align_corners=False)
+        if self.aux_outputs and self.training:
+            return logits2, logits1
+        return logits2
 
 
 def build(num_classes: int = 1, width_mult: float = 1.0, aspp_channels: int = 64,
