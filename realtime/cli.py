@@ -64,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"nerveseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except ImportError as exc:  # a native module's import cut short by Ctrl-C or SIGTERM
-        if not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+    except (KeyboardInterrupt, ImportError) as exc:
+        # An ImportError chained to a KeyboardInterrupt is a native module's import cut
+        # short by Ctrl-C or SIGTERM; any other is a real error.
+        if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
             raise
         print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
         return 130

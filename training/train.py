@@ -196,7 +196,8 @@ def _train(args, out: Path, where: Dist) -> dict:
     ckpt, data, splits, config, meta = _prepare(args, out, where)
     seed_all(args.seed)
     model = (_restored(args, ckpt, meta) if ckpt else create_model(args)).to(where.device)
-    if set_aux_outputs(model, args.aux_weight > 0) and args.aux_weight > 0:
+    deep_supervision = args.aux_weight > 0
+    if set_aux_outputs(model, deep_supervision) and deep_supervision:
         log.info("deep supervision: %s's auxiliary mask is trained too (loss weight %g)", args.model, args.aux_weight)
     train_loader, val_loader, generator, sampler = loaders(args, splits, data, where)
     criterion, metric = criterion_of(args), METRIC[args.task]
