@@ -162,9 +162,10 @@ def python_child(script: str, *argv: str, **kwargs) -> subprocess.Popen:
 
 def csv_rows(path: Path) -> int:
     """Complete data rows in a CSV that may have been cut mid-line (header excluded)."""
-    if not path.exists():
+    try:  # not "exists() then read": start-up's writability check creates and removes the file
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
         return 0
-    lines = path.read_bytes().split(b"\n")
     return max(0, len(lines) - 2)  # the header, and the (possibly partial) text after the last newline
 
 
