@@ -30,6 +30,7 @@ RESULTS=${GPU_CHECK_OUT:-runs/gpu_check}
 mkdir -p "$RESULTS"
 export NERVESEG_ENGINE_CACHE=${NERVESEG_ENGINE_CACHE:-$RESULTS/engine-cache}
 export QT_QPA_PLATFORM=offscreen
+export ORT_DISABLE_TELEMETRY=${ORT_DISABLE_TELEMETRY:-1}  # as nerveseg itself (docs/RELIABILITY.md)
 started=$(date +%s)
 step() { echo "== [$(( $(date +%s) - started )) s] $*" >&2; }
 
