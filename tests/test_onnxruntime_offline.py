@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from fault_fixtures import REPO
 
 # Loads an engine, runs it, and reports the telemetry switch and the thread counts seen
 # while it idles for ``idle`` seconds (or until the count first changes, with ``stop``).
