@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # so asking for onnxruntime never imports torch or TensorRT.
 BACKENDS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("nerveseg.engines.onnxruntime_backend", "OnnxRuntimeEngine"),
-    "torch": ("nerveseg.engines.torch_backend", "TorchEngine"),
+    "torch": ("nerveseg.training.torch_backend", "TorchEngine"),
     "tensorrt": ("nerveseg.engines.tensorrt_backend", "TensorRTEngine"),
     "onnxruntime-cuda": ("nerveseg.engines.onnxruntime_gpu_backend", "OnnxRuntimeCudaEngine"),
     "onnxruntime-trt": ("nerveseg.engines.onnxruntime_gpu_backend", "OnnxRuntimeTensorRTEngine"),

@@ -46,7 +46,7 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCudaEngine):
     provider = "TensorrtExecutionProvider"
 
     def _providers(self) -> list:
-        from .tensorrt_cache import cache_dir
+        from .tensorrt_paths import cache_dir
 
         options = {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                    "trt_engine_cache_path": str(cache_dir() / "onnxruntime-trt")}

@@ -1,46 +1,9 @@
-"""Engine-input frames for INT8 calibration and ``nerveseg verify``.
-
-Frames pass through the pipeline's own :class:`nerveseg.realtime.preprocess.Preprocessor`
-(eye crop, glare-border crop, square crop, resize), so calibration statistics and
-agreement figures describe exactly what the engines see at run time.
-"""
+"""Deterministic stand-in engine inputs, for ``nerveseg verify`` and the GPU checks when
+no real frames are given (real frames: :mod:`nerveseg.realtime.sample_frames`)."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import numpy as np
-
-from .metadata import EngineError
-
-
-def load_frames(spec: str | Path, input_size: tuple[int, int], n: int, preprocess=None) -> np.ndarray:
-    """Up to ``n`` frames of a video file or image folder, preprocessed.
-
-    Returns ``(N, H, W, 3) uint8 RGB`` at ``input_size``, a fresh array (the
-    preprocessor reuses its buffer, so every frame is copied out). ``preprocess`` is a
-    :class:`PreprocessConfig` (default: the pipeline's defaults).
-    """
-    from nerveseg.realtime.preprocess import PreprocessConfig, Preprocessor
-    from nerveseg.realtime.sources import open_source
-
-    if n < 1:
-        raise EngineError(f"{spec}: asked for {n} frames; need at least 1")
-    source = open_source(str(spec))  # missing file / empty folder: one-line UserError naming it
-    prep = Preprocessor(preprocess or PreprocessConfig(), input_size)
-    out = np.empty((n, *input_size, 3), np.uint8)
-    stop = threading.Event()
-    count = 0
-    for frame in source.frames(stop):
-        out[count] = prep(frame.image)[1][0]
-        count += 1
-        if count == n:
-            stop.set()
-            break
-    if count == 0:
-        raise EngineError(f"{spec}: no readable frames")
-    return out[:count]
 
 
 def synthetic_frames(n: int, input_size: tuple[int, int], seed: int = 0) -> np.ndarray:

@@ -32,31 +32,30 @@ class BuildOptions:
     workspace_mb: int = 2048
     opt_level: int = 3
     max_batch: int = 4
-    calib_dir: Path | None = None
-    calib_frames: int = 256
     timing_cache: Path | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        if self.precision == "int8" and self.calib_dir is None:
-            raise EngineError("INT8 needs calibration frames: pass --calib-dir DIR (a folder of frames)")
-        if self.workspace_mb < 64 or not 0 <= self.opt_level <= 5 or self.max_batch < 1 or self.calib_frames < 1:
-            raise EngineError("bad build options: need --workspace >= 64 MB, --opt-level 0..5, "
-                              "--max-batch >= 1, --calib-frames >= 1")
+        if self.workspace_mb < 64 or not 0 <= self.opt_level <= 5 or self.max_batch < 1:
+            raise EngineError("bad build options: need --workspace >= 64 MB, --opt-level 0..5, --max-batch >= 1")
 
 
 def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions = BuildOptions(),
-                 env: Environment | None = None) -> Sidecar:
-    """Build ``out`` (and ``<out>.json``) from ``onnx``; returns the written sidecar."""
+                 env: Environment | None = None, calibration: np.ndarray | None = None) -> Sidecar:
+    """Build ``out`` (and ``<out>.json``) from ``onnx``; returns the written sidecar.
+
+    ``calibration``: INT8 only, ``(N, H, W, 3) uint8`` engine-input frames taken the way
+    the runtime takes them (``nerveseg.realtime.sample_frames.calibration_frames``)."""
     from .onnxruntime_backend import read_onnx_meta
-    from .tensorrt_calibration import calibration_frames
 
     onnx, out = Path(onnx), Path(out)
+    if options.precision == "int8" and calibration is None:
+        raise EngineError("INT8 needs calibration frames: pass --calib-dir DIR (a folder of frames)")
+    if options.precision != "int8":
+        calibration = None
     meta = read_onnx_meta(onnx)  # missing file / no metadata: one line naming the file
-    frames = None
-    if options.precision == "int8":
-        frames = calibration_frames(options.calib_dir, meta.input_size, options.calib_frames)
+    frames = calibration
     env = env or probe()
     key = EngineKey.current(env, options.precision, file_sha256(onnx), onnx)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +72,7 @@ def _build(onnx: Path, out: Path, meta: EngineMeta, key: EngineKey, options: Bui
            frames: np.ndarray | None, env: Environment) -> Sidecar:
     import tensorrt as trt
 
-    from .tensorrt_cache import timing_cache_path
+    from .tensorrt_paths import timing_cache_path
 
     say(f"building a {key.precision} TensorRT engine from {onnx} for {env.gpu.describe()}, TensorRT "
         f"{key.tensorrt_version}. This is a one-time build and can take minutes; the engine is saved as {out}")

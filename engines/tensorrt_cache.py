@@ -11,38 +11,18 @@ place, never loaded.
 from __future__ import annotations
 
 import logging
-import os
-import re
 from pathlib import Path
 from typing import Callable
 
 from .environment import Environment
 from .metadata import EngineError, file_sha256
 from .tensorrt_meta import EngineKey, check_engine_file, read_sidecar
+from .tensorrt_paths import cache_dir, cached_engine_path, timing_cache_path  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 # build(onnx_path, engine_path, precision, env) -> None: writes the engine and its sidecar.
 Builder = Callable[[Path, Path, str, Environment], None]
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("NERVESEG_ENGINE_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nerveseg" / "engines"
-
-
-def cached_engine_path(onnx: Path, precision: str, onnx_sha256: str) -> Path:
-    return cache_dir() / f"{onnx.stem}-{onnx_sha256[:12]}-{precision}.engine"
-
-
-def timing_cache_path(key: EngineKey) -> Path:
-    """One timing cache per GPU model and TensorRT version, shared by every model: the
-    layer timings it stores are what make a second build take seconds, not minutes."""
-    slug = re.sub(r"[^A-Za-z0-9.]+", "_", f"{key.gpu_name}-sm{key.compute_capability}-trt{key.tensorrt_version}")
-    return cache_dir() / f"timing-{slug}.cache"
 
 
 def cache_decision(engine: Path, wanted: EngineKey) -> tuple[bool, str]:

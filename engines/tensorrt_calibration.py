@@ -1,8 +1,8 @@
-"""INT8 calibration data and the entropy calibrator that feeds it to TensorRT.
+"""The entropy calibrator that feeds INT8 calibration frames to TensorRT.
 
-The calibration frames come from a folder of ordinary frames (PNG/JPEG…) and pass
-through the pipeline's own preprocessing (:mod:`nerveseg.engines.sample_frames`), so the
-activation ranges TensorRT measures are those of the frames it will see at run time.
+The frames are the caller's (``nerveseg.realtime.sample_frames.calibration_frames``
+reads a folder through the pipeline's own source and preprocessing), so the activation
+ranges TensorRT measures are those of the frames it will see at run time.
 """
 
 from __future__ import annotations
@@ -10,35 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from .metadata import EngineError
-from .sample_frames import load_frames
-
-
-def calibration_frames(calib_dir: str | Path | None, input_size: tuple[int, int], n: int) -> np.ndarray:
-    """Up to ``n`` preprocessed frames from ``calib_dir``: ``(N, H, W, 3) uint8``.
-
-    One-line :class:`EngineError` naming the folder when it is missing, not a folder, or
-    holds no readable images.
-    """
-    from nerveseg.realtime.errors import UserError
-    from nerveseg.realtime.sources import IMAGE_SUFFIXES
-
-    if calib_dir is None:
-        raise EngineError("INT8 needs calibration frames: pass --calib-dir DIR (a folder of frames)")
-    calib_dir = Path(calib_dir)
-    if not calib_dir.is_dir():
-        raise EngineError(f"{calib_dir}: calibration folder not found (or not a folder)")
-    try:
-        frames = load_frames(calib_dir, input_size, n)
-    except UserError as exc:
-        if "no images" in str(exc):
-            raise EngineError(f"{calib_dir}: calibration folder has no images "
-                              f"(looked for {', '.join(IMAGE_SUFFIXES)})") from None
-        raise
-    except EngineError:
-        raise EngineError(f"{calib_dir}: calibration folder has no readable images") from None
-    return frames
 
 
 def make_calibrator(trt, frames: np.ndarray, cache_path: Path):

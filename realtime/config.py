@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from nerveseg.engines.errors import UserError
 from .overlay import OverlayConfig
-from .preprocess import PreprocessConfig
+from nerveseg.engines.preprocess import PreprocessConfig
 
 DEFAULT_GATE = "samples/models/gate.onnx"
 DEFAULT_SEGMENTER = "samples/models/unet.onnx"

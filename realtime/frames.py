@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .preprocess import Box
+from nerveseg.engines.preprocess import Box
 
 Stamp = tuple[str, int, int]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .preprocess import Box
+from nerveseg.engines.preprocess import Box
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 LABEL_COLOURS = {"nerve": (60, 255, 90), "tendon": (255, 190, 60), "opening_wound": (255, 90, 90)}

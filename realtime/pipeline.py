@@ -29,12 +29,11 @@ from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
 
 from .config import PipelineConfig, to_dict
-from .errors import UserError
+from nerveseg.engines.errors import UserError
 from .events import Listeners, Notice, SourceState
-from .frames import Rendered, now_ns
+from .frames import Rendered
 from .graph import Pipeline, Policy
-from .frame_log import CsvLog, LogOp
-from .sinks import AviRecorder, RecorderOp, Recording, SubscriberOp, check_writable
+from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
 from .watchdog import Watchdog
@@ -101,9 +100,10 @@ class NervePipeline:
         summary = self.config.log.summary or (rec.with_suffix(".json") if rec else None)
         outputs = {"avi": rec, "csv": Path(csv_path) if csv_path else None,
                    "summary": Path(summary) if summary else None}
-        for path in outputs.values():
-            if path is not None:
-                check_writable(path)
+        # The AVI and the CSV are checked by their writers when built (compose); the
+        # summary has no writer until the end, so it is checked here, once.
+        if outputs["summary"] is not None:
+            check_writable(outputs["summary"])
         return outputs
 
     def compose(self) -> tuple[Pipeline, dict]:
@@ -201,7 +201,6 @@ class NervePipeline:
         for engine in {id(e): e for e in (self.engines.gate, self.engines.segment)}.values():
             engine.warmup()  # once each: a gate_segment engine is both
         self.started_unix = time.time()
-        self.ops["log"].t0_ns = now_ns()
         self.graph.start()
         self.watchdog.start()
         return self
@@ -270,5 +269,5 @@ class NervePipeline:
         summary = self.summary()
         path = self.outputs["summary"]
         if path is not None:
-            path.write_text(json.dumps(summary, indent=2, default=str))
+            write_summary(path, summary)
         return summary

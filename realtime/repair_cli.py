@@ -15,7 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .errors import UserError
+from nerveseg.engines.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

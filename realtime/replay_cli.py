@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import config as cfg
-from .errors import UserError
+from nerveseg.engines.errors import UserError
 from .stages import one_line
 from .stats import format_table
 

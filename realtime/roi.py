@@ -1,6 +1,6 @@
 """Regions of interest: where the surgeon wants the nerve looked for, in view pixels.
 
-A region is a :class:`~nerveseg.realtime.preprocess.Box` (a dragged rectangle) or a
+A region is a :class:`~nerveseg.engines.preprocess.Box` (a dragged rectangle) or a
 :class:`Polygon` (clicked corners). Both are immutable, so the UI thread may swap the
 segmenter's region while frames are in flight: each frame records the region it used.
 
@@ -16,7 +16,7 @@ from typing import Union
 import cv2
 import numpy as np
 
-from .preprocess import Box
+from nerveseg.engines.preprocess import Box
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import config as cfg
-from .errors import UserError
+from nerveseg.engines.errors import UserError
 from .replay_cli import add_engine_arguments, exit_status, overrides
 from .stats import format_table
 

@@ -18,7 +18,7 @@ from .frames import Frame, GateResult, Rendered, Segmentation, now_ns, stage_ms
 from .graph import Channel, Operator, SourceOperator
 from .instances import check_instance_engine, find_instances
 from .overlay import OverlayConfig, draw_instances, draw_panel, text_lines, tint
-from .preprocess import Box, PreprocessConfig, Preprocessor
+from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
 from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_mask
 from .sources import Source
 

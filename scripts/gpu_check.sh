@@ -44,7 +44,7 @@ else
     ./scripts/env.sh tensorrt,train,test
     PY=.venv/bin/python
 fi
-nerveseg() { "$PY" -m nerveseg.realtime.cli "$@"; }
+nerveseg() { "$PY" -m nerveseg.commands.cli "$@"; }
 "$PY" - <<'EOF' || { echo "gpu_check: the environment cannot run TensorRT (see above)" >&2; exit 1; }
 import sys
 from nerveseg.engines.environment import probe

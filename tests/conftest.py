@@ -126,7 +126,7 @@ TRAINING_TINY = ["--size", "32", "--width", "0.25", "--batch-size", "8", "--thre
 
 
 def _training_cli(*argv: str) -> None:
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     assert main(list(argv)) == 0
 

@@ -147,7 +147,7 @@ def _interruptible(then=None):
 def nerveseg_child(*argv: str, **kwargs) -> subprocess.Popen:
     """``nerveseg ARGV`` in a child process (its own Python), output piped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "nerveseg.realtime.cli", *argv], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "nerveseg.commands.cli", *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_interruptible(kwargs.pop("preexec_fn", None)), **kwargs)
 

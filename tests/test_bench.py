@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from video_fixtures import count_frames, write_video
 
-from nerveseg.realtime.bench.report import BEGIN, END
-from nerveseg.realtime.cli import main
+from nerveseg.commands.bench.report import BEGIN, END
+from nerveseg.commands.cli import main
 
 pytest.importorskip("torch")
 
@@ -100,7 +100,7 @@ def test_unknown_mode_is_a_one_line_error(tmp_path, tiny_engines, capsys):
 
 
 def test_scaling_times_each_backbone_at_each_size():
-    from nerveseg.realtime.bench.scaling import scaling, scaling_table
+    from nerveseg.commands.bench.scaling import scaling, scaling_table
 
     frames = [np.full((120, 320, 3), v, np.uint8) for v in (40, 120, 200)]
     rows = scaling(frames, sizes=(32, 64), gates=("mobilenet_v2:0.25",), segmenters=("unet_mobilenet_v2:0.25",),
@@ -113,7 +113,7 @@ def test_scaling_times_each_backbone_at_each_size():
 
 
 def test_ratios_set_the_live_tail_against_the_engines_alone_and_in_the_run():
-    from nerveseg.realtime.bench.report import ratios
+    from nerveseg.commands.bench.report import ratios
 
     results = {"replay": {"fps": 40.0}, "naive": {"fps": 10.0}, "sequential": {"fps": 20.0}, "bare": {"fps": 80.0,
                "gate_ms": {"p50": 5.0}, "segment_ms": {"p50": 7.0}}, "costs": {"bound_fps": 50.0},

@@ -14,7 +14,7 @@ import torch
 def test_torchrun_two_processes_gloo(training_gate_data, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "nerveseg.realtime.cli", "train", "gate", str(training_gate_data), "--out", str(out),
+               "-m", "nerveseg.commands.cli", "train", "gate", str(training_gate_data), "--out", str(out),
                "--epochs", "1", "--size", "32", "--width", "0.25", "--batch-size", "4", "--threads", "1",
                "--device", "cpu", "--rotate", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

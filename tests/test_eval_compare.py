@@ -13,7 +13,7 @@ from engine_fixtures import _image_input, make_gate, make_segmenter, save_onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nerveseg.engines.metadata import EngineMeta
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.training import compare, evaluation
 
 CLASSES = ("nerve", "opening_wound", "tendon")

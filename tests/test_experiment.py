@@ -8,7 +8,7 @@ import argparse
 import pytest
 import yaml
 
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.training import cli, experiment
 from nerveseg.training.experiment import namespace_from_cli
 

@@ -10,6 +10,7 @@ import pytest
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import EngineError
 from nerveseg.training import export as export_module
+from nerveseg.training.exporters import export
 from nerveseg.training.data import read_rgb
 from nerveseg.training.metrics import iou_dice
 from nerveseg.training.splits import read_split
@@ -18,14 +19,14 @@ from nerveseg.training.splits import read_split
 @pytest.fixture(scope="module")
 def gate_onnx(training_gate_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "gate.onnx"
-    export_module.export(training_gate_run / "best.pt", out)
+    export(training_gate_run / "best.pt", out)
     return out
 
 
 @pytest.fixture(scope="module")
 def seg_onnx(training_seg_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "unet.onnx"
-    export_module.export(training_seg_run / "best.pt", out)
+    export(training_seg_run / "best.pt", out)
     return out
 
 
@@ -91,20 +92,20 @@ def test_wrong_task_and_missing_metadata_are_refused(gate_onnx, tmp_path):
 def test_failed_export_step_is_named(training_gate_run, tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "ATOL", -1.0)
     with pytest.raises(export_module.ExportError, match="parity"):
-        export_module.export(training_gate_run / "best.pt", tmp_path / "x.onnx")
+        export(training_gate_run / "best.pt", tmp_path / "x.onnx")
     monkeypatch.undo()
 
     def broken(proto):
         raise ValueError("bad graph")
 
-    monkeypatch.setattr(export_module, "_check", broken)
+    monkeypatch.setattr(export_module, "check_onnx", broken)
     with pytest.raises(export_module.ExportError, match="step 'onnx.checker' failed: bad graph"):
-        export_module.export(training_gate_run / "best.pt", tmp_path / "y.onnx")
+        export(training_gate_run / "best.pt", tmp_path / "y.onnx")
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
 
 
 def test_eval_gate_onnx_writes_reports(gate_onnx, training_gate_run, training_gate_data, tmp_path):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     out = tmp_path / "eval"
     assert main(["eval", "gate", str(gate_onnx), "--data", str(training_gate_data),
@@ -117,7 +118,7 @@ def test_eval_gate_onnx_writes_reports(gate_onnx, training_gate_run, training_ga
 
 
 def test_eval_seg_checkpoint_and_embed_metrics(training_seg_run, training_seg_data, tmp_path):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     out = tmp_path / "eval"
     assert main(["eval", "seg", str(training_seg_run / "best.pt"), "--data", str(training_seg_data),
@@ -126,7 +127,7 @@ def test_eval_seg_checkpoint_and_embed_metrics(training_seg_run, training_seg_da
     assert report["engine"]["backend"] == "torch" and report["n"] == 4  # 2 of 10 per dataset
     assert report["iou"]["ci_low"] <= report["iou"]["mean"] <= report["iou"]["ci_high"]
     assert (out / "iou_hist.png").is_file() and "IoU" in (out / "report.txt").read_text()
-    meta = export_module.export(training_seg_run / "best.pt", tmp_path / "m.onnx",
+    meta = export(training_seg_run / "best.pt", tmp_path / "m.onnx",
                                 metrics=out / "metrics.json")
     assert meta.extra["test_metrics"]["iou_mean"] == pytest.approx(report["iou"]["mean"])
 
@@ -137,7 +138,7 @@ def test_export_at_another_size_with_a_weights_only_reference(training_seg_run, 
     import torch
 
     onnx_path, pt_path = tmp_path / "unet48.onnx", tmp_path / "unet48.pt"
-    export_module.export(training_seg_run / "best.pt", onnx_path, input_size=(48, 48), reference_pt=pt_path)
+    export(training_seg_run / "best.pt", onnx_path, input_size=(48, 48), reference_pt=pt_path)
     ort_engine = load_engine(onnx_path, backend="onnxruntime", task="segment")
     torch_engine = load_engine(pt_path, backend="torch", task="segment")
     assert ort_engine.input_size == torch_engine.input_size == (48, 48)

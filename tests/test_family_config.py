@@ -11,7 +11,7 @@ import yaml
 from conftest import _training_cli
 from test_instance_fixtures import instance_data  # noqa: F401  (fixture)
 
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 
 pytest.importorskip("torch")
 

@@ -107,11 +107,11 @@ def test_camera_source_alone_survives_a_raising_driver():
 
 
 def test_camera_frames_in_other_layouts_are_used_or_counted():
-    from nerveseg.realtime.sources import _to_rgb
+    from nerveseg.realtime.sources import to_rgb
 
     grey = np.full((4, 6), 9, np.uint8)
     bgra = np.zeros((4, 6, 4), np.uint8)
     bgra[..., 2] = 200
-    assert _to_rgb(grey).shape == (4, 6, 3) and _to_rgb(bgra)[0, 0, 0] == 200
+    assert to_rgb(grey).shape == (4, 6, 3) and to_rgb(bgra)[0, 0, 0] == 200
     for bad in (None, np.empty((0, 0, 3), np.uint8), np.zeros((4, 6, 3), np.float32), np.zeros((4, 6, 2), np.uint8)):
-        assert _to_rgb(bad) is None
+        assert to_rgb(bad) is None

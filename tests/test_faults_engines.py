@@ -15,7 +15,7 @@ from fault_fixtures import POISON_LEVEL, make_poison_gate, poison_frame, write_f
 from video_fixtures import count_frames, stereo_frame, write_video
 
 from nerveseg.engines.metadata import META_KEY
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 
 
 def _edit_meta(path, **changes):

@@ -15,10 +15,10 @@ from fault_fixtures import write_frames
 from video_fixtures import count_frames, stereo_frame, write_video
 
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.pipeline import NervePipeline
 from nerveseg.realtime.stall import Stalled, with_deadline
-from nerveseg.realtime.video_file import VideoFileSource
+from nerveseg.realtime.sources import VideoFileSource
 
 
 def replay(tmp_path, video, engines, *extra):

@@ -22,7 +22,7 @@ from video_fixtures import band_row, count_frames, pipeline_box, stereo_frame, w
 
 from nerveseg.engines.loader import load_engine
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.repair_cli import repair
 

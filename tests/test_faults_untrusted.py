@@ -13,8 +13,8 @@ from engine_fixtures import make_gate, make_segmenter
 from video_fixtures import write_video
 
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.cli import main
-from nerveseg.realtime.errors import UserError
+from nerveseg.commands.cli import main
+from nerveseg.engines.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from video_fixtures import count_frames, write_video
 
 from nerveseg.engines.loader import load_engine
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 
 torch = pytest.importorskip("torch")

@@ -224,7 +224,7 @@ def test_class_folders_and_a_missing_class(tmp_path):
 
 
 def test_data_check_and_split_cli(supervisely, tmp_path, capsys):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     assert main(["data", "check", str(supervisely)]) == 0
     out = capsys.readouterr().out

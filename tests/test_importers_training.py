@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TRAINING_TINY
 
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.training import splits
 
 

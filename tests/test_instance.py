@@ -164,7 +164,7 @@ def test_tiny_training_run_folder(instance_run):
 def test_resume_extends_the_run(instance_run, instance_data, tmp_path):
     import shutil
 
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     run = shutil.copytree(instance_run, tmp_path / "run")
     assert main(["train", "instance", str(instance_data / "coco"), "--out", str(run), "--resume", "--epochs", "3",
@@ -176,7 +176,7 @@ def test_resume_extends_the_run(instance_run, instance_data, tmp_path):
 
 
 def test_export_parity_and_both_backends(instance_onnx, instance_run, instance_data, tmp_path):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     ort = load_engine(instance_onnx, backend="onnxruntime", task="instance")
     ref = load_engine(instance_run / "best.pt", backend="torch", task="instance")
@@ -206,7 +206,8 @@ def test_export_parity_and_both_backends(instance_onnx, instance_run, instance_d
 
 
 def test_export_with_a_realtime_score_cut(instance_run, tmp_path):
-    from nerveseg.training.export import ExportError, export
+    from nerveseg.training.export import ExportError
+    from nerveseg.training.exporters import export
 
     meta = export(instance_run / "best.pt", tmp_path / "rt.onnx", min_score=0.3)
     assert meta.extra["min_score"] == 0.3

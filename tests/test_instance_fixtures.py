@@ -46,7 +46,7 @@ def instance_data(tmp_path_factory) -> Path:
 def instance_run(instance_data, tmp_path_factory) -> Path:
     """Run folder of a 2-epoch, 2-iterations-per-epoch training from the COCO set."""
     def make() -> Path:
-        from nerveseg.realtime.cli import main
+        from nerveseg.commands.cli import main
 
         out = tmp_path_factory.mktemp("instance_run")
         assert main(["train", "instance", str(instance_data / "coco"), "--out", str(out), "--epochs", "2",
@@ -60,7 +60,7 @@ def instance_run(instance_data, tmp_path_factory) -> Path:
 def instance_onnx(instance_run) -> Path:
     """The tiny run's best.pt through the export chain."""
     def make() -> Path:
-        from nerveseg.training.export import export
+        from nerveseg.training.exporters import export
 
         export(instance_run / "best.pt", instance_run / "maskrcnn.onnx")
         return instance_run / "maskrcnn.onnx"

@@ -15,7 +15,7 @@ from test_instance_fixtures import (SIZE, instance_data, instance_onnx, instance
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import EngineError
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.frames import Instances
 from nerveseg.realtime.overlay import draw_instances, instance_colour
 from nerveseg.realtime.pipeline import NervePipeline
@@ -86,7 +86,7 @@ def test_pipeline_with_a_constant_instance_engine_keeps_the_pixel_contract(insta
 
 def test_score_threshold_and_region_of_interest(tmp_path):
     from nerveseg.realtime.frames import Frame, GateResult
-    from nerveseg.realtime.preprocess import Box
+    from nerveseg.engines.preprocess import Box
 
     engine = load_engine(make_constant_instances(tmp_path / "inst.onnx", BOXES, [1, 2], [0.9, 0.4]))
     op = SegmentOp(engine, threshold=0.5)

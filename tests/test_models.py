@@ -91,11 +91,11 @@ def test_onnx_export_and_runtime_parity(task, name):
     feeds = [t.numpy() for t in inputs(task, 3, 64, seed=2)]
     if task == "region_segment":
         proto = region_export.to_onnx(model, meta)
-        export._check(proto)
+        export.check_onnx(proto)
         parity, got = region_export.check_parity(model, proto, meta, *feeds)
     else:
         proto = export.to_onnx(model, meta, "legacy", 17)
-        export._check(proto)
+        export.check_onnx(proto)
         parity, got = export.check_parity(model, proto, meta, *feeds)
     assert parity["frames"] == 3 and parity["max_abs_diff"] <= parity["tolerance"]
     assert [i.name for i in proto.graph.input] == (["image", "region"] if task == "region_segment" else ["image"])

@@ -13,14 +13,14 @@ from video_fixtures import count_frames, write_video
 from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta, Provenance
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.frames import Frame, GateResult
-from nerveseg.realtime.preprocess import Box
+from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.roi import Polygon, region_raster
 from nerveseg.realtime.stages import SegmentOp
 from nerveseg.training import models
 from nerveseg.training.checkpoint import save_checkpoint
-from nerveseg.training.export import export
+from nerveseg.training.exporters import export
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP = {"realtime", "training", "engines", "ui"}
+TOP = {"realtime", "training", "engines", "ui", "commands"}
 
 
 def test_every_package_folder_is_listed_in_pyproject():
@@ -22,7 +22,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_runtime_commands_do_not_import_torch_or_tensorrt():
-    code = ("import sys; from nerveseg.realtime.cli import build_parser; build_parser(); "
+    code = ("import sys; from nerveseg.commands.cli import build_parser; build_parser(); "
             "import nerveseg.realtime.pipeline, nerveseg.engines.onnxruntime_backend; "
             "print(sorted(m for m in ('torch', 'tensorrt', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nerveseg.realtime.overlay import OverlayConfig, draw_panel, mask_bbox, text_lines, tint
-from nerveseg.realtime.preprocess import Box, PreprocessConfig, Preprocessor, detect_border, eye_box, view_box
+from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor, detect_border, eye_box, view_box
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -108,7 +108,7 @@ def test_golden_overlay_frame_within_pixel_tolerance():
 
 
 def test_view_is_trimmed_to_a_whole_multiple_of_the_engine_input():
-    from nerveseg.realtime.preprocess import snap_to_multiple
+    from nerveseg.engines.preprocess import snap_to_multiple
 
     assert snap_to_multiple(Box(100, 0, 1012, 912), (224, 224)) == Box(108, 8, 1004, 904)
     assert snap_to_multiple(Box(0, 0, 640, 240), (32, 32)) == Box(0, 8, 640, 232), "each axis on its own"

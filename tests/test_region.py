@@ -75,7 +75,7 @@ def test_written_set_reads_back(region_set):
 
 
 def test_synth_regions_cli_errors_are_one_line(tmp_path, capsys):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     assert main(["synth", "regions", str(tmp_path / "x"), "--size", "16"]) == 2
     (tmp_path / "empty").mkdir()
@@ -141,7 +141,7 @@ def test_train_run_folder_and_test_report(region_run):
 
 
 def test_export_parity_and_onnx_eval(region_run, region_set, tmp_path):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     onnx_path = tmp_path / "region.onnx"
     assert main(["export", str(region_run / "best.pt"), "--out", str(onnx_path)]) == 0
@@ -185,7 +185,7 @@ def test_region_input_is_checked(region_run, tmp_path, tiny_engines):
 def test_nerveseg_eval_region_scores_and_compares_region_engines(region_run, region_set, tmp_path, capsys):
     """``nerveseg eval region``: the same evaluation as ``train region --eval``, from the one
     eval command, and two formats of the model side by side on the same regions."""
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     onnx_path = tmp_path / "region.onnx"
     assert main(["export", str(region_run / "best.pt"), "--out", str(onnx_path)]) == 0

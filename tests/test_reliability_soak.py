@@ -212,7 +212,7 @@ def test_a_native_import_cut_short_by_a_signal_is_an_interruption(monkeypatch, c
     ``ImportError: initialization failed`` chained to the KeyboardInterrupt: the command
     ends as interrupted (130, one line), not with a traceback. Other import errors stay."""
     from nerveseg.realtime import replay_cli
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     def cut_short(args):
         try:

@@ -13,7 +13,7 @@ import pytest
 from video_fixtures import band_row, count_frames, pipeline_box, stereo_frame, write_video
 
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.pipeline import NervePipeline
 
 

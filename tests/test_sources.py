@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.realtime.sources import CameraSource, ImageFolderSource, open_source
 
 

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nerveseg.realtime.cli import main
-from nerveseg.realtime.errors import UserError
-from nerveseg.realtime.preprocess import PreprocessConfig, detect_border, view_box
+from nerveseg.commands.cli import main
+from nerveseg.engines.errors import UserError
+from nerveseg.engines.preprocess import PreprocessConfig, detect_border, view_box
 from nerveseg.training.synth import (CLASSES, random_scene, render_stereo, write_classification,
                                      write_segmentation, write_video)
 

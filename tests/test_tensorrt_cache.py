@@ -16,10 +16,10 @@ from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import EngineError, EngineMeta, file_sha256
 from nerveseg.engines.tensorrt_build import BuildOptions, build_engine
 from nerveseg.engines.tensorrt_cache import cache_dir, cached_engine_path, ensure_engine
-from nerveseg.engines.tensorrt_calibration import calibration_frames
+from nerveseg.realtime.sample_frames import calibration_frames
 from nerveseg.engines.tensorrt_meta import (EngineKey, Sidecar, check_engine_file, check_key, read_sidecar,
                                             sidecar_path, write_sidecar)
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 
 H200 = Environment(Gpu("NVIDIA H200", "9.0", 132), "", "10.16.1.11", True)
 A100 = Environment(Gpu("NVIDIA A100-SXM4-80GB", "8.0", 108), "", "10.16.1.11", True)
@@ -196,13 +196,13 @@ def test_build_engine_on_this_cpu_machine_is_a_one_line_error(tiny_engines, caps
 
 def test_int8_needs_a_calibration_folder_with_images(tmp_path, tiny_engines):
     with pytest.raises(EngineError, match="--calib-dir"):
-        BuildOptions("int8")
+        build_engine(tiny_engines[0], tmp_path / "g.engine", BuildOptions("int8"), env=H200)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no frames here")
     for folder, words in ((empty, "calibration folder has no images"), (tmp_path / "nope", "not found")):
         with pytest.raises(EngineError) as info:
-            build_engine(tiny_engines[0], tmp_path / "g.engine", BuildOptions("int8", calib_dir=folder), env=H200)
+            calibration_frames(folder, (32, 32), 8)
         assert words in one_line(info, folder)
     unreadable = tmp_path / "unreadable"
     unreadable.mkdir()
@@ -213,7 +213,7 @@ def test_int8_needs_a_calibration_folder_with_images(tmp_path, tiny_engines):
 
 
 def test_calibration_frames_go_through_the_pipeline_preprocessing(tmp_path):
-    from nerveseg.realtime.preprocess import PreprocessConfig, Preprocessor
+    from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
     from video_fixtures import stereo_frame
 
     folder = tmp_path / "calib"

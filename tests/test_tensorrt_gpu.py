@@ -15,6 +15,7 @@ from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import EngineError, file_sha256
 from nerveseg.engines.sample_frames import synthetic_frames
 from nerveseg.engines.tensorrt_build import BuildOptions, build_engine
+from nerveseg.realtime.sample_frames import calibration_frames
 from nerveseg.engines.tensorrt_meta import Sidecar, read_sidecar, write_sidecar
 from nerveseg.engines.verify import compare
 
@@ -80,7 +81,8 @@ def test_int8_with_calibration_frames(tiny_engines, tmp_path, frames):
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     path = tmp_path / "seg.int8.engine"
-    sidecar = build_engine(tiny_engines[1], path, BuildOptions("int8", calib_dir=folder, **FAST))
+    calibration = calibration_frames(folder, (32, 32), len(frames))
+    sidecar = build_engine(tiny_engines[1], path, BuildOptions("int8", **FAST), calibration=calibration)
     assert sidecar.key.precision == "int8" and sidecar.build["calibration_frames"] == len(frames)
     engine = load_engine(path, "tensorrt", task="segment")
     report = compare(load_engine(tiny_engines[1], "onnxruntime"), engine, frames)

@@ -13,7 +13,7 @@ from nerveseg.engines import environment
 from nerveseg.engines.environment import Environment, Gpu
 from nerveseg.engines.loader import backend_for, load_engine
 from nerveseg.engines.metadata import EngineError
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 
 H200 = Gpu("NVIDIA H200", "9.0", 132)
 CPU = Environment(None, "no CUDA device (no NVIDIA driver found)")

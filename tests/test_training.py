@@ -184,7 +184,7 @@ def test_seg_training_tracks_iou(training_seg_run):
 
 
 def test_cli_errors_are_one_line(training_gate_data, tmp_path, capsys):
-    from nerveseg.realtime.cli import main
+    from nerveseg.commands.cli import main
 
     assert main(["train", "gate", str(training_gate_data), "--out", str(tmp_path),
                  "--model", "nope"]) == 2
@@ -194,7 +194,7 @@ def test_cli_errors_are_one_line(training_gate_data, tmp_path, capsys):
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from nerveseg.realtime.cli import build_parser; build_parser(); "
+    code = ("import sys; from nerveseg.commands.cli import build_parser; build_parser(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

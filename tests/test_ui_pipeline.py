@@ -14,9 +14,9 @@ from video_fixtures import count_frames, stereo_frame, write_video
 
 from nerveseg.engines.loader import load_engine
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.realtime.pipeline import Engines, NervePipeline
-from nerveseg.realtime.preprocess import Box
+from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.roi import Polygon, parse_roi, restrict, roi_mask, roi_text
 from nerveseg.realtime.sources import CameraSource, Pacer
 from nerveseg.realtime.stats import LatencyStats

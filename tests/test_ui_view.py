@@ -21,10 +21,10 @@ from PyQt6.QtWidgets import QFileDialog, QInputDialog
 from video_fixtures import count_frames, stereo_frame, write_video
 
 from nerveseg.engines.loader import load_engine
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.pipeline import Engines
-from nerveseg.realtime.preprocess import Box
+from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.roi import Polygon, roi_mask
 from nerveseg.realtime.stages import ROI_COLOUR
 from nerveseg.ui.snapshot import TEXT_KEY, read_png_text

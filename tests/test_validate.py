@@ -21,7 +21,7 @@ from video_fixtures import band_row, write_video
 
 from nerveseg.engines.metadata import file_sha256
 from nerveseg.realtime import stages
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 
 FPS = 24
 SECTIONS = ("performance", "degradation", "annotation", "video", "model-card")
@@ -62,7 +62,7 @@ def inputs(tmp_path_factory):
             "split": root / "splits" / "test.txt", "video": video, "plain": plain, "root": root}
 
 
-NO_TORCH = "import sys; sys.modules.update(torch=None, torchvision=None); from nerveseg.realtime.cli import main; " \
+NO_TORCH = "import sys; sys.modules.update(torch=None, torchvision=None); from nerveseg.commands.cli import main; " \
            "sys.exit(main(sys.argv[1:]))"
 
 

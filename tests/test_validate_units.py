@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from nerveseg.realtime.errors import UserError
-from nerveseg.realtime.validation import degradation as deg
-from nerveseg.realtime.validation import delays
-from nerveseg.realtime.validation.display import Shown, SubscriberProbe, make_probe
-from nerveseg.realtime.validation.testsets import find_test_sets
+from nerveseg.engines.errors import UserError
+from nerveseg.commands.validation import degradation as deg
+from nerveseg.commands.validation import delays
+from nerveseg.commands.validation.display import Shown, SubscriberProbe, make_probe
+from nerveseg.commands.validation.testsets import find_test_sets
 
 CLASSES = ("nerve", "opening_wound", "tendon")
 

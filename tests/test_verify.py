@@ -13,9 +13,10 @@ from onnx import numpy_helper
 from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import Provenance
-from nerveseg.engines.sample_frames import load_frames, synthetic_frames
+from nerveseg.engines.sample_frames import synthetic_frames
+from nerveseg.realtime.sample_frames import load_frames
 from nerveseg.engines.verify import Thresholds, compare, format_report
-from nerveseg.realtime.cli import main
+from nerveseg.commands.cli import main
 
 
 def perturbed(src, dst, name, delta):
@@ -129,7 +130,7 @@ def test_thresholds_default_to_the_fp16_requirement():
 def test_verify_onnx_against_its_torch_checkpoint(tmp_path):
     """ORT vs the torch backend on the same model (a 32 px MobileNetV2 gate exported here
     with the legacy exporter: quick, and independent of `nerveseg export`)."""
-    pytest.importorskip("nerveseg.engines.torch_backend", reason="torch backend not written yet")
+    pytest.importorskip("nerveseg.training.torch_backend", reason="torch backend not written yet")
     torch = pytest.importorskip("torch")
     from nerveseg.engines.metadata import META_KEY, EngineMeta
     from nerveseg.training.checkpoint import save_checkpoint

@@ -57,6 +57,6 @@ def count_frames(path: Path) -> int:
 def pipeline_box(frame: np.ndarray, input_size: int = 32):
     """The box the pipeline's preprocessor cuts from ``frame`` for an engine of
     ``input_size`` (the tiny test engines: 32), in frame pixels."""
-    from nerveseg.realtime.preprocess import PreprocessConfig, Preprocessor
+    from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
 
     return Preprocessor(PreprocessConfig(), (input_size, input_size))(frame)[2]

@@ -116,7 +116,7 @@ def _schedule(p: argparse.ArgumentParser, s, lr: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerveseg.realtime.errors import UserError
+    from nerveseg.engines.errors import UserError
 
     from .experiment import namespace_from_cli
     from .models import ModelConfigError

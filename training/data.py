@@ -6,7 +6,7 @@
 
 Items are paths relative to ``DATA`` with ``/`` separators, so split lists are portable.
 Images are resized with ``cv2.INTER_AREA`` exactly as the runtime
-:class:`nerveseg.realtime.preprocess.Preprocessor` does, masks with nearest neighbour.
+:class:`nerveseg.engines.preprocess.Preprocessor` does, masks with nearest neighbour.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GATE_CLASSES = ("nerve", "opening_wound", "tendon")

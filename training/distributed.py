@@ -1,7 +1,7 @@
 """Several processes (``torchrun``), devices, determinism: what one training process needs
 to know about where it runs.
 
-``torchrun --nproc-per-node N -m nerveseg.realtime.cli train ...`` starts N copies of
+``torchrun --nproc-per-node N -m nerveseg.commands.cli train ...`` starts N copies of
 the same command; each reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` here, joins the
 process group (NCCL on CUDA, gloo on CPU), trains on its :class:`DistributedSampler`
 shard inside :class:`DistributedDataParallel`, and only rank 0 logs, writes the run
@@ -21,7 +21,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -35,24 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seg: nerve where sigmoid > this (default: the engine's, else 0.5)")
 
 
-def splits_folder(model: Path, given: str | None) -> Path:
-    """``--splits`` or the run folder's ``splits/`` beside a checkpoint."""
-    from nerveseg.realtime.errors import UserError
-
-    if given:
-        return Path(given)
-    beside = model.parent / "splits"
-    if model.suffix in (".pt", ".pth") and (beside / "test.txt").is_file():
-        return beside
-    raise UserError(f"{model}: give --splits DIR (no splits/ folder beside the model)")
-
-
 def shared_items(models: list[Path], given: str | None, split: str, data: str) -> list[str]:
     """The ``split`` items every model is scored on; models whose own ``splits/`` differ
     are refused (their numbers would not compare)."""
-    from nerveseg.realtime.errors import UserError
+    from nerveseg.engines.errors import UserError
 
-    from .splits import read_split
+    from .splits import read_split, splits_folder
 
     folders = [splits_folder(model, given) for model in models]
     items = read_split(folders[0], split, data)
@@ -90,6 +78,7 @@ def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
     from nerveseg.engines.loader import load_engine
 
     from .evaluation import run_eval
+    from .region.evaluate import region_eval
 
     engine = load_engine(model, backend=args.backend, task=TASKS[args.task], threads=args.threads)
     threshold = args.threshold
@@ -103,14 +92,3 @@ def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
         engine.close()
 
 
-def region_eval(engine, data: str, items: list[str], out, split: str, batch_size: int, threshold: float) -> dict:
-    """Every region of the ``items`` images of ``data``, scored into ``out``."""
-    from nerveseg.realtime.errors import UserError
-
-    from .region.data import read_index, samples_of
-    from .region.evaluate import run_region_eval
-
-    samples = samples_of(read_index(data), items)
-    if not samples:
-        raise UserError(f"{data}: the {split} split has no regions")
-    return run_region_eval(engine, data, samples, out, split, batch_size, threshold)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from . import metrics, plots
 from .data import label_of, read_class_mask, read_rgb

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 class Family(NamedTuple):
     task: str    # the EngineMeta task

@@ -1,4 +1,6 @@
-"""``nerveseg export CHECKPOINT --out MODEL.onnx``: the checked chain from torch to ONNX.
+"""The checked chain from torch to ONNX, its shared steps, and the exporter for dense
+models (classifier, segmenter, gate + mask). ``nerveseg export`` and the exporter
+registry live in :mod:`.exporters`.
 
 Steps, each raising :class:`ExportError` with its name if it fails:
 
@@ -17,7 +19,6 @@ Steps, each raising :class:`ExportError` with its name if it fails:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 log = logging.getLogger(__name__)
 ATOL, RTOL, MIN_IOU = 1e-3, 1e-3, 0.99
@@ -36,40 +37,7 @@ class ExportError(UserError):
     """A failed export step; the message names the step and the file."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint (best.pt)")
-    parser.add_argument("--out", required=True, metavar="MODEL.onnx", help="ONNX file to write")
-    parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
-                        help="torch.onnx exporter (default legacy: 30x faster here, same graph quality)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17 legacy, 18 dynamo)")
-    parser.add_argument("--data", default=None,
-                        help="dataset for real parity frames (default: the training data)")
-    parser.add_argument("--splits", default=None, metavar="DIR",
-                        help="split lists for real frames (default: splits/ beside the checkpoint)")
-    parser.add_argument("--metrics", default=None, metavar="JSON",
-                        help="metrics.json from `nerveseg eval` to embed as extra.test_metrics")
-    parser.add_argument("--input-size", type=int, default=None, metavar="N",
-                        help="export at N×N instead of the trained size (the models are fully convolutional)")
-    parser.add_argument("--reference-pt", default=None, metavar="MODEL.pt",
-                        help="also write the weights-only torch reference (no optimizer state) with the "
-                             "same metadata, for the torch backend and the naive benchmark")
-    parser.add_argument("--min-score", type=float, default=None, metavar="S",
-                        help="instance engines: drop detections scoring under S inside the graph, so their "
-                             "masks are never computed (default: as trained, 0.05; 0.5 is ~3x faster)")
-
-
-def run(args: argparse.Namespace) -> int:
-    size = (args.input_size, args.input_size) if args.input_size else None
-    meta = export(args.checkpoint, args.out, exporter=args.exporter, opset=args.opset,
-                  data=args.data, splits=args.splits, metrics=args.metrics, input_size=size,
-                  reference_pt=args.reference_pt, min_score=args.min_score)
-    parity = meta.extra["parity"]
-    print(f"wrote {args.out}: {meta.model} {meta.task} {list(meta.classes)} {meta.input_size}; "
-          f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames")
-    return 0
-
-
-def _step(name: str, source, func, *args, **kwargs):
+def step(name: str, source, func, *args, **kwargs):
     try:
         return func(*args, **kwargs)
     except ExportError:
@@ -80,45 +48,30 @@ def _step(name: str, source, func, *args, **kwargs):
         raise ExportError(f"{source}: export step {name!r} failed: {text}") from exc
 
 
-def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, data=None,
-           splits=None, metrics=None, input_size: tuple[int, int] | None = None, reference_pt=None,
-           min_score: float | None = None):
-    """Run the chain; returns the embedded :class:`EngineMeta`. ``input_size`` exports
-    at another size than trained; ``reference_pt`` also writes the weights-only torch
-    checkpoint carrying the same metadata."""
+def export_dense(checkpoint: Path, out: Path, o):
+    """The chain for a classifier, segmenter or gate + mask checkpoint; returns the
+    embedded :class:`EngineMeta` (a registry entry of :mod:`.exporters`; ``o`` is its
+    ``ExportOptions``)."""
     from nerveseg.training.checkpoint import model_from_checkpoint, save_checkpoint
 
-    from .instance.model import checkpoint_task
-
-    checkpoint, out = Path(checkpoint), Path(out)
-    if checkpoint_task(checkpoint) == "instance":  # Mask R-CNN: its own outputs and parity
-        from .instance.export import export_instance
-
-        return export_instance(checkpoint, out, opset, data, splits, metrics, input_size, reference_pt, exporter,
-                               min_score)
-    if min_score is not None:
+    if o.min_score is not None:
         raise ExportError(f"{checkpoint}: --min-score applies to instance (Mask R-CNN) checkpoints only")
-    model, meta, ckpt = _step("load", checkpoint, model_from_checkpoint, checkpoint)
-    if input_size is not None:
-        meta = dataclasses.replace(meta, input_size=tuple(input_size))
-    opset = opset or (17 if exporter == "legacy" else 18)
-    if meta.task == "region_segment":  # a second input (the region): the same steps, in training/region/
-        from .region.export import export_region
-
-        return export_region(model, meta, ckpt, checkpoint, out, exporter, opset, data, splits, metrics,
-                             reference_pt)
-    proto = _step("torch→onnx", checkpoint, to_onnx, model, meta, exporter, opset)
-    _step("onnx.checker", checkpoint, _check, proto)
-    frames = parity_frames(meta, ckpt, checkpoint, data, splits)
-    parity, reference = _step("parity", checkpoint, check_parity, model, proto, meta, frames)
-    extra = _extra(meta, ckpt, checkpoint, exporter, opset, parity, metrics)
-    final = dataclasses.replace(meta, created=_now(), extra=extra)
-    _step("metadata", out, _embed_and_save, proto, final, out)
-    _step("reload", out, _reload, out, final, frames, reference)
-    if reference_pt is not None:
-        _step("reference checkpoint", reference_pt, save_checkpoint, Path(reference_pt), model, final,
-              arch=ckpt["arch"], arch_kwargs=ckpt["arch_kwargs"], args=ckpt.get("args", {}))
-    log.info("exported %s → %s (%s exporter, opset %d)", checkpoint, out, exporter, opset)
+    model, meta, ckpt = step("load", checkpoint, model_from_checkpoint, checkpoint)
+    if o.input_size is not None:
+        meta = dataclasses.replace(meta, input_size=tuple(o.input_size))
+    opset = o.opset or (17 if o.exporter == "legacy" else 18)
+    proto = step("torch→onnx", checkpoint, to_onnx, model, meta, o.exporter, opset)
+    step("onnx.checker", checkpoint, check_onnx, proto)
+    frames = parity_frames(meta, ckpt, checkpoint, o.data, o.splits)
+    parity, reference = step("parity", checkpoint, check_parity, model, proto, meta, frames)
+    extra = engine_extra(meta, ckpt, checkpoint, o.exporter, opset, parity, o.metrics)
+    final = dataclasses.replace(meta, created=export_time(), extra=extra)
+    step("metadata", out, embed_and_save, proto, final, out)
+    step("reload", out, reload_check, out, final, frames, reference)
+    if o.reference_pt is not None:
+        step("reference checkpoint", o.reference_pt, save_checkpoint, Path(o.reference_pt), model, final,
+             arch=ckpt["arch"], arch_kwargs=ckpt["arch_kwargs"], args=ckpt.get("args", {}))
+    log.info("exported %s → %s (%s exporter, opset %d)", checkpoint, out, o.exporter, opset)
     return final
 
 
@@ -152,7 +105,7 @@ def to_onnx(model, meta, exporter: str, opset: int):
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _check(proto) -> None:
+def check_onnx(proto) -> None:
     import onnx
 
     onnx.checker.check_model(proto, full_check=True)
@@ -211,7 +164,7 @@ def check_parity(model, proto, meta, frames: np.ndarray) -> tuple[dict, list[np.
     return result, got
 
 
-def _extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, parity: dict,
+def engine_extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, parity: dict,
            metrics) -> dict:
     from nerveseg.engines.metadata import file_sha256
 
@@ -230,7 +183,7 @@ def _extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, parity
     return extra
 
 
-def _embed_and_save(proto, meta, out: Path) -> None:
+def embed_and_save(proto, meta, out: Path) -> None:
     import onnx
 
     from nerveseg.engines.metadata import META_KEY
@@ -240,7 +193,7 @@ def _embed_and_save(proto, meta, out: Path) -> None:
     onnx.save(proto, str(out))
 
 
-def _reload(out: Path, meta, frames: np.ndarray, reference: np.ndarray) -> None:
+def reload_check(out: Path, meta, frames: np.ndarray, reference: np.ndarray) -> None:
     from nerveseg.engines.loader import load_engine
 
     with load_engine(out, backend="onnxruntime", task=meta.task) as engine:
@@ -251,7 +204,7 @@ def _reload(out: Path, meta, frames: np.ndarray, reference: np.ndarray) -> None:
         raise ExportError(f"{out}: the saved engine's outputs differ from the checked graph")
 
 
-def _now() -> str:
+def export_time() -> str:
     from .runlog import utc_now
 
     return utc_now()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .experiment import FLAT, PROVENANCE, did_you_mean, load_yaml
 

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from . import runlog
 from .checkpoint import read_checkpoint

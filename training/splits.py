@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -124,3 +124,13 @@ def restrict(splits: dict[str, list[str]], items: list[str], source) -> dict[str
         if not kept[name]:
             raise UserError(f"{source}: no {name} image of the list is in the dataset")
     return kept
+
+
+def splits_folder(model: Path, given: str | None) -> Path:
+    """``--splits`` or the run folder's ``splits/`` beside a checkpoint."""
+    if given:
+        return Path(given)
+    beside = model.parent / "splits"
+    if model.suffix in (".pt", ".pth") and (beside / "test.txt").is_file():
+        return beside
+    raise UserError(f"{model}: give --splits DIR (no splits/ folder beside the model)")

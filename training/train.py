@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from . import distributed, freeze, runlog
 from .checkpoint import save_checkpoint

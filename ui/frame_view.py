@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from nerveseg.realtime.events import SourceState
 from nerveseg.realtime.frames import Rendered, now_ns
-from nerveseg.realtime.preprocess import Box
+from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.roi import Polygon
 
 ROI_PEN = QColor(40, 200, 255)

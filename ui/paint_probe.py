@@ -19,7 +19,7 @@ from PyQt6.QtCore import QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
 from nerveseg.realtime.frames import Rendered, now_ns
-from nerveseg.realtime.validation.display import Handoff, Shown, run_until_done
+from nerveseg.realtime.display_probe import Handoff, Shown, run_until_done
 
 from .bridge import Bridge
 from .frame_view import FrameView

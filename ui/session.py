@@ -22,7 +22,7 @@ from typing import Callable
 
 from nerveseg.engines.metadata import EngineError
 from nerveseg.realtime.config import PipelineConfig, SourceConfig
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.pipeline import Engines, NervePipeline

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 

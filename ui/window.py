@@ -17,10 +17,10 @@ from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QMainWindow, QSlider, QToolBar
 
 from nerveseg.realtime.config import PipelineConfig
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.pipeline import Engines
-from nerveseg.realtime.preprocess import EYES, Box
+from nerveseg.engines.preprocess import EYES, Box
 from nerveseg.realtime.roi import roi_text
 
 from .bridge import Bridge

@@ -16,7 +16,7 @@ import difflib
 from collections.abc import Callable
 from pathlib import Path
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .coco import find_annotations, import_coco
 from .common import ImportRefused, images_in, write_skipped

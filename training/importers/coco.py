@@ -13,7 +13,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .common import finish, image_shape, parallel, rel
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample, read_json

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .records import PROBLEM_KINDS, ImportedDataset, Problem, Sample, read_label_png
 

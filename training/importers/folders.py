@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .common import check_pair, find_mask, finish, image_shape, images_in, parallel, rel
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample, read_label_png

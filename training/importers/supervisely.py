@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .common import check_pair, images_in, parallel, rel
 from .folders import SEG_CLASSES, _semantic

@@ -57,7 +57,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerveseg.realtime.errors import UserError
+    from nerveseg.engines.errors import UserError
 
     from .. import runlog
     from ..family_config import resolve, write

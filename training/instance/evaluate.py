@@ -20,7 +20,7 @@ import torch
 
 from nerveseg.engines.instance_masks import paste_masks
 from nerveseg.engines.metadata import OUTPUT_NAMES
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from ..importers import ImportedDataset
 from .data import load_instances, read_instances

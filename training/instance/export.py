@@ -28,7 +28,7 @@ import numpy as np
 from nerveseg.engines.instance_masks import paste_masks
 from nerveseg.engines.metadata import INPUT_NAME, OUTPUT_NAMES
 
-from ..export import ExportError, _check, _embed_and_save, _extra, _now, _step, parity_frames
+from ..export import ExportError, check_onnx, embed_and_save, engine_extra, export_time, step, parity_frames
 
 log = logging.getLogger(__name__)
 BOX_ATOL, SCORE_ATOL, MASK_ATOL, MIN_IOU = 0.05, 1e-3, 1e-2, 0.99
@@ -47,7 +47,7 @@ def export_instance(checkpoint, out, opset: int | None = None, data=None, splits
     checkpoint, out = Path(checkpoint), Path(out)
     if exporter != "legacy":
         raise ExportError(f"{checkpoint}: instance models export with the legacy exporter only")
-    model, meta, ckpt = _step("load", checkpoint, instance_from_checkpoint, checkpoint)
+    model, meta, ckpt = step("load", checkpoint, instance_from_checkpoint, checkpoint)
     if input_size is not None and tuple(input_size) != meta.input_size:
         raise ExportError(f"{checkpoint}: an instance model exports at its trained size {meta.input_size} "
                           f"(its anchors are scaled to it)")
@@ -57,16 +57,16 @@ def export_instance(checkpoint, out, opset: int | None = None, data=None, splits
             raise ExportError(f"{checkpoint}: --min-score {min_score} is not within [0, 1)")
         model.model.roi_heads.score_thresh = float(min_score)
     frames = parity_frames(meta, ckpt, checkpoint, data, splits)
-    proto = _step("torch→onnx", checkpoint, to_onnx, model, frames[-1:], opset)
-    _step("onnx.checker", checkpoint, _check, proto)
-    parity, reference = _step("parity", checkpoint, check_parity, model, proto, frames)
-    extra = {**_extra(meta, ckpt, checkpoint, "legacy", opset, parity, metrics),
+    proto = step("torch→onnx", checkpoint, to_onnx, model, frames[-1:], opset)
+    step("onnx.checker", checkpoint, check_onnx, proto)
+    parity, reference = step("parity", checkpoint, check_parity, model, proto, frames)
+    extra = {**engine_extra(meta, ckpt, checkpoint, "legacy", opset, parity, metrics),
              "min_score": model.model.roi_heads.score_thresh}
-    final = dataclasses.replace(meta, created=_now(), extra=extra)
-    _step("metadata", out, _embed_and_save, proto, final, out)
-    _step("reload", out, _reload, out, final, frames[-1:], reference)
+    final = dataclasses.replace(meta, created=export_time(), extra=extra)
+    step("metadata", out, embed_and_save, proto, final, out)
+    step("reload", out, _reload, out, final, frames[-1:], reference)
     if reference_pt is not None:
-        _step("reference checkpoint", reference_pt, save_checkpoint, Path(reference_pt), model, final,
+        step("reference checkpoint", reference_pt, save_checkpoint, Path(reference_pt), model, final,
               arch=ckpt["arch"], arch_kwargs=ckpt["arch_kwargs"], args=ckpt.get("args", {}))
     log.info("exported %s → %s (legacy exporter, opset %d)", checkpoint, out, opset)
     return final
@@ -194,3 +194,9 @@ def _reload(out: Path, meta, frame: np.ndarray, reference: dict) -> None:
                for n in OUTPUTS)
     if not same:
         raise ExportError(f"{out}: the saved engine's outputs differ from the checked graph")
+
+
+def export_instance_checkpoint(checkpoint: Path, out: Path, o):
+    """The registry entry (:mod:`nerveseg.training.exporters`): ``o`` is an ``ExportOptions``."""
+    return export_instance(checkpoint, out, o.opset, o.data, o.splits, o.metrics, o.input_size, o.reference_pt,
+                           o.exporter, o.min_score)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .. import runlog
 from ..checkpoint import save_checkpoint

@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerveseg.realtime.errors import UserError
+    from nerveseg.engines.errors import UserError
     from nerveseg.training.models import ModelConfigError
 
     from .. import runlog
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from nerveseg.engines.loader import load_engine
-    from nerveseg.training.eval_cli import region_eval, splits_folder
-    from nerveseg.training.splits import read_split
+    from nerveseg.training.region.evaluate import region_eval
+    from nerveseg.training.splits import read_split, splits_folder
 
     model = Path(args.eval)
     images = read_split(splits_folder(model, args.splits), args.split, args.data)

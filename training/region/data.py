@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.training.data import read_mask, read_rgb
 from nerveseg.training.synth.regions import FORMAT, INDEX, ROLES
 

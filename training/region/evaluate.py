@@ -122,3 +122,15 @@ def format_report(report: dict) -> str:
               "nested = outer + inner regions (one inside the other); non_nested = single.",
               "An empty region predicted empty scores IoU = Dice = 1. CI: t-interval on per-region values."]
     return "\n".join(lines) + "\n"
+
+
+def region_eval(engine, data: str, items: list[str], out, split: str, batch_size: int, threshold: float) -> dict:
+    """Every region of the ``items`` images of ``data``, scored into ``out``."""
+    from nerveseg.engines.errors import UserError
+
+    from .data import read_index, samples_of
+
+    samples = samples_of(read_index(data), items)
+    if not samples:
+        raise UserError(f"{data}: the {split} split has no regions")
+    return run_region_eval(engine, data, samples, out, split, batch_size, threshold)

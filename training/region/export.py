@@ -2,7 +2,7 @@
 
 :func:`nerveseg.training.export.export` hands region checkpoints here after its ``load``
 step; the steps and their checks are the same (torch→onnx, ``onnx.checker``, parity,
-metadata, reload), each failure named by :func:`nerveseg.training.export._step`. Parity
+metadata, reload), each failure named by :func:`nerveseg.training.export.step`. Parity
 frames come with regions: the whole field, none at all, random boxes, and test samples.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 from nerveseg.training import export as chain
 
 log = logging.getLogger(__name__)
@@ -127,21 +127,35 @@ def _reload(out: Path, meta, images, regions, reference) -> None:
 
 def export_region(model, meta, ckpt: dict, checkpoint: Path, out: Path, exporter: str, opset: int,
                   data=None, splits=None, metrics=None, reference_pt=None):
-    """The chain after ``load`` (see :func:`nerveseg.training.export.export`); returns the
+    """The chain after ``load`` (see :mod:`nerveseg.training.exporters`); returns the
     embedded :class:`EngineMeta`."""
     from nerveseg.training.checkpoint import save_checkpoint
 
-    step = chain._step
+    step = chain.step
     proto = step("torch→onnx", checkpoint, to_onnx, model, meta, exporter, opset)
-    step("onnx.checker", checkpoint, chain._check, proto)
+    step("onnx.checker", checkpoint, chain.check_onnx, proto)
     images, regions = parity_inputs(meta, ckpt, checkpoint, data, splits)
     parity, reference = step("parity", checkpoint, check_parity, model, proto, meta, images, regions)
-    extra = chain._extra(meta, ckpt, checkpoint, exporter, opset, parity, metrics)
-    final = dataclasses.replace(meta, created=chain._now(), extra=extra)
-    step("metadata", out, chain._embed_and_save, proto, final, out)
+    extra = chain.engine_extra(meta, ckpt, checkpoint, exporter, opset, parity, metrics)
+    final = dataclasses.replace(meta, created=chain.export_time(), extra=extra)
+    step("metadata", out, chain.embed_and_save, proto, final, out)
     step("reload", out, _reload, out, final, images, regions, reference)
     if reference_pt is not None:
         step("reference checkpoint", reference_pt, save_checkpoint, Path(reference_pt), model, final,
              arch=ckpt["arch"], arch_kwargs=ckpt["arch_kwargs"], args=ckpt.get("args", {}))
     log.info("exported %s → %s (%s exporter, opset %d, inputs image + region)", checkpoint, out, exporter, opset)
     return final
+
+
+def export_region_checkpoint(checkpoint: Path, out: Path, o):
+    """The registry entry (:mod:`nerveseg.training.exporters`): ``o`` is an ``ExportOptions``."""
+    from nerveseg.training.checkpoint import model_from_checkpoint
+
+    if o.min_score is not None:
+        raise chain.ExportError(f"{checkpoint}: --min-score applies to instance (Mask R-CNN) checkpoints only")
+    model, meta, ckpt = chain.step("load", checkpoint, model_from_checkpoint, checkpoint)
+    if o.input_size is not None:
+        meta = dataclasses.replace(meta, input_size=tuple(o.input_size))
+    opset = o.opset or (17 if o.exporter == "legacy" else 18)
+    return export_region(model, meta, ckpt, checkpoint, out, o.exporter, opset, o.data, o.splits, o.metrics,
+                         o.reference_pt)

@@ -16,7 +16,7 @@ import logging
 import time
 from pathlib import Path
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 log = logging.getLogger(__name__)
 

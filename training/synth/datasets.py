@@ -1,7 +1,7 @@
 """Training sets from rendered frames, cut exactly as the runtime cuts its input.
 
 Every item is rendered at a reduced stereo size, passed through
-:func:`nerveseg.realtime.preprocess.view_box` (left eye, automatic border crop, centred
+:func:`nerveseg.engines.preprocess.view_box` (left eye, automatic border crop, centred
 square) and resized to the storage size. Item ``i`` draws from its own generator seeded by
 ``(seed, kind, i)``, so an item does not depend on which items were written before it.
 """
@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from nerveseg.realtime.errors import UserError
-from nerveseg.realtime.preprocess import PreprocessConfig, view_box
+from nerveseg.engines.errors import UserError
+from nerveseg.engines.preprocess import PreprocessConfig, view_box
 
 from .files import prepare_dir, write_png
 from .render import render_stereo

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 
 def prepare_dir(path: Path) -> Path:

@@ -16,7 +16,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 from .fields import Pose
 from .files import prepare_dir, write_png

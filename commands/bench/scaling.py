@@ -15,8 +15,8 @@ import numpy as np
 
 from nerveseg.engines.metadata import META_KEY, EngineMeta
 
-from ..preprocess import PreprocessConfig, Preprocessor
-from ..stats import describe
+from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
+from nerveseg.realtime.stats import describe
 
 GATES = ("mobilenet_v2:0.5", "mobilenet_v2:1.0", "resnet50", "resnet101", "densenet169", "densenet201")
 SEGMENTERS = ("unet_mobilenet_v2:0.5", "unet_mobilenet_v2:1.0", "deeplabv3plus_mobilenet_v2:0.5",

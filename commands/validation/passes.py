@@ -21,11 +21,11 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from ..config import PipelineConfig, SourceConfig
-from ..frames import Rendered
-from ..graph import Operator, Policy
-from ..pipeline import Engines, NervePipeline
-from ..sinks import AviRecorder, Recording
+from nerveseg.realtime.config import PipelineConfig, SourceConfig
+from nerveseg.realtime.frames import Rendered
+from nerveseg.realtime.graph import Operator, Policy
+from nerveseg.realtime.pipeline import Engines, NervePipeline
+from nerveseg.realtime.sinks import AviRecorder, Recording
 
 
 class TapOp(Operator):

@@ -28,10 +28,10 @@ from nerveseg.training import metrics
 from nerveseg.training.data import label_of, list_classification, list_segmentation, mask_path, read_mask, read_rgb
 from nerveseg.training.splits import read_split
 
-from ..errors import UserError
-from ..frames import Frame, GateResult, now_ns
-from ..preprocess import PreprocessConfig, Preprocessor
-from ..stages import GateOp, SegmentOp
+from nerveseg.engines.errors import UserError
+from nerveseg.realtime.frames import Frame, GateResult, now_ns
+from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
+from nerveseg.realtime.stages import GateOp, SegmentOp
 
 #: a dataset image is a view already: take all of it (even sides), resize like the pipeline
 DATASET_VIEW = PreprocessConfig(eye="full", border="none", square=False)

@@ -15,7 +15,7 @@ import sys
 import threading
 
 from nerveseg.engines.metadata import EngineError
-from nerveseg.realtime.errors import UserError
+from nerveseg.engines.errors import UserError
 
 # name: (module, one-line help). Order is the order of `nerveseg --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,16 +23,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("nerveseg.training.data_cli", "check a dataset (layout, counts per class, bad files); write shared split lists"),
     "train": ("nerveseg.training.cli", "train the classifier gate or a segmenter"),
     "eval": ("nerveseg.training.eval_cli", "evaluate a model on a test split"),
-    "export": ("nerveseg.training.export", "export a checkpoint to ONNX with metadata"),
+    "export": ("nerveseg.training.exporters", "export a checkpoint to ONNX with metadata"),
     "replay": ("nerveseg.realtime.replay_cli", "replay a video or image folder to an annotated AVI"),
-    "bench": ("nerveseg.realtime.bench_cli", "benchmark: naive loop vs bare engines vs pipelined replay, live delays"),
+    "bench": ("nerveseg.commands.bench_cli", "benchmark: naive loop vs bare engines vs pipelined replay, live delays"),
     "run": ("nerveseg.realtime.run_cli", "run live on a camera (headless) with recording"),
     "repair": ("nerveseg.realtime.repair_cli", "rebuild the index of a recording cut short (crash, full disk)"),
     "view": ("nerveseg.ui.view_cli", "live operating-room window: overlay, latency, recording, region"),
     "info": ("nerveseg.engines.info_cli", "show an engine file's metadata and provenance"),
-    "build-engine": ("nerveseg.engines.build_cli", "build a TensorRT engine (FP32/FP16/INT8) from an ONNX file"),
-    "verify": ("nerveseg.engines.verify_cli", "check that two engines agree (logits, gate, mask IoU)"),
-    "validate": ("nerveseg.realtime.validate_cli", "validation report: accuracy, pixel degradation, delays, model card"),
+    "build-engine": ("nerveseg.commands.build_cli", "build a TensorRT engine (FP32/FP16/INT8) from an ONNX file"),
+    "verify": ("nerveseg.commands.verify_cli", "check that two engines agree (logits, gate, mask IoU)"),
+    "validate": ("nerveseg.commands.validate_cli", "validation report: accuracy, pixel degradation, delays, model card"),
 }
 
 

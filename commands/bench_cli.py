@@ -9,9 +9,9 @@ import datetime
 import logging
 from pathlib import Path
 
-from . import config as cfg
-from .errors import UserError
-from .replay_cli import add_engine_arguments, overrides
+from nerveseg.realtime import config as cfg
+from nerveseg.engines.errors import UserError
+from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
 MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling")
@@ -67,11 +67,11 @@ def _checkpoint(given: Path | None, engine: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import bench
-    from .bench import formats, modes, report
-    from .bench.costs import stage_costs
-    from .bench.memory_source import decode_frames
-    from .pipeline import Engines
+    from nerveseg.commands import bench
+    from nerveseg.commands.bench import modes, report
+    from nerveseg.commands.bench.costs import stage_costs
+    from nerveseg.commands.bench.memory_source import decode_frames
+    from nerveseg.realtime.pipeline import Engines
 
     modes_wanted = _modes(args.modes)
     video = Path(args.video)
@@ -134,7 +134,7 @@ def _single_engines(args, config):
 
     from nerveseg.engines.metadata import EngineError
 
-    from .pipeline import Engines
+    from nerveseg.realtime.pipeline import Engines
 
     path = args.single or Path(DEFAULT_SINGLE)
     if not path.is_file():
@@ -163,7 +163,7 @@ def _scaling(frames, args) -> dict:
         import torch  # noqa: F401  (only to say why the mode is skipped without it)
     except ImportError:
         return {"skipped": "needs the train extra (torch) to build and export the backbones"}
-    from .bench.scaling import scaling, scaling_table
+    from nerveseg.commands.bench.scaling import scaling, scaling_table
 
     sizes = tuple(int(v) for v in args.sizes.split(",") if v.strip())
     rows = scaling(frames, sizes=sizes, threads=args.threads or 0)
@@ -174,7 +174,7 @@ def _naive(video: Path, gate_pt: Path | None, seg_pt: Path | None, config, out: 
     from nerveseg.engines.loader import load_engine
     from nerveseg.engines.metadata import EngineError
 
-    from .bench import modes
+    from nerveseg.commands.bench import modes
 
     if gate_pt is None or seg_pt is None:
         return {"skipped": "no torch checkpoints (--gate-pt/--seg-pt, or .pt beside the engines)"}
@@ -187,7 +187,7 @@ def _naive(video: Path, gate_pt: Path | None, seg_pt: Path | None, config, out: 
 
 
 def _formats(args, config, gate_pt, seg_pt) -> tuple[list[dict], str]:
-    from .bench import formats
+    from nerveseg.commands.bench import formats
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     data, described = formats.held_out_set(args.test_set)
@@ -208,7 +208,7 @@ def _resize_engines(config, args):
     """Engines re-exported from the checkpoints at ``--input-size``, in the output folder."""
     import dataclasses
 
-    from nerveseg.training.export import export
+    from nerveseg.training.exporters import export
 
     size = args.input_size
     paths = {}
@@ -223,7 +223,7 @@ def _resize_engines(config, args):
 
 
 def _finish(results: dict, args) -> int:
-    from .bench import formats, report
+    from nerveseg.commands.bench import formats, report
 
     report.write_json(results, args.out / "bench.json")
     png = report.latency_png(results, args.out / "latency.png")

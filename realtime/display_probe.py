@@ -9,7 +9,7 @@ Two probes with one interface (``attach``, ``drive``, ``shown``, ``describe``, `
 * ``subscriber``: the moment the pipeline hands the frame to the view's subscriber. The
   fallback where Qt cannot start; it leaves out the GUI thread's hand-over and the paint.
 
-:func:`make_probe` picks one and says why. A new way to stamp the screen (a photodiode,
+``nerveseg.commands.validation.display.make_probe`` picks one and says why. A new way to stamp the screen (a photodiode,
 a frame grabber on the monitor's input) is a third class with the same five methods.
 """
 
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..frames import Rendered, Stamp, now_ns
+from .frames import Rendered, Stamp, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +103,3 @@ class SubscriberProbe:
 
     def close(self) -> None:
         pass
-
-
-def make_probe(kind: str):
-    """``qt`` (falls back to the subscriber, saying why, where Qt cannot start) or ``subscriber``."""
-    if kind == "subscriber":
-        return SubscriberProbe()
-    try:
-        from nerveseg.ui.paint_probe import QtPaintProbe
-
-        return QtPaintProbe()
-    except (ImportError, RuntimeError) as exc:
-        reason = f"Qt view unavailable ({' '.join(str(exc).split())})"
-        log.warning("%s: delays measured at the display subscriber", reason)
-        return SubscriberProbe(reason)

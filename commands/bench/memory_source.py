@@ -8,9 +8,9 @@ from typing import Iterator
 
 import numpy as np
 
-from ..frames import Frame, now_ns
-from ..sources import Pacer, Source
-from ..video_file import VideoFileSource
+from nerveseg.realtime.frames import Frame, now_ns
+from nerveseg.realtime.sources import Pacer, Source
+from nerveseg.realtime.sources import VideoFileSource
 
 
 def decode_frames(video: str | Path, limit: int | None = None) -> tuple[list[np.ndarray], float]:

@@ -17,8 +17,8 @@ import numpy as np
 from nerveseg.training import metrics
 from nerveseg.training.data import read_mask
 
-from ..errors import UserError
-from ..frames import Rendered
+from nerveseg.engines.errors import UserError
+from nerveseg.realtime.frames import Rendered
 
 
 @dataclass(frozen=True)

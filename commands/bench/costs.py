@@ -17,12 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import PipelineConfig
-from ..frames import Frame, GateResult
-from ..pipeline import Engines
-from ..sinks import AviRecorder
-from ..stages import GateOp, OverlayOp, SegmentOp
-from ..video_file import VideoFileSource
+from nerveseg.realtime.config import PipelineConfig
+from nerveseg.realtime.frames import Frame
+from nerveseg.realtime.pipeline import Engines
+from nerveseg.realtime.sinks import AviRecorder
+from nerveseg.realtime.stages import GateOp, OverlayOp, SegmentOp
+from nerveseg.realtime.sources import VideoFileSource
 
 
 def cpu_ms(work: Callable[[], int]) -> float:

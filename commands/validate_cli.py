@@ -14,9 +14,9 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from . import config as cfg
-from .errors import UserError
-from .replay_cli import add_engine_arguments, overrides
+from nerveseg.realtime import config as cfg
+from nerveseg.engines.errors import UserError
+from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +92,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def options(args: argparse.Namespace):
-    from .validation.runner import Options
+    from nerveseg.commands.validation.runner import Options
 
     if args.pixel_tolerance < 0 or args.annotation_threshold_ms <= 0 or (args.video_threshold_ms or 1) <= 0:
         raise UserError("--pixel-tolerance must be ≥ 0 and the delay thresholds > 0")
@@ -105,8 +105,8 @@ def options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import Engines
-    from .validation.runner import validate
+    from nerveseg.realtime.pipeline import Engines
+    from nerveseg.commands.validation.runner import validate
 
     config = cfg.load(args.config, cfg.merge(overrides(args), _engine_files(args)))
     config = dataclasses.replace(config, source=dataclasses.replace(config.source, spec=str(args.video)))

@@ -26,17 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerveseg.realtime.errors import UserError
+    from nerveseg.engines.errors import UserError
 
-    from .tensorrt_build import BuildOptions, build_engine
+    from nerveseg.engines.onnxruntime_backend import read_onnx_meta
+    from nerveseg.engines.tensorrt_build import BuildOptions, build_engine
+    from nerveseg.realtime.sample_frames import calibration_frames
 
     if args.calib_dir is not None and not args.int8:
         raise UserError(f"{args.calib_dir}: --calib-dir is only used with --int8")
+    if args.calib_frames < 1:
+        raise UserError(f"--calib-frames {args.calib_frames}: need at least 1")
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
-    options = BuildOptions(precision, args.workspace, args.opt_level, args.max_batch,
-                           args.calib_dir, args.calib_frames, args.timing_cache)
+    options = BuildOptions(precision, args.workspace, args.opt_level, args.max_batch, args.timing_cache)
+    calibration = None
+    if args.int8:
+        input_size = read_onnx_meta(args.onnx).input_size  # missing file / no metadata: one line
+        calibration = calibration_frames(args.calib_dir, input_size, args.calib_frames)
     out = args.out or args.onnx.with_name(f"{args.onnx.stem}.{precision}.engine")
-    sidecar = build_engine(args.onnx, out, options)
+    sidecar = build_engine(args.onnx, out, options, calibration=calibration)
     print(f"{out}: {sidecar.meta.model} {precision} for {sidecar.key.gpu_name} "
           f"(TensorRT {sidecar.key.tensorrt_version}); metadata in {out.name}.json")
     return 0

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import config as cfg
-from ..config import PipelineConfig
-from ..errors import UserError
-from ..pipeline import Engines
-from ..sinks import check_writable
-from ..sources import open_source
+from nerveseg.realtime import config as cfg
+from nerveseg.realtime.config import PipelineConfig
+from nerveseg.engines.errors import UserError
+from nerveseg.realtime.pipeline import Engines
+from nerveseg.realtime.sinks import check_writable
+from nerveseg.realtime.sources import open_source
 from . import components, degradation as deg, delays, display, documents, modelcard, passes, render, sections
 from .groundtruth import TruthScore, VideoTruth, find_video_truth
 from .testsets import TestSet, evaluate_classification, evaluate_segmentation, find_test_sets

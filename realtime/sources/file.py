@@ -15,10 +15,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import UserError
-from .frames import Frame, now_ns
-from .sources import Pacer, Source
-from .stall import Stalled, with_deadline
+from nerveseg.engines.errors import UserError
+
+from ..frames import Frame, now_ns
+from ..stall import Stalled, with_deadline
+from .base import Pacer, Source
 
 log = logging.getLogger(__name__)
 

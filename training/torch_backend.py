@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Engine
-from .metadata import OUTPUT_NAMES, EngineError, Provenance, file_sha256, region_feed
+from nerveseg.engines.base import Engine
+from nerveseg.engines.metadata import OUTPUT_NAMES, EngineError, Provenance, file_sha256, region_feed
 
 
 class TorchEngine(Engine):

@@ -11,14 +11,14 @@ import numpy as np
 
 from nerveseg.engines.base import Engine
 
-from ..config import PipelineConfig
-from ..frames import Rendered, now_ns
-from ..overlay import draw_panel, text_lines, tint
-from ..pipeline import Engines, NervePipeline
-from ..preprocess import Preprocessor, view_box
-from ..sinks import AviRecorder
-from ..stages import softmax
-from ..stats import describe
+from nerveseg.realtime.config import PipelineConfig
+from nerveseg.realtime.frames import Rendered, now_ns
+from nerveseg.realtime.overlay import draw_panel, text_lines, tint
+from nerveseg.realtime.pipeline import Engines, NervePipeline
+from nerveseg.engines.preprocess import Preprocessor, view_box
+from nerveseg.realtime.sinks import AviRecorder
+from nerveseg.realtime.stages import softmax
+from nerveseg.realtime.stats import describe
 from .memory_source import MemorySource
 
 SKIP = 10  # frames left out of the statistics at each end (warm-up, tear-down)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 
-from ..stats import LatencyStats, describe
+from nerveseg.realtime.stats import LatencyStats, describe
 from .display import Shown
 
 STATISTICS = ("p50", "p95", "p99", "max")

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..frames import Rendered
-from ..preprocess import Box
-from ..sources import Source
-from ..stats import describe
+from nerveseg.realtime.frames import Rendered
+from nerveseg.engines.preprocess import Box
+from nerveseg.realtime.sources import Source
+from nerveseg.realtime.stats import describe
 
 
 def overlay_region(r: Rendered) -> np.ndarray:

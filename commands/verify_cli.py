@@ -28,12 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerveseg.realtime.errors import UserError
-    from nerveseg.realtime.preprocess import PreprocessConfig
+    from nerveseg.engines.errors import UserError
+    from nerveseg.engines.preprocess import PreprocessConfig
 
-    from .loader import load_engine
-    from .sample_frames import load_frames, synthetic_frames
-    from .verify import Thresholds, compare, format_report
+    from nerveseg.engines.loader import load_engine
+    from nerveseg.engines.sample_frames import synthetic_frames
+    from nerveseg.realtime.sample_frames import load_frames
+    from nerveseg.engines.verify import Thresholds, compare, format_report
 
     if args.n < 1 or not 0.0 < args.mask_threshold < 1.0:
         raise UserError("--n must be >= 1 and --mask-threshold between 0 and 1")

@@ -1,0 +1,42 @@
+"""The layers point one way (docs/ARCHITECTURE.md): import-linter checks the contracts
+in pyproject.toml over every import, lazy ones inside functions included."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept(capsys):
+    from importlinter.cli import lint_imports
+
+    cwd = os.getcwd()
+    os.chdir(REPO)  # import-linter reads pyproject.toml from the working folder
+    try:
+        code = lint_imports(no_cache=True)
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out
+    assert code == 0, out[out.find("Broken contracts"):] or out
+
+
+def test_a_forbidden_import_is_caught(tmp_path, monkeypatch):
+    """The check can fail: engines importing realtime is reported as a broken contract."""
+    import grimp
+
+    graph = grimp.build_graph("nerveseg.engines", "nerveseg.realtime", cache_dir=None)
+    graph.add_import(importer="nerveseg.engines.loader", imported="nerveseg.realtime.pipeline")
+    chains = graph.find_shortest_chains(importer="nerveseg.engines", imported="nerveseg.realtime")
+    assert chains, "grimp sees the import that the contract forbids"
+
+
+@pytest.mark.parametrize("package", ["engines", "realtime", "ui", "commands", "training"])
+def test_every_package_folder_is_installed_under_the_namespace(package):
+    import importlib
+
+    module = importlib.import_module(f"nerveseg.{package}")
+    assert Path(module.__file__).resolve().parent == REPO / package
