@@ -15,6 +15,9 @@ class Engine(ABC):
     ``run`` takes ``(N, H, W, 3) uint8 RGB`` at ``meta.input_size`` and returns the
     task's outputs by name (see :mod:`nerveseg.engines.metadata` for the contract):
     ``{"logits": (N, C) float32}`` and/or ``{"mask_logits": (N, 1, H, W) float32}``.
+    ``region``: a ``region_segment`` engine's second input, ``(N, H, W, 1)`` or
+    ``(N, H, W)`` uint8/bool, > 0 inside (None: the whole field); every other engine
+    refuses a region with :meth:`refuse_region`.
 
     Buffer ownership: a backend may return views of buffers it reuses on the next call
     (TensorRT does); callers that keep outputs past the next ``run`` copy them.
@@ -35,8 +38,14 @@ class Engine(ABC):
         return self.meta.classes
 
     @abstractmethod
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Run one batch; see the class docstring for shapes."""
+
+    def refuse_region(self, region: np.ndarray | None) -> None:
+        """For backends or engines without a region input: a region is a caller's bug."""
+        if region is not None:
+            raise ValueError(f"{self.provenance.path}: this {self.meta.task!r} engine "
+                             f"({self.provenance.backend}) takes no region input")
 
     def warmup(self, runs: int = 2) -> None:
         """Run on blank input so first-call allocation stays out of the statistics."""

@@ -100,14 +100,14 @@ class OnnxRuntimeEngine(Engine):
             raise EngineError(f"{path}: input {REGION_INPUT!r} is {region.type} {region.shape}, expected "
                               f"uint8 [N, {size[0]}, {size[1]}, 1]")
 
-    def run(self, batch: np.ndarray, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``region`` (``region_segment`` engines only): ``(N, H, W, 1)`` or ``(N, H, W)``
         uint8/bool, > 0 inside; ``None`` = the whole field."""
         feeds = {INPUT_NAME: batch}
         if self._region:
             feeds[REGION_INPUT] = region_feed(batch, region)
-        elif region is not None:
-            raise ValueError(f"{self.provenance.path}: a {self.meta.task!r} engine takes no region")
+        else:
+            self.refuse_region(region)
         results = self._session.run(self._outputs, feeds)
         return dict(zip(self._outputs, results))
 

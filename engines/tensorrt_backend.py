@@ -132,8 +132,10 @@ class TensorRTEngine(Engine):
                 self._buffers.append(extra)
                 context.set_tensor_address(name, extra.ptr)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """``(N, H, W, 3) uint8`` with ``N <= max_batch`` → outputs as views of pinned arrays."""
+    def run(self, batch: np.ndarray, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``(N, H, W, 3) uint8`` with ``N <= max_batch`` → outputs as views of pinned arrays.
+        A region input is not fed on TensorRT (a region engine runs on the whole field)."""
+        self.refuse_region(region)
         n = batch.shape[0]
         h, w = self.input_size
         if batch.dtype != np.uint8 or batch.shape[1:] != (h, w, 3) or not 1 <= n <= self.max_batch:

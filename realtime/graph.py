@@ -110,6 +110,9 @@ class Operator:
     #: operators that take commands (start/stop a recording) which must not wait for
     #: the next frame: a paused or silent source sends none.
     idle_s: float | None = None
+    #: the channel feeding this operator, set by :meth:`Graph.connect` (its drop
+    #: count is what a newest-frame stage reports); None for a source
+    inbox: "Channel | None" = None
 
     def setup(self) -> None:
         """Called once in the operator's thread before the first item."""
@@ -135,7 +138,7 @@ class SourceOperator(Operator):
         raise NotImplementedError
 
 
-class Pipeline:
+class Graph:
     """Operators wired by channels, each run in its own thread.
 
     Build with :meth:`connect` (one call per edge), then :meth:`start` and :meth:`wait`.
@@ -166,6 +169,7 @@ class Pipeline:
         self._add(upstream)
         self._add(downstream)
         self._inputs[downstream] = channel
+        downstream.inbox = channel
         self._outputs[upstream].append(channel)
         self.channels.append(channel)
         return channel
@@ -177,7 +181,7 @@ class Pipeline:
     def operators(self) -> list[Operator]:
         return list(self._operators)
 
-    def start(self) -> "Pipeline":
+    def start(self) -> "Graph":
         for op in self._operators:
             thread = threading.Thread(target=self._run_op, args=(op,), name=f"{self.name}:{op.name}",
                                       daemon=True)

@@ -1,7 +1,8 @@
-"""Where a frame goes: the one function that builds and wires the pipeline.
+"""Where a frame goes: the edge table :data:`EDGES` and the one function that wires it.
 
     source ─▶ gate (preprocess + classify) ─▶ segment ─▶ overlay ─┬▶ record ─▶ log
-                                                                 └▶ subscribers (live view)
+                                                                 ├▶ subscribers (live view)
+                                                                 └▶ taps (validation, tests)
     watchdog (own thread): the source's state ─▶ status listeners
 
 Replay (files, tests) uses ``BLOCK`` on every edge: every frame, in order. Live sources
@@ -12,7 +13,8 @@ edge holds a second of frames and drops its oldest beyond that. Subscribers (the
 view) sit on a ``DROP_OLDEST`` edge of their own: a slow screen never slows the recording.
 
 While running, from any thread: pause/resume the source, switch eye, set the
-segmenter's threshold and region, the overlay's opacity, start and stop a recording.
+segmenter's threshold and region, the overlay's opacity, start and stop a recording
+(the methods of :class:`NervePipeline`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
@@ -32,13 +34,54 @@ from .config import PipelineConfig, to_dict
 from nerveseg.engines.errors import UserError
 from .events import Listeners, Notice, SourceState
 from .frames import Rendered
-from .graph import Pipeline, Policy
+from .graph import Operator, Graph, Policy
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The pipeline's operators, by stage. ``taps``: extra ``BLOCK`` consumers of the
+    overlay's output (validation checks, tests), in the order given to ``compose``."""
+
+    source: SourceOp
+    gate: GateOp
+    segment: SegmentOp
+    overlay: OverlayOp
+    record: RecorderOp
+    log: LogOp
+    subscribers: SubscriberOp
+    taps: tuple[Operator, ...] = ()
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One channel: ``upstream`` → ``downstream`` (fields of :class:`Ops`) with a
+    ``(capacity, policy)`` for live sources and one for replay. A capacity of ``"q"`` is
+    the config's ``queue_capacity``; ``"1s"`` a second of the source's frames."""
+
+    upstream: str
+    downstream: str
+    live: tuple[int | str, Policy]
+    replay: tuple[int | str, Policy]
+
+
+BLOCK, DROP = Policy.BLOCK, Policy.DROP_OLDEST
+# Live: latency over completeness. The newest frame enters, one waits per edge, the view
+# is fed before the recorder, and a recorder more than a second behind loses its oldest
+# frames (counted) rather than stall the view. Replay: every frame, in order, lossless.
+EDGES: tuple[Edge, ...] = (
+    Edge("source", "gate", live=(1, DROP), replay=("q", BLOCK)),
+    Edge("gate", "segment", live=(1, BLOCK), replay=("q", BLOCK)),
+    Edge("segment", "overlay", live=(1, BLOCK), replay=("q", BLOCK)),
+    Edge("overlay", "subscribers", live=(2, DROP), replay=(2, DROP)),
+    Edge("overlay", "record", live=("1s", DROP), replay=("q", BLOCK)),
+    Edge("record", "log", live=("q", BLOCK), replay=("q", BLOCK)),
+)
 
 
 @dataclass
@@ -71,10 +114,11 @@ class NervePipeline:
 
     ``history``: rows kept for the latency statistics (None: all; a long-running view
     keeps a window). ``signal_timeout``: seconds without a frame from a live source
-    before the watchdog says "no signal"."""
+    before the watchdog says "no signal". ``taps``: operators fed every rendered frame
+    on a ``BLOCK`` edge of their own (validation's checks, tests)."""
 
     def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
-                 history: int | None = None, signal_timeout: float = 0.5):
+                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
         self.config = config
         self.source = source or open_source(config.source.spec, pace=config.source.pace)
         self.engines = engines or Engines.load(config)
@@ -85,8 +129,8 @@ class NervePipeline:
         self.notices: Listeners[Notice] = Listeners()
         self.output_errors: list[str] = []  # outputs that failed (disk full): said in the summary
         self.notices.add(self._keep_error)
-        self.graph, self.ops = self.compose()
-        self.watchdog = Watchdog(self.ops["source"], self.graph, self.live, timeout=signal_timeout)
+        self.graph, self.ops = self.compose(taps)
+        self.watchdog = Watchdog(self.ops.source, self.graph, self.live, timeout=signal_timeout)
         self.started_unix = None
         self.interrupted = False  # ended by Ctrl-C: said in the summary
 
@@ -106,41 +150,30 @@ class NervePipeline:
             check_writable(outputs["summary"])
         return outputs
 
-    def compose(self) -> tuple[Pipeline, dict]:
+    def compose(self, taps: Sequence[Operator] = ()) -> tuple[Graph, Ops]:
+        """Build the operators and wire :data:`EDGES` (live or replay), one channel per
+        edge; each of ``taps`` gets its own ``BLOCK`` edge from the overlay."""
         c = self.config
-        source = SourceOp(self.source)
-        gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence)
-        segment = SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class)
-        overlay = OverlayOp(c.overlay)
         # The configured recording (replay, run --record) starts with the run; its CSV is
         # the log's. The view starts and stops its own, each with a CSV beside it.
-        record = RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None,
-                            self.notices)
-        log_op = LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices)
-        subscribers = SubscriberOp()
-        ops = {"source": source, "gate": gate, "segment": segment, "overlay": overlay, "record": record,
-               "log": log_op, "subscribers": subscribers}
-
-        p = Pipeline("nerveseg")
-        if self.live:
-            # Latency over completeness: the newest frame enters, one waits per edge, the
-            # view is fed before the recorder, and a recorder that falls more than a
-            # second behind loses its oldest frames (counted) rather than stall the view.
-            gate.inbox = p.connect(source, gate, capacity=1, policy=Policy.DROP_OLDEST)
-            p.connect(gate, segment, capacity=1, policy=Policy.BLOCK)
-            p.connect(segment, overlay, capacity=1, policy=Policy.BLOCK)
-            p.connect(overlay, subscribers, capacity=2, policy=Policy.DROP_OLDEST)
-            p.connect(overlay, record, capacity=max(2, round(self.source.fps)), policy=Policy.DROP_OLDEST)
-            p.connect(record, log_op, capacity=c.queue_capacity, policy=Policy.BLOCK)
-        else:
-            # Files and tests: every frame, in order, lossless.
-            q = c.queue_capacity
-            gate.inbox = p.connect(source, gate, capacity=q, policy=Policy.BLOCK)
-            p.connect(gate, segment, capacity=q, policy=Policy.BLOCK)
-            p.connect(segment, overlay, capacity=q, policy=Policy.BLOCK)
-            p.connect(overlay, subscribers, capacity=2, policy=Policy.DROP_OLDEST)
-            p.connect(overlay, record, capacity=q, policy=Policy.BLOCK)
-            p.connect(record, log_op, capacity=q, policy=Policy.BLOCK)
+        ops = Ops(
+            source=SourceOp(self.source),
+            gate=GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence),
+            segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class),
+            overlay=OverlayOp(c.overlay),
+            record=RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None, self.notices),
+            log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),
+            subscribers=SubscriberOp(),
+            taps=tuple(taps),
+        )
+        sizes = {"q": c.queue_capacity, "1s": max(2, round(self.source.fps))}
+        p = Graph("nerveseg")
+        for edge in EDGES:
+            capacity, policy = edge.live if self.live else edge.replay
+            p.connect(getattr(ops, edge.upstream), getattr(ops, edge.downstream),
+                      capacity=sizes.get(capacity, capacity), policy=policy)
+        for tap in ops.taps:
+            p.connect(ops.overlay, tap, capacity=c.queue_capacity, policy=BLOCK)
         return p, ops
 
     def _recording(self, avi: Path, csv: Path | None = None) -> Recording:
@@ -153,7 +186,7 @@ class NervePipeline:
 
     def subscribe(self, callback: Callable[[Rendered], None]) -> None:
         """``callback(rendered)`` for every frame shown (on a pipeline thread; newest-frame policy)."""
-        self.ops["subscribers"].subscribe(callback)
+        self.ops.subscribers.subscribe(callback)
 
     def subscribe_status(self, callback: Callable[[SourceState], None]) -> None:
         """``callback(state)`` whenever the source's state changes (on the watchdog's thread)."""
@@ -166,19 +199,31 @@ class NervePipeline:
     # -- controls: safe from any thread while running --------------------------------
 
     def pause(self) -> None:
-        self.ops["source"].pause()
+        self.ops.source.pause()
 
     def resume(self) -> None:
-        self.ops["source"].resume()
+        self.ops.source.resume()
 
     @property
     def paused(self) -> bool:
-        return self.ops["source"].paused
+        return self.ops.source.paused
+
+    def set_threshold(self, value: float) -> None:
+        """The segmenter's mask threshold, from the next frame on."""
+        self.ops.segment.threshold = value
+
+    def set_opacity(self, value: float) -> None:
+        """The overlay's mask opacity, from the next frame on."""
+        self.ops.overlay.opacity = value
+
+    def set_region(self, roi) -> None:
+        """Segment only inside ``roi`` (a :mod:`.roi` shape; None: the whole field)."""
+        self.ops.segment.roi = roi
 
     def set_eye(self, eye: str) -> None:
         """``left``, ``right`` or ``full``; frames already past the gate keep the old one."""
         try:
-            self.ops["gate"].eye = eye
+            self.ops.gate.eye = eye
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
@@ -190,10 +235,10 @@ class NervePipeline:
             raise UserError(f"{avi}: the recording must be an .avi file")
         if self.started_unix is not None and not self.graph.alive:  # before start() it waits for frames
             raise UserError(f"{self.source.name}: has ended, nothing to record")
-        self.ops["record"].start(lambda: self._recording(avi, avi.with_suffix(".csv")), str(avi))
+        self.ops.record.start(lambda: self._recording(avi, avi.with_suffix(".csv")), str(avi))
 
     def stop_recording(self) -> None:
-        self.ops["record"].stop()
+        self.ops.record.stop()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -207,7 +252,7 @@ class NervePipeline:
 
     def stop(self) -> None:
         self.graph.stop()
-        self.ops["source"].resume()  # a paused file source waits on this: let it see the stop
+        self.ops.source.resume()  # a paused file source waits on this: let it see the stop
 
     def wait(self, timeout: float | None = None) -> bool:
         """Join every thread (the watchdog's too); True when all ended within ``timeout``."""
@@ -244,14 +289,14 @@ class NervePipeline:
         return self.finish()
 
     def summary(self) -> dict:
-        stats = self.ops["log"].stats.summary()
+        stats = self.ops.log.stats.summary()
         return {
             "nerveseg": {"engines": self.provenance, "config": to_dict(self.config)},
             "source": self.source.describe(),
             "mode": "live" if self.live else "replay",
             "interrupted": self.interrupted,
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},
-            "recorded_frames": self.ops["record"].frames,
+            "recorded_frames": self.ops.record.frames,
             # live only: frames the recorder lost because it fell a second behind
             "recording_dropped": sum(ch.dropped for ch in self.graph.channels if ch.name.endswith("->record")),
             "stage_errors": dict(self.graph.item_errors),

@@ -62,7 +62,7 @@ def _run_with_progress(pipeline, show: bool) -> dict:
     from tqdm import tqdm
 
     total = getattr(pipeline.source, "frame_count", None) or None
-    rows = pipeline.ops["log"].stats
+    rows = pipeline.ops.log.stats
     pipeline.start()
     with tqdm(total=total, unit="frame", desc="replay", disable=not show, file=sys.stderr) as bar:
         try:

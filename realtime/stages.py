@@ -15,7 +15,7 @@ from nerveseg.engines.base import Engine
 from nerveseg.engines.metadata import EngineError
 
 from .frames import Frame, GateResult, Rendered, Segmentation, now_ns, stage_ms
-from .graph import Channel, Operator, SourceOperator
+from .graph import Operator, SourceOperator
 from .instances import check_instance_engine, find_instances
 from .overlay import OverlayConfig, draw_instances, draw_panel, text_lines, tint
 from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
@@ -118,7 +118,6 @@ class GateOp(Operator):
         self.nerve_index = engine.classes.index(nerve_class)
         self.min_confidence = min_confidence
         self.segments = engine.meta.task == "gate_segment"
-        self.inbox: Channel | None = None  # set by compose(): its drop count is reported
 
     @property
     def eye(self) -> str:
@@ -264,8 +263,7 @@ class SegmentOp(Operator):
     def _run(self, g: GateResult, roi: Roi | None) -> np.ndarray:
         """The segmenter's ``(H, W)`` mask logits for ``g`` (a gate_segment gate brought them already)."""
         region, batch = self._region(roi, g.view.shape), self._engine_input(g)
-        # Only a region engine gets the keyword: other backends' run() takes the frame alone.
-        outputs = self.engine.run(batch, region=region) if region is not None else self.engine.run(batch)
+        outputs = self.engine.run(batch, region=region)
         return outputs["mask_logits"][0, 0]
 
     def on_error(self, g: GateResult, exc: Exception) -> Segmentation:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from .events import Listeners, SourceState
 from .frames import now_ns
-from .graph import Pipeline
+from .graph import Graph
 from .stages import SourceOp
 
 
@@ -23,7 +23,7 @@ class Watchdog:
     """Watches ``source_op`` of ``graph``; ``live``: frames are expected continuously
     (a paused file or a finished one is not "no signal")."""
 
-    def __init__(self, source_op: SourceOp, graph: Pipeline, live: bool, timeout: float = 0.5,
+    def __init__(self, source_op: SourceOp, graph: Graph, live: bool, timeout: float = 0.5,
                  period: float = 0.1):
         if timeout <= 0 or period <= 0:
             raise ValueError(f"watchdog timeout and period must be positive, not {timeout}, {period}")

@@ -45,10 +45,10 @@ def _outage(pipeline, camera, states, mode):
 
 
 def _back(pipeline, camera, states, more=8):
-    n, recorded = len(states), pipeline.ops["record"].frames
+    n, recorded = len(states), pipeline.ops.record.frames
     camera.mode = "frames"
     wait_for(lambda: any(s.state == "ok" for _, s in states[n:]), 5.0, "ok again")
-    wait_for(lambda: pipeline.ops["record"].frames >= recorded + more, 5.0, "frames recorded after the outage")
+    wait_for(lambda: pipeline.ops.record.frames >= recorded + more, 5.0, "frames recorded after the outage")
 
 
 def test_camera_lost_and_back_keeps_one_recording_and_says_no_signal(tmp_path, engines):
@@ -61,7 +61,7 @@ def test_camera_lost_and_back_keeps_one_recording_and_says_no_signal(tmp_path, e
     avi = tmp_path / "session.avi"
     pipeline.start()
     pipeline.start_recording(avi)
-    wait_for(lambda: pipeline.ops["record"].frames >= 10, what="first frames recorded")
+    wait_for(lambda: pipeline.ops.record.frames >= 10, what="first frames recorded")
     for mode in ("stopped", "raises", "empty"):
         assert _outage(pipeline, camera, states, mode) < 1.0, f"{mode}: no signal within 1 s"
         time.sleep(0.3)
@@ -79,7 +79,7 @@ def test_camera_lost_and_back_keeps_one_recording_and_says_no_signal(tmp_path, e
     wait_for(lambda: any(n.kind == "saved" for n in notices), what="saved")
     assert pipeline.close(2.0) and not pipeline.alive
     assert pipeline.graph.fatal is None and not [n for n in notices if n.kind == "error"]
-    recorded = pipeline.ops["record"].frames
+    recorded = pipeline.ops.record.frames
     rows = list(csv.DictReader(avi.with_suffix(".csv").open()))
     assert count_frames(avi) == len(rows) == recorded >= 10 + 4 * 8, "one recording, nothing corrupted"
     capture_s = [float(r["capture_s"]) for r in rows]

@@ -144,7 +144,7 @@ def test_disk_full_mid_recording_stops_it_clearly_and_the_view_runs_on(tmp_path,
     avi = tmp_path / "full.avi"
     pipeline.start()
     pipeline.start_recording(avi)
-    wait_for(lambda: pipeline.ops["record"].frames >= 8, what="frames recorded")
+    wait_for(lambda: pipeline.ops.record.frames >= 8, what="frames recorded")
     full = os.open("/dev/full", os.O_WRONLY)
     os.dup2(full, _fd_of(avi))
     os.close(full)

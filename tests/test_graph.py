@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nerveseg.realtime.graph import Channel, Closed, Operator, Pipeline, Policy, SourceOperator
+from nerveseg.realtime.graph import Channel, Closed, Operator, Graph, Policy, SourceOperator
 
 
 class Counter(SourceOperator):
@@ -94,7 +94,7 @@ def test_closed_channel_drains_then_raises():
 
 
 def test_pipeline_keeps_order_and_tears_down_every_stage():
-    p = Pipeline("t")
+    p = Graph("t")
     source, middle, sink = Counter(200), Collect(), Collect()
     p.connect(source, middle, capacity=2)
     p.connect(middle, sink, capacity=2)
@@ -106,7 +106,7 @@ def test_pipeline_keeps_order_and_tears_down_every_stage():
 
 
 def test_live_edge_drops_oldest_when_consumer_is_slow():
-    p = Pipeline("live")
+    p = Graph("live")
     source, sink = Counter(40, delay=0.002), Collect(delay=0.02)
     channel = p.connect(source, sink, capacity=1, policy=Policy.DROP_OLDEST)
     p.start()
@@ -117,7 +117,7 @@ def test_live_edge_drops_oldest_when_consumer_is_slow():
 
 
 def test_failing_item_is_isolated_and_replaced():
-    p = Pipeline("iso")
+    p = Graph("iso")
     source, fail, sink = Counter(10), FailOn({3, 7}), Collect()
     p.connect(source, fail)
     p.connect(fail, sink)
@@ -128,7 +128,7 @@ def test_failing_item_is_isolated_and_replaced():
 
 
 def test_repeated_failures_stop_the_pipeline_with_a_clear_error():
-    p = Pipeline("stop")
+    p = Graph("stop")
     fail = FailOn(set(range(1000)))
     fail.max_consecutive_errors = 5
     p.connect(Counter(1000), fail)
@@ -149,7 +149,7 @@ def test_stop_ends_an_endless_source_promptly():
                 i += 1
                 yield i
 
-    p = Pipeline("endless")
+    p = Graph("endless")
     sink = Collect()
     p.connect(Endless(), sink)
     p.start()

@@ -95,7 +95,7 @@ class _Oracle:
     def __init__(self, truth):
         self.truth = truth
 
-    def run(self, batch):
+    def run(self, batch, *, region=None):
         from torchvision.ops import roi_align
 
         t = self.truth

@@ -61,7 +61,7 @@ class _Recorder(Engine):
         self.provenance = Provenance("recorder", "0" * 64, "test", meta)
         self.seen = []
 
-    def run(self, batch, region=None):
+    def run(self, batch, *, region=None):
         self.seen.append(region)
         inside = np.ones(batch.shape[:3], bool) if region is None else region[..., 0] > 0
         return {"mask_logits": np.where(inside, 10.0, -10.0).astype(np.float32)[:, None]}

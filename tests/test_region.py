@@ -109,7 +109,7 @@ class _Rule(Engine):
         self.provenance = Provenance("rule", "0" * 64, "test", meta)
         self.rule = rule
 
-    def run(self, batch, region=None):
+    def run(self, batch, *, region=None):
         return {"mask_logits": np.where(self.rule(batch, region), 10.0, -10.0)[:, None, :, :, 0]}
 
 

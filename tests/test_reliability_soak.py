@@ -199,12 +199,12 @@ def test_close_ends_every_thread_within_two_seconds(tmp_path, engines, kind):
                                  engines=engines)
         pipeline.start_recording(tmp_path / "o.avi")
     pipeline.start()
-    wait_for(lambda: pipeline.ops["record"].frames >= 20, what="frames recorded")
+    wait_for(lambda: pipeline.ops.record.frames >= 20, what="frames recorded")
     t0 = time.monotonic()
     assert pipeline.close(timeout=1.0), "every thread ended without being left behind"
     assert time.monotonic() - t0 < 2.0
     assert set(threading.enumerate()) <= before, "no thread outlives the pipeline"
-    assert count_frames(tmp_path / "o.avi") == pipeline.ops["record"].frames
+    assert count_frames(tmp_path / "o.avi") == pipeline.ops.record.frames
 
 
 def test_a_native_import_cut_short_by_a_signal_is_an_interruption(monkeypatch, capsys):

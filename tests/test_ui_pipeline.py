@@ -66,16 +66,16 @@ def test_recordings_start_and_stop_while_running(tmp_path, engines, video):
     notices, shown = [], []
     pipeline.subscribe_notices(notices.append)
     pipeline.subscribe(shown.append)
-    pipeline.ops["segment"].roi = Polygon(((0, 0), (120, 0), (120, 200), (0, 200)))
+    pipeline.ops.segment.roi = Polygon(((0, 0), (120, 0), (120, 200), (0, 200)))
     pipeline.start()
     wait_for(lambda: len(shown) >= 3, what="frames")
     first, second = tmp_path / "rec" / "a.avi", tmp_path / "rec" / "b.avi"
     pipeline.start_recording(first)
     wait_for(lambda: any(n.kind == "recording" for n in notices), what="recording started")
-    wait_for(lambda: pipeline.ops["record"].frames >= 5, what="frames recorded")
+    wait_for(lambda: pipeline.ops.record.frames >= 5, what="frames recorded")
     pipeline.start_recording(second)  # closes the first, opens the second
     wait_for(lambda: sum(n.kind == "recording" for n in notices) == 2, what="second recording")
-    pipeline.ops["segment"].roi = Box(0, 0, 100, 100)
+    pipeline.ops.segment.roi = Box(0, 0, 100, 100)
     time.sleep(0.2)
     pipeline.stop_recording()
     wait_for(lambda: sum(n.kind == "saved" for n in notices) == 2, what="both saved")
@@ -196,7 +196,7 @@ def test_watchdog_says_no_signal_while_a_camera_read_hangs(engines):
     pipeline.subscribe_status(lambda s: states.append((time.monotonic(), s)))
     pipeline.start()
     wait_for(lambda: any(s.state == "ok" for _, s in states) and source.status.state == "ok", what="ok")
-    wait_for(lambda: pipeline.ops["source"].received >= 3, what="frames")
+    wait_for(lambda: pipeline.ops.source.received >= 3, what="frames")
     t0 = time.monotonic()
     camera.hang.set()
     wait_for(lambda: states[-1][1].state == "no signal", timeout=2.0, what="no signal")

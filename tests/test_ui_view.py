@@ -125,7 +125,7 @@ def test_record_toggle_writes_avi_and_csv_with_the_region_per_frame(make_window,
     qtbot.waitUntil(lambda: window.view.recording_since is not None)
     assert window.record_action.isChecked()
     path = Path(window.recording_path)
-    qtbot.waitUntil(lambda: window.session.pipeline.ops["record"].frames >= 8, timeout=5000)
+    qtbot.waitUntil(lambda: window.session.pipeline.ops.record.frames >= 8, timeout=5000)
     window.record_action.trigger()
     qtbot.waitUntil(lambda: window.view.recording_since is None)
     assert not window.record_action.isChecked() and f"saved {path}" in window.messages[-1]
@@ -337,7 +337,7 @@ def test_keyboard_controls_pause_eye_opacity_threshold_snapshot(make_window, qtb
 
     qtbot.keyClick(view, Qt.Key.Key_BracketRight)
     qtbot.keyClick(view, Qt.Key.Key_Minus)
-    assert ops["overlay"].opacity == pytest.approx(0.55) and ops["segment"].threshold == pytest.approx(0.45)
+    assert ops.overlay.opacity == pytest.approx(0.55) and ops.segment.threshold == pytest.approx(0.45)
     assert "Opacity  55%" in window.opacity_label.text() and "0.45" in window.threshold_label.text()
 
     qtbot.keyClick(view, Qt.Key.Key_S)

@@ -46,7 +46,7 @@ class TorchEngine(Engine):
         self.provenance = Provenance(str(path), file_sha256(path), self.backend_name, meta,
                                      device="cpu", reason=reason)
 
-    def run(self, batch: np.ndarray, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``region``: as :meth:`OnnxRuntimeEngine.run` (``region_segment`` checkpoints only)."""
         h, w = self.input_size
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != (h, w, 3):
@@ -54,8 +54,8 @@ class TorchEngine(Engine):
         inputs = [self._torch.from_numpy(np.ascontiguousarray(batch))]
         if self.meta.task == "region_segment":
             inputs.append(self._torch.from_numpy(region_feed(batch, region)))
-        elif region is not None:
-            raise ValueError(f"{self.provenance.path}: a {self.meta.task!r} checkpoint takes no region")
+        else:
+            self.refuse_region(region)
         with self._torch.inference_mode():
             output = self._model(*inputs)
         if isinstance(output, tuple):  # instance: boxes, labels (int64), scores, masks; gate_segment: logits, mask

@@ -135,9 +135,9 @@ class ViewSession:
     def _apply_settings(self, pipeline: NervePipeline) -> None:
         s = self.settings
         pipeline.set_eye(s.eye)
-        pipeline.ops["segment"].threshold = s.threshold
-        pipeline.ops["overlay"].opacity = s.opacity
-        pipeline.ops["segment"].roi = s.roi
+        pipeline.set_threshold(s.threshold)
+        pipeline.set_opacity(s.opacity)
+        pipeline.set_region(s.roi)
 
     # -- controls ----------------------------------------------------------------------
 
@@ -179,18 +179,18 @@ class ViewSession:
 
     def set_threshold(self, value: float) -> None:
         if self.pipeline is not None:
-            self.pipeline.ops["segment"].threshold = value
+            self.pipeline.set_threshold(value)
         self.settings.threshold = value
 
     def set_opacity(self, value: float) -> None:
         if self.pipeline is not None:
-            self.pipeline.ops["overlay"].opacity = value
+            self.pipeline.set_opacity(value)
         self.settings.opacity = value
 
     def set_roi(self, roi: Roi | None) -> None:
         roi = check_roi(roi)
         if self.pipeline is not None:
-            self.pipeline.ops["segment"].roi = roi
+            self.pipeline.set_region(roi)
         self.settings.roi = roi
 
     # -- outputs -----------------------------------------------------------------------

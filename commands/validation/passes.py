@@ -8,8 +8,8 @@
   (paced, newest-frame policy), recording as in theatre, with the display probe on the
   view's subscriber edge. Timed, and nothing else runs on the frames.
 
-Both build on :class:`NervePipeline` by composition: a subclass adds the tap edge to the
-graph ``compose()`` returns, and the recorder is handed its recording before start.
+Both are a plain :class:`NervePipeline`: the tap is one of its ``taps`` (its own
+``BLOCK`` edge from the overlay), and the recorder is handed its recording before start.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from nerveseg.realtime.config import PipelineConfig, SourceConfig
 from nerveseg.realtime.frames import Rendered
-from nerveseg.realtime.graph import Operator, Policy
+from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.sinks import AviRecorder, Recording
 
@@ -42,20 +42,6 @@ class TapOp(Operator):
             check(r)
         self.frames += 1
         return None
-
-
-class TappedPipeline(NervePipeline):
-    """A :class:`NervePipeline` with a :class:`TapOp` on its own ``BLOCK`` edge from the overlay."""
-
-    def __init__(self, config: PipelineConfig, engines: Engines, checks: list[Callable[[Rendered], None]]):
-        self._checks = checks  # compose() runs inside super().__init__
-        super().__init__(config, engines=engines)
-
-    def compose(self):
-        graph, ops = super().compose()
-        ops["tap"] = TapOp(self._checks)
-        graph.connect(ops["overlay"], ops["tap"], capacity=self.config.queue_capacity, policy=Policy.BLOCK)
-        return graph, ops
 
 
 class TwinRecorder:
@@ -100,18 +86,19 @@ def every_frame_pass(config: PipelineConfig, engines: Engines, spec: str, checks
                      progress: bool = True) -> tuple[dict, Path, Path]:
     """Run every frame through the pipeline with ``checks`` on the tap; returns the run's
     summary and the paths of the configured and the lossless recording."""
-    pipeline = TappedPipeline(_with_source(config, spec, pace=False, live=False), engines, checks)
+    tap = TapOp(checks)
+    pipeline = NervePipeline(_with_source(config, spec, pace=False, live=False), engines=engines, taps=[tap])
     c, fps = config.record, pipeline.source.fps
     recorded, lossless = folder / f"validate_{c.codec}.avi", folder / "validate_lossless_ffv1.avi"
     twin = TwinRecorder(AviRecorder(recorded, fps, c.codec, c.quality), AviRecorder(lossless, fps, "ffv1"))
-    pipeline.ops["record"].recording = Recording(twin)
-    bar, tick = _progress(pipeline, lambda: pipeline.ops["tap"].frames, "every frame", progress)
+    pipeline.ops.record.recording = Recording(twin)
+    bar, tick = _progress(pipeline, lambda: tap.frames, "every frame", progress)
     with bar:
         pipeline.start()
         while not pipeline.wait(0.25):
             tick()
         tick()
-    return {**pipeline.summary(), "tapped_frames": pipeline.ops["tap"].frames}, recorded, lossless
+    return {**pipeline.summary(), "tapped_frames": tap.frames}, recorded, lossless
 
 
 def real_time_pass(config: PipelineConfig, engines: Engines, spec: str, probe, folder: Path,
@@ -123,14 +110,14 @@ def real_time_pass(config: PipelineConfig, engines: Engines, spec: str, probe, f
         timed = dataclasses.replace(timed, record=dataclasses.replace(timed.record, path=str(folder / "timed.avi")))
     pipeline = NervePipeline(timed, engines=engines)  # its CSV and summary land beside timed.avi
     probe.attach(pipeline)
-    stats = pipeline.ops["log"].stats
+    stats = pipeline.ops.log.stats
     bar, tick = _progress(pipeline, lambda: stats.count, "real time", progress)
     seconds = (getattr(pipeline.source, "frame_count", 0) or 1000) / pipeline.source.fps
     with bar:
         probe.drive(pipeline, tick, deadline_s=3 * seconds + 60)
     summary = pipeline.summary()
     channels = summary["channels"]
-    summary["counts"] = {"source": pipeline.ops["source"].received, "processed": summary["frames"],
+    summary["counts"] = {"source": pipeline.ops.source.received, "processed": summary["frames"],
                          "dropped_before_gate": summary["dropped"],
                          "dropped_before_view": channels.get("overlay->subscribers", {}).get("dropped", 0)}
     return summary
