@@ -1,4 +1,5 @@
-"""``nerveseg info``: what an engine file says about itself."""
+"""``nerveseg info [MODEL]``: what an engine file says about itself; without a file,
+which engines a run uses by default and where they come from."""
 
 from __future__ import annotations
 
@@ -8,14 +9,24 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("engine", type=Path, help="an .onnx, .pt or TensorRT .engine file")
-    parser.add_argument("--backend", default="auto", help="backend to load it with")
+    parser.add_argument("engine", type=Path, nargs="?",
+                        help="an .onnx, .pt or TensorRT .engine file (none: the default engines)")
+    parser.add_argument("--backend", default="auto", help="backend to load it with (default: auto)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .defaults import GATE, SEGMENTER, models_folder
     from .loader import load_engine
 
-    engine = load_engine(args.engine, args.backend)
-    print(json.dumps({"provenance": engine.provenance.to_dict(),
-                      "metadata": json.loads(engine.meta.to_json())}, indent=2))
+    if args.engine is not None:
+        engines = {"engine": (args.engine, "given on the command line")}
+    else:
+        folder, origin = models_folder()
+        engines = {"gate": (folder / GATE, origin), "segment": (folder / SEGMENTER, origin)}
+    report = {}
+    for role, (path, origin) in engines.items():
+        with load_engine(path, args.backend) as engine:
+            report[role] = {"from": origin, "provenance": engine.provenance.to_dict(),
+                            "metadata": json.loads(engine.meta.to_json())}
+    print(json.dumps(report["engine"] if args.engine is not None else report, indent=2))
     return 0

@@ -16,12 +16,14 @@ from typing import Any
 
 import yaml
 
+from nerveseg.engines.defaults import GATE, SEGMENTER, default_engine
 from nerveseg.engines.errors import UserError
 from .overlay import OverlayConfig
 from nerveseg.engines.preprocess import PreprocessConfig
 
-DEFAULT_GATE = "samples/models/gate.onnx"
-DEFAULT_SEGMENTER = "samples/models/unet.onnx"
+# Absolute, from the installed project (or $NERVESEG_MODELS): never the current folder.
+DEFAULT_GATE = default_engine(GATE)
+DEFAULT_SEGMENTER = default_engine(SEGMENTER)
 
 
 @dataclass(frozen=True)
