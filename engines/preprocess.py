@@ -1,8 +1,17 @@
-"""Frame preprocessing: eye crop → overexposed-border crop → square crop → resize.
+"""Frame preprocessing: stereo layout → eye crop → overexposed-border crop → square
+crop → resize.
 
-The geometry is computed once (and refreshed every ``refresh_every`` frames for the
-automatic border) and applied as array slicing, so the per-frame work is one
-``cv2.resize`` into a preallocated engine input buffer.
+The geometry is found once, at the first frame, and then fixed for the run: it is found
+again only when the frame size changes (a reconnect, another device mode) or when asked
+(:meth:`Preprocessor.redetect`). A crop that changed during a run would change what
+the surgeon sees and the recording's frame size. It is applied as array slicing, so the
+per-frame work is one ``cv2.resize`` into a preallocated engine input buffer.
+
+Stereo layouts (``layout``): ``side-by-side`` (left eye | right eye), ``top-bottom``
+(left eye above right), ``mono`` (one eye per frame: image folders of single-eye
+frames, a mono camera). ``auto`` decides from the frame: about twice as wide as tall
+(aspect ≥ 1.7) is side-by-side, anything else mono; it never guesses top-bottom. The
+choice is said once per run (:meth:`Preprocessor.describe`).
 
 The training data writer uses the same :func:`view_box` so models learn on exactly
 the pixels the pipeline feeds them.
@@ -10,14 +19,23 @@ the pixels the pipeline feeds them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 Eye = Literal["left", "right", "full"]
 EYES = ("left", "right", "full")
+LAYOUTS = ("auto", "side-by-side", "top-bottom", "mono")
+#: ``auto``: a frame at least this much wider than tall holds two eyes side by side
+STEREO_ASPECT = 1.7
+#: the view is trimmed to a whole multiple of the engine input (OpenCV's integer-factor
+#: fast path) only when that costs at most this fraction of either axis
+MAX_TRIM = 0.02
 
 
 class Box(NamedTuple):
@@ -46,22 +64,26 @@ class Box(NamedTuple):
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """``border``: ``"auto"`` detects blown-out edge rows/columns, ``"none"`` keeps all,
-    or four fractions ``(top, bottom, left, right)`` of the eye image to cut away.
-    ``square``: centre-crop one eye's view to a square; not applied to the ``full``
-    stereo frame, whose square middle would be half of each eye."""
+    """``layout``: how the frame holds the eyes (module docstring). ``eye``: which the
+    engines see in a stereo frame (``full``: the whole frame; a mono frame is its one eye
+    whatever ``eye`` says). ``border``: ``"auto"`` detects blown-out edge rows/columns,
+    ``"none"`` keeps all, or four fractions ``(top, bottom, left, right)`` of the eye
+    image to cut away. ``square``: centre-crop one eye's view to a square; not applied to
+    the ``full`` stereo frame, whose square middle would be half of each eye."""
 
     eye: Eye = "left"
+    layout: str = "auto"
     border: str | tuple[float, float, float, float] = "auto"
     saturation: int = 245
     blown_fraction: float = 0.6
     max_border: float = 0.35
     square: bool = True
-    refresh_every: int = 30
 
     def __post_init__(self) -> None:
         if self.eye not in EYES:
             raise ValueError(f"eye must be one of {', '.join(EYES)}, not {self.eye!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         if isinstance(self.border, str):
             if self.border not in ("auto", "none"):
                 raise ValueError(f"border must be 'auto', 'none' or four fractions, not {self.border!r}")
@@ -73,14 +95,25 @@ class PreprocessConfig:
             object.__setattr__(self, "border", fractions)
 
 
-def eye_box(height: int, width: int, eye: Eye) -> Box:
-    """The box of one eye in a side-by-side stereo frame (``full``: the whole frame)."""
+def resolve_layout(height: int, width: int, layout: str) -> tuple[str, str]:
+    """``(layout, why)``: ``auto`` made concrete for a ``height`` × ``width`` frame."""
+    if layout != "auto":
+        return layout, "set in the config"
+    if width >= STEREO_ASPECT * height:
+        return "side-by-side", f"auto: {width}x{height} is about twice as wide as tall"
+    return "mono", f"auto: {width}x{height} is not twice as wide as tall, so one eye per frame"
+
+
+def eye_box(height: int, width: int, eye: Eye, layout: str = "side-by-side") -> Box:
+    """The box of ``eye`` in a frame of concrete ``layout`` (``full`` or ``mono``: the
+    whole frame)."""
+    if eye == "full" or layout == "mono":
+        return Box(0, 0, width, height)
+    if layout == "top-bottom":
+        half = height // 2
+        return Box(0, 0, width, half) if eye == "left" else Box(0, half, width, 2 * half)
     half = width // 2
-    if eye == "left":
-        return Box(0, 0, half, height)
-    if eye == "right":
-        return Box(half, 0, 2 * half, height)
-    return Box(0, 0, width, height)
+    return Box(0, 0, half, height) if eye == "left" else Box(half, 0, 2 * half, height)
 
 
 def detect_border(eye_image: np.ndarray, saturation: int = 245, blown_fraction: float = 0.6,
@@ -116,7 +149,8 @@ def detect_border(eye_image: np.ndarray, saturation: int = 245, blown_fraction: 
 def view_box(frame: np.ndarray, config: PreprocessConfig) -> Box:
     """The region of ``frame`` (``(H, W, 3) uint8``) that the engines see, in frame pixels."""
     h, w = frame.shape[:2]
-    eye = eye_box(h, w, config.eye)
+    layout, _ = resolve_layout(h, w, config.layout)
+    eye = eye_box(h, w, config.eye, layout)
     eh, ew = eye.height, eye.width
     if config.border == "none":
         top = bottom = left = right = 0
@@ -129,20 +163,23 @@ def view_box(frame: np.ndarray, config: PreprocessConfig) -> Box:
     inner = Box(left, top, ew - right, eh - bottom)
     # Even sides: the recorders' 4:2:0 pixel formats need them.
     width, height = inner.width & ~1, inner.height & ~1
-    if config.square and config.eye != "full":
+    if config.square and (config.eye != "full" or layout == "mono"):
         width = height = min(width, height)
     x0 = inner.x0 + (inner.width - width) // 2
     y0 = inner.y0 + (inner.height - height) // 2
     return Box(x0, y0, x0 + width, y0 + height).offset(eye.x0, eye.y0)
 
 
-def snap_to_multiple(box: Box, size: tuple[int, int]) -> Box:
-    """``box`` trimmed about its centre so each side is a whole multiple of ``size``
-    (``(height, width)``), each axis on its own, so the aspect ratio barely moves; an
-    axis shorter than ``size`` is left as it is."""
+def snap_to_multiple(box: Box, size: tuple[int, int], max_trim: float = MAX_TRIM) -> Box:
+    """``box`` trimmed about its centre so both sides are whole multiples of ``size``
+    (``(height, width)``), when that costs at most ``max_trim`` of each side; otherwise
+    ``box`` as it is (the engine input is then resized by a fraction: the whole view
+    matters more than the resize's fast path)."""
     h, w = size
     width = box.width - box.width % w if box.width >= w else box.width
     height = box.height - box.height % h if box.height >= h else box.height
+    if width < box.width * (1 - max_trim) or height < box.height * (1 - max_trim):
+        return box
     x0, y0 = box.x0 + (box.width - width) // 2, box.y0 + (box.height - height) // 2
     return Box(x0, y0, x0 + width, y0 + height)
 
@@ -154,9 +191,13 @@ class Preprocessor:
     overwritten by the next call: the caller must use (or copy) it before calling again.
     The returned view is a slice of the input frame (no copy).
 
-    The view is trimmed (centred, a few pixels) to a whole multiple of the engine input
-    when it is larger: ``INTER_AREA`` by an integer factor takes OpenCV's fast path,
-    about 3× cheaper than by a fraction (912 → 224 px: 4.5 ms, 896 → 224 px: 1.6 ms).
+    The view is the whole chosen eye after the border crop. It is trimmed (centred) to
+    a whole multiple of the engine input only when that costs ≤ 2 % of each axis:
+    ``INTER_AREA`` by an integer factor takes OpenCV's fast path, about 3× cheaper than by
+    a fraction (912 → 224 px: 4.5 ms, 896 → 224 px: 1.6 ms).
+
+    The crop is found at the first frame and kept (module docstring); :meth:`redetect`
+    (any thread) asks for a new one at the next frame.
     """
 
     def __init__(self, config: PreprocessConfig, input_size: tuple[int, int]):
@@ -165,29 +206,35 @@ class Preprocessor:
         self._buffer = np.empty((1, *self.input_size, 3), dtype=np.uint8)
         self._box: Box | None = None
         self._shape: tuple[int, ...] | None = None
-        self._count = 0
+        self._redetect = False
+        self._layout: tuple[str, str] | None = None
 
     @property
     def box(self) -> Box | None:
         return self._box
 
-    def _refresh(self, frame: np.ndarray) -> bool:
-        if self._box is None or frame.shape != self._shape:
-            return True
-        return (self.config.border == "auto" and self.config.refresh_every > 0
-                and self._count % self.config.refresh_every == 0)
+    def redetect(self) -> None:
+        """Find the crop again at the next frame (the border glare moved, the user asked)."""
+        self._redetect = True
+
+    def describe(self) -> dict:
+        """What the engines see, for the summary and the log: layout (and why), eye, view box."""
+        layout, why = self._layout or (self.config.layout, "no frame yet")
+        box = self._box
+        return {"layout": layout, "layout_reason": why, "eye": "one eye" if layout == "mono" else self.config.eye,
+                "frame": None if self._shape is None else f"{self._shape[1]}x{self._shape[0]}",
+                "view": None if box is None else {"x": box.x0, "y": box.y0, "width": box.width, "height": box.height}}
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, Box]:
         """``frame``: ``(H, W, 3) uint8 RGB`` → ``(view, engine_input, box)``."""
-        if self._refresh(frame):
-            box = snap_to_multiple(view_box(frame, self.config), self.input_size)
-            # Keep the old crop unless the new one moved noticeably: a crop that twitches
-            # every refresh would make the displayed picture jump.
-            if (self._box is None or frame.shape != self._shape
-                    or max(abs(a - b) for a, b in zip(box, self._box)) > 0.02 * frame.shape[0]):
-                self._box = box
+        if self._box is None or frame.shape != self._shape or self._redetect:
+            self._redetect = False
+            self._layout = resolve_layout(frame.shape[0], frame.shape[1], self.config.layout)
+            self._box = snap_to_multiple(view_box(frame, self.config), self.input_size)
             self._shape = frame.shape
-        self._count += 1
+            d = self.describe()
+            log.info("view: %s layout (%s), %s; %dx%d of the %s frame", d["layout"], d["layout_reason"],
+                     "left eye" if d["eye"] == "left" else d["eye"], self._box.width, self._box.height, d["frame"])
         view = self._box.slice(frame)
         h, w = self.input_size
         cv2.resize(view, (w, h), dst=self._buffer[0], interpolation=cv2.INTER_AREA)

@@ -227,6 +227,10 @@ class NervePipeline:
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
+    def redetect_crop(self) -> None:
+        """Find the border crop again at the next frame (it is otherwise fixed for the run)."""
+        self.ops.gate.preprocess.redetect()
+
     def start_recording(self, avi: str | Path) -> None:
         """Record the annotated frames to ``avi`` with the per-frame CSV beside it. Opened
         in the recorder's thread: success or failure comes back as a :class:`Notice`."""
@@ -293,6 +297,7 @@ class NervePipeline:
         return {
             "nerveseg": {"engines": self.provenance, "config": to_dict(self.config)},
             "source": self.source.describe(),
+            "view": self.ops.gate.preprocess.describe(),
             "mode": "live" if self.live else "replay",
             "interrupted": self.interrupted,
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},

@@ -82,3 +82,20 @@ def test_the_summary_is_written_whole_or_not_at_all(tmp_path):
         write_summary(path, {"frames": Unserialisable()})
     assert json.loads(path.read_text()) == {"frames": 3}, "the earlier summary is untouched"
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"], "no temporary file left behind"
+
+
+def test_a_new_frame_size_starts_a_new_segment_and_nothing_is_stretched(tmp_path):
+    recording = Recording(AviRecorder(tmp_path / "r.avi", 30.0), CsvLog(tmp_path / "r.csv", PROVENANCE))
+    for i in range(3):
+        recording.write(rendered(i))
+    small = rendered(3)
+    big = Rendered(small.seg, np.full((96, 128, 3), 90, np.uint8), None, small.stamps)
+    for _ in range(2):
+        recording.write(big)
+    recording.close()
+    assert [s.path.name for s in recording.segments] == ["r.avi", "r.part2.avi"] and recording.frames == 5
+    for name, (count, size) in {"r.avi": (3, (64, 80)), "r.part2.avi": (2, (96, 128))}.items():
+        with av.open(str(tmp_path / name)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        assert len(frames) == count and frames[0].shape[:2] == size
+    assert len(list(csv.DictReader(open(tmp_path / "r.csv")))) == 5, "one CSV across the segments"

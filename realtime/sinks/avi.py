@@ -30,7 +30,8 @@ class AviRecorder:
     here, which matters on a 2-core machine) and muxed as ready packets; ``quality`` is
     the JPEG quality, 1-100. ``ffv1`` is lossless (for measuring codec loss), ``h264``
     small. The stream opens at the first frame, whose size fixes the recording's size;
-    later frames of another size are resized to it.
+    later frames of another size are refused (:class:`.recording.Recording` starts a new
+    segment for them instead of stretching them).
 
     Crash-safe: each packet is handed to the operating system as it is muxed (FFmpeg's
     ``flush_packets``), so a process killed mid-recording leaves every written frame in
@@ -80,8 +81,11 @@ class AviRecorder:
         if self._container is None:
             self._open(*image.shape[:2])
         s = self._stream
-        if image.shape[0] != s.height or image.shape[1] != s.width:
-            image = cv2.resize(image, (s.width, s.height), interpolation=cv2.INTER_AREA)
+        if not self.fits(image):
+            raise ValueError(f"{self.path}: frame is {image.shape[1]}x{image.shape[0]}, "
+                             f"the recording {s.width}x{s.height}")
+        if image.shape[0] != s.height or image.shape[1] != s.width:  # an odd side: 4:2:0 needs even ones
+            image = np.ascontiguousarray(image[:s.height, :s.width])
         if self.codec == "mjpeg":
             self._mux_jpeg(image)
         else:
@@ -90,6 +94,18 @@ class AviRecorder:
             for packet in s.encode(frame):
                 self._container.mux(packet)
         self.frames += 1
+
+    def fits(self, image: np.ndarray) -> bool:
+        """Whether ``image`` has this recording's size (any size before the first frame)."""
+        if self._stream is None:
+            return True
+        h, w = image.shape[:2]
+        return (h - h % 2, w - w % 2) == (self._stream.height, self._stream.width)
+
+    def next_segment(self, number: int) -> "AviRecorder":
+        """A recorder for segment ``number`` beside this file (``NAME.partN.avi``), same settings."""
+        path = self.path.with_name(f"{self.path.stem}.part{number}{self.path.suffix}")
+        return AviRecorder(path, self.fps, self.codec, self.quality, self.metadata)
 
     def _mux_jpeg(self, image: np.ndarray) -> None:
         import av

@@ -23,6 +23,7 @@ class Recording:
 
     def __init__(self, avi: AviRecorder, csv_log: CsvLog | None = None):
         self.avi, self.csv = avi, csv_log
+        self.segments: list[AviRecorder] = [avi]  # a new one each time the frame size changes
         if csv_log is not None:
             csv_log.open()
 
@@ -32,10 +33,16 @@ class Recording:
 
     @property
     def frames(self) -> int:
-        return self.avi.frames
+        return sum(segment.frames for segment in self.segments)
 
     def write(self, r: Rendered) -> Rendered:
+        """Record ``r``; a frame of another size (the source reconnected in another mode)
+        closes this segment and starts ``NAME.partN.avi``: frames are never stretched."""
         t0 = now_ns()
+        if not self.avi.fits(r.image):
+            self.avi.close()
+            self.avi = self.avi.next_segment(len(self.segments) + 1)
+            self.segments.append(self.avi)
         self.avi.write(r.image)
         r = dataclasses.replace(r, stamps=r.stamps + (("encode", t0, now_ns()),))
         if self.csv is not None:
@@ -44,7 +51,7 @@ class Recording:
 
     def close(self) -> None:
         try:
-            self.avi.close()
+            self.avi.close()  # the earlier segments are closed already
         finally:
             if self.csv is not None:
                 self.csv.close()
@@ -109,7 +116,10 @@ class RecorderOp(Operator):
         except (OSError, ValueError) as exc:
             problem = problem or exc
         if problem is None:
-            self.notices(Notice("saved", f"saved {path} ({recording.frames} frames)", str(path), recording.frames))
+            more = len(recording.segments) - 1
+            parts = f", and {more} more segment{'s' * (more > 1)} after a frame-size change" if more else ""
+            self.notices(Notice("saved", f"saved {path} ({recording.frames} frames{parts})", str(path),
+                                recording.frames))
         else:
             self.notices(Notice("error", f"{path}: recording stopped after {recording.frames} frames "
                                          f"({error_line(problem)})", str(path), recording.frames))

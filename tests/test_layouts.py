@@ -1,0 +1,88 @@
+"""Stereo layouts, the whole field of view, and a crop that stays put for the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from nerveseg.engines.preprocess import (MAX_TRIM, Box, PreprocessConfig, Preprocessor, eye_box, resolve_layout,
+                                         view_box)
+
+
+def test_auto_layout_from_the_frame_shape():
+    assert resolve_layout(1080, 1920, "auto")[0] == "side-by-side"  # the shipped sample
+    assert resolve_layout(1080, 3840, "auto")[0] == "side-by-side"
+    for h, w in ((128, 128), (1080, 1080), (720, 1280 * 0 + 960), (1280, 720), (480, 640)):
+        assert resolve_layout(h, w, "auto")[0] == "mono", (h, w)
+    assert resolve_layout(1080, 1920, "mono") == ("mono", "set in the config")
+
+
+def test_eye_boxes_of_every_layout():
+    assert eye_box(1080, 1920, "right", "side-by-side") == Box(960, 0, 1920, 1080)
+    assert eye_box(2160, 1920, "left", "top-bottom") == Box(0, 0, 1920, 1080)
+    assert eye_box(2160, 1920, "right", "top-bottom") == Box(0, 1080, 1920, 2160)
+    assert eye_box(128, 128, "left", "mono") == Box(0, 0, 128, 128), "a mono frame is its one eye"
+    assert eye_box(1080, 1920, "full", "side-by-side") == Box(0, 0, 1920, 1080)
+
+
+def test_single_eye_images_are_not_halved():
+    """The original study's datasets: one-eye frames. They reach the engines whole."""
+    frame = np.random.default_rng(0).integers(40, 200, (128, 128, 3), np.uint8)
+    pre = Preprocessor(PreprocessConfig(), (64, 64))
+    view, _, box = pre(frame)
+    assert box == Box(0, 0, 128, 128) and view.shape == (128, 128, 3)
+    assert pre.describe()["layout"] == "mono" and "not twice as wide" in pre.describe()["layout_reason"]
+
+
+def test_top_bottom_right_eye():
+    frame = np.zeros((720, 640, 3), np.uint8)
+    frame[360:] = 100  # the right (lower) eye is grey, the left black
+    view, _, box = Preprocessor(PreprocessConfig(layout="top-bottom", eye="right", border="none"), (32, 32))(frame)
+    assert box.y0 >= 360 and (view == 100).all()
+
+
+def test_bad_layout_is_refused():
+    with pytest.raises(ValueError, match="layout must be one of"):
+        PreprocessConfig(layout="anaglyph")
+
+
+LAYOUT_CASES = st.sampled_from([("side-by-side", "left"), ("side-by-side", "right"), ("side-by-side", "full"),
+                                ("top-bottom", "left"), ("top-bottom", "right"), ("mono", "left"), ("auto", "left")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(h=st.integers(8, 2200), w=st.integers(8, 4000), case=LAYOUT_CASES, square=st.booleans(),
+       size=st.sampled_from([(32, 32), (64, 64), (224, 224), (256, 256), (512, 512), (160, 224)]))
+def test_the_engines_see_the_whole_chosen_view(h, w, case, square, size):
+    """At most 2 % of either axis of the chosen view is trimmed for the resize's fast path."""
+    layout, eye = case
+    config = PreprocessConfig(layout=layout, eye=eye, border="none", square=square)
+    frame = np.zeros((h, w, 3), np.uint8)
+    chosen = view_box(frame, config)
+    if chosen.width < 2 or chosen.height < 2:
+        return  # frames too small to show anything are refused elsewhere
+    view, buf, box = Preprocessor(config, size)(frame)
+    assert buf.shape == (1, *size, 3)
+    assert box.x0 >= chosen.x0 and box.x1 <= chosen.x1 and box.y0 >= chosen.y0 and box.y1 <= chosen.y1
+    assert box.width >= chosen.width * (1 - MAX_TRIM) and box.height >= chosen.height * (1 - MAX_TRIM)
+    assert view.shape[:2] == (box.height, box.width)
+
+
+def glare(frame_h: int, frame_w: int, band: int) -> np.ndarray:
+    frame = np.random.default_rng(1).integers(60, 180, (frame_h, frame_w, 3), dtype=np.uint8)
+    frame[:, :band] = 255
+    return frame
+
+
+def test_the_crop_is_fixed_for_the_run_until_the_size_changes_or_it_is_asked_for():
+    pre = Preprocessor(PreprocessConfig(), (64, 64))
+    _, _, first = pre(glare(540, 1920, 120))
+    for _ in range(100):  # the glare grows, as it did in the shipped sample at frame 120
+        _, _, box = pre(glare(540, 1920, 300))
+        assert box == first, "the crop does not move during the run"
+    pre.redetect()
+    _, _, again = pre(glare(540, 1920, 300))
+    assert again != first and again.x0 >= 300, "asked: found again"
+    _, _, other = pre(glare(720, 2560, 120))
+    assert other.height > again.height, "a new frame size (a reconnect): found again"
