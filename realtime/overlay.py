@@ -99,17 +99,42 @@ def text_lines(label: str, confidence: float, ms: dict[str, float], fps: float, 
     return lines
 
 
-def draw_panel(image: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
-               font_scale: float = 0.0) -> Box:
-    """Draw a dark panel with ``lines`` at the top-left of ``image``, in place; returns
-    the panel's box (the only pixels it touched)."""
-    h, w = image.shape[:2]
-    scale = font_scale or max(0.35, h / 1400)
+#: the panel's largest share of the picture (width, height): a corner, never the field
+PANEL_MAX = (0.5, 0.3)
+#: below this font scale Hershey text stops being legible at all
+MIN_FONT_SCALE = 0.25
+
+
+def _measure(lines, scale: float) -> tuple[int, list, int, int]:
     thickness = 1 if scale < 0.7 else 2
     pad = int(8 * scale + 4)
     sizes = [cv2.getTextSize(text, FONT, scale, thickness) for text, _ in lines]
     line_h = max(s[0][1] + s[1] for s in sizes) + pad // 2
-    width = min(w, max(s[0][0] for s in sizes) + 2 * pad)
+    return thickness, sizes, line_h, pad
+
+
+def draw_panel(image: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]],
+               font_scale: float = 0.0) -> Box:
+    """Draw a dark panel with ``lines`` at the top-left of ``image``, in place; returns
+    the panel's box (the only pixels it touched).
+
+    The text scales with the picture so the panel stays within :data:`PANEL_MAX` of it;
+    on a picture too small for every line at a legible size, the last lines are left
+    out (the label and confidence come first and stay); on one too small for even that
+    line (a thumbnail), no panel is drawn and the box is empty: the CSV still has it all."""
+    h, w = image.shape[:2]
+    scale = font_scale or max(0.35, h / 1400)
+    thickness, sizes, line_h, pad = _measure(lines, scale)
+    natural_w, natural_h = max(s[0][0] for s in sizes) + 2 * pad, line_h * len(lines) + pad
+    fit = min(1.0, PANEL_MAX[0] * w / natural_w, PANEL_MAX[1] * h / natural_h)
+    if fit < 1.0:
+        scale = max(MIN_FONT_SCALE, scale * fit)
+        thickness, sizes, line_h, pad = _measure(lines, scale)
+    keep = min(len(lines), int((PANEL_MAX[1] * h - pad) // line_h))
+    if keep < 1:
+        return Box(0, 0, 0, 0)
+    lines, sizes = lines[:keep], sizes[:keep]
+    width = min(w, max(s[0][0] for s in sizes) + 2 * pad, max(1, int(PANEL_MAX[0] * w)))
     height = min(h, line_h * len(lines) + pad)
     box = Box(0, 0, width, height)
     region = box.slice(image)

@@ -86,3 +86,20 @@ def test_the_crop_is_fixed_for_the_run_until_the_size_changes_or_it_is_asked_for
     assert again != first and again.x0 >= 300, "asked: found again"
     _, _, other = pre(glare(720, 2560, 120))
     assert other.height > again.height, "a new frame size (a reconnect): found again"
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(16, 1400), w=st.integers(16, 1400), extra=st.integers(0, 3))
+def test_the_text_panel_never_hides_more_than_a_corner(h, w, extra):
+    from nerveseg.realtime.overlay import PANEL_MAX, draw_panel, text_lines
+
+    image = np.full((h, w, 3), 200, np.uint8)
+    lines = text_lines("opening_wound", 0.93, {"decode": 1.2, "preprocess": 0.8, "gate": 2.1, "segment": 3.3,
+                                               "overlay": 0.9}, 29.9, 3, extra=[f"WARNING {i}" for i in range(extra)])
+    box = draw_panel(image, lines)
+    assert box.width <= PANEL_MAX[0] * w and box.height <= PANEL_MAX[1] * h
+    if h >= 64:
+        assert box.height > 0, "a picture this size shows at least the label line"
+    outside = np.ones((h, w), bool)
+    outside[box.y0:box.y1, box.x0:box.x1] = False
+    assert (image[outside] == 200).all(), "the panel draws inside its box only"

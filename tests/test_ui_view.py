@@ -335,6 +335,12 @@ def test_keyboard_controls_pause_eye_opacity_threshold_snapshot(make_window, qtb
     qtbot.keyClick(view, Qt.Key.Key_1)
     qtbot.waitUntil(lambda: view.rendered.image.shape[1] == view.rendered.image.shape[0])
 
+    crop = window.session.pipeline.ops.gate.preprocess
+    qtbot.keyClick(view, Qt.Key.Key_F)  # find the border crop again
+    assert any("finding the border crop again" in m for m in window.messages)
+    qtbot.waitUntil(lambda: not crop._redetect)  # taken at the next frame
+    assert crop.box is not None
+
     qtbot.keyClick(view, Qt.Key.Key_BracketRight)
     qtbot.keyClick(view, Qt.Key.Key_Minus)
     assert ops.overlay.opacity == pytest.approx(0.55) and ops.segment.threshold == pytest.approx(0.45)

@@ -200,6 +200,8 @@ class FrameView(QWidget):
         if banner is None:
             return
         title, colour = banner
+        if self.state.state == "ended" and self.state.message.lower().startswith("end of"):
+            title = self.state.message.upper()  # END OF VIDEO, END OF IMAGES: what actually ended
         if target is not None and self.state.state in ("no signal", "failed"):
             p.fillRect(target, QColor(0, 0, 0, 150))  # a frozen picture must not pass for live
         if self.state.state == "starting" and target is not None:

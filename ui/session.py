@@ -177,6 +177,15 @@ class ViewSession:
         self.set_roi(None)
         return had_roi
 
+    def recrop(self) -> bool:
+        """Find the border crop again at the next frame; returns True when a region had to
+        be cleared (it was drawn on the old crop)."""
+        if self.pipeline is not None:
+            self.pipeline.redetect_crop()
+        had_roi = self.settings.roi is not None
+        self.set_roi(None)
+        return had_roi
+
     def set_threshold(self, value: float) -> None:
         if self.pipeline is not None:
             self.pipeline.set_threshold(value)

@@ -116,6 +116,9 @@ class ViewWindow(QMainWindow):
             self._action(f"{eye} eye", str(i + 1), lambda _=False, e=eye: self.eye_box.setCurrentText(e))
         bar.addWidget(QLabel(" Eye "))
         bar.addWidget(self.eye_box)
+        self.recrop_action = self._action("Re-crop", "F", self.recrop,
+                                          tip="Find the glare-border crop again (it is otherwise fixed for the run)")
+        bar.addAction(self.recrop_action)
         self.opacity_label, self.threshold_label = QLabel(), QLabel()
         self.opacity_slider = self._slider(0, 100, round(config.overlay.opacity * 100), self.set_opacity)
         self.threshold_slider = self._slider(5, 95, round(config.segment.threshold * 100), self.set_threshold)
@@ -226,6 +229,11 @@ class ViewWindow(QMainWindow):
             return
         self.view.cancel_drawing()
         self.tell(f"{eye} eye" + (" (region cleared: it was drawn on the other picture)" if cleared else ""))
+
+    def recrop(self) -> None:
+        cleared = self.session.recrop()
+        self.view.cancel_drawing()
+        self.tell("finding the border crop again" + (" (region cleared: it was drawn on the old crop)" if cleared else ""))
 
     def set_opacity(self, value: int) -> None:
         self.session.set_opacity(value / 100)

@@ -46,7 +46,9 @@ class TapOp(Operator):
 
 class TwinRecorder:
     """The configured recorder and a lossless ffv1 twin, fed the same frames (what
-    :class:`Recording` needs of an :class:`AviRecorder`: write, close, path, frames)."""
+    :class:`Recording` needs of an :class:`AviRecorder`: write, close, fits, next_segment,
+    path, frames). The report compares the two frame by frame, so a video whose frame
+    size changes cannot be validated in one run: that is said, not papered over."""
 
     def __init__(self, main: AviRecorder, lossless: AviRecorder):
         self.main, self.lossless = main, lossless
@@ -62,6 +64,13 @@ class TwinRecorder:
     def write(self, image) -> None:
         self.main.write(image)
         self.lossless.write(image)
+
+    def fits(self, image) -> bool:
+        return self.main.fits(image)
+
+    def next_segment(self, number: int) -> "TwinRecorder":
+        raise ValueError(f"{self.path}: the frame size changes after frame {self.frames}; "
+                         f"validate each part of the video on its own")
 
     def close(self) -> None:
         try:

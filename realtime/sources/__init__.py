@@ -1,7 +1,8 @@
 """Frame sources and the registry that turns a spec into one.
 
 A spec is what the user types after ``--source`` (or ``replay IN``): a camera index
-(``0``), an image folder, a video file. :data:`SOURCES` is tried in order and the first
+(``0``), a network stream (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``,
+``tcp://``, ``udp://``, ``srt://``), an image folder, a video file. :data:`SOURCES` is tried in order and the first
 kind whose ``matches(spec)`` is true opens it; a new kind of source is one module with a
 :class:`~.base.Source` subclass and one line here.
 """
@@ -16,9 +17,10 @@ from .base import IMAGE_SUFFIXES, Pacer, Source, SourceStatus, to_rgb
 from .camera import CameraSource
 from .file import VideoFileSource
 from .folder import ImageFolderSource
+from .stream import StreamSource, is_stream
 
 __all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraSource", "ImageFolderSource", "Pacer", "Source", "SourceKind",
-           "SourceStatus", "VideoFileSource", "open_source", "to_rgb"]
+           "SourceStatus", "StreamSource", "VideoFileSource", "open_source", "to_rgb"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class SourceKind:
 
 SOURCES: tuple[SourceKind, ...] = (
     SourceKind("camera", str.isdigit, lambda spec, pace: CameraSource(int(spec))),
+    SourceKind("stream", is_stream, lambda spec, pace: StreamSource(spec)),
     SourceKind("folder", lambda spec: Path(spec).is_dir(), lambda spec, pace: ImageFolderSource(spec, pace=pace)),
     SourceKind("file", lambda spec: True, lambda spec, pace: VideoFileSource(spec, pace=pace)),
 )

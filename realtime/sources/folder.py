@@ -52,4 +52,4 @@ class ImageFolderSource(Source):
                 pacer.wait(stop)
             yield Frame(index, now_ns(), image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
             index += 1
-        self.status.set("ended", "end of image folder")
+        self.status.set("ended", "end of images")
