@@ -21,6 +21,8 @@ from nerveseg.engines.errors import UserError
 from .overlay import OverlayConfig
 from nerveseg.engines.preprocess import PreprocessConfig
 
+from .sources.camera import CameraMode
+
 # Absolute, from the installed project (or $NERVESEG_MODELS): never the current folder.
 DEFAULT_GATE = default_engine(GATE)
 DEFAULT_SEGMENTER = default_engine(SEGMENTER)
@@ -28,12 +30,15 @@ DEFAULT_SEGMENTER = default_engine(SEGMENTER)
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """``spec``: camera index, video file or image folder. ``pace``: release file frames at
-    their frame rate. ``live``: newest-frame policy (default: on for cameras only)."""
+    """``spec``: camera index or device path, stream URL, video file or image folder.
+    ``pace``: release file frames at their frame rate. ``live``: newest-frame policy
+    (default: on for cameras and streams only). ``camera``: the mode to ask a camera for
+    (docs/SOURCES.md)."""
 
     spec: str = ""
     pace: bool = False
     live: bool | None = None
+    camera: CameraMode = field(default_factory=CameraMode)
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ class NervePipeline:
     def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
                  history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
         self.config = config
-        self.source = source or open_source(config.source.spec, pace=config.source.pace)
+        self.source = source or open_source(config.source.spec, pace=config.source.pace,
+                                                  camera=config.source.camera)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
         self.provenance = self.engines.provenance()
@@ -302,6 +303,7 @@ class NervePipeline:
             "interrupted": self.interrupted,
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},
             "recorded_frames": self.ops.record.frames,
+            "recordings": list(self.ops.record.files),  # a new segment whenever the frame size changed
             # live only: frames the recorder lost because it fell a second behind
             "recording_dropped": sum(ch.dropped for ch in self.graph.channels if ch.name.endswith("->record")),
             "stage_errors": dict(self.graph.item_errors),

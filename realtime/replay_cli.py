@@ -24,6 +24,25 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", choices=["mjpeg", "ffv1", "h264"], help="AVI codec (ffv1: lossless)")
 
 
+def add_camera_arguments(parser: argparse.ArgumentParser) -> None:
+    """The camera mode (``source.camera`` in the YAML), for the live commands."""
+    parser.add_argument("--camera-size", metavar="WxH", help="ask the camera for this size, e.g. 1920x1080 "
+                        "(default: the device's own, often 640x480 on a capture card)")
+    parser.add_argument("--camera-fps", type=float, help="ask the camera for this frame rate (default: the device's)")
+    parser.add_argument("--camera-format", choices=["auto", "MJPG", "YUYV", "NV12", "H264"],
+                        help="pixel format to ask for (default: auto, the driver's choice)")
+    parser.add_argument("--camera-api", choices=["auto", "v4l2", "dshow", "msmf", "avfoundation"],
+                        help="OpenCV capture API (default: auto)")
+    parser.add_argument("--layout", choices=["auto", "side-by-side", "top-bottom", "mono"],
+                        help="how a frame holds the eyes (default: auto, from the frame's shape)")
+
+
+def camera_overrides(args: argparse.Namespace) -> dict:
+    return {"source": {"camera": {"size": args.camera_size, "fps": args.camera_fps,
+                                  "format": args.camera_format, "api": args.camera_api}},
+            "preprocess": {"layout": args.layout}}
+
+
 def overrides(args: argparse.Namespace) -> dict:
     """CLI options as a config overlay (unset options leave the YAML/defaults alone)."""
     engine = {"backend": args.backend, "threads": args.threads}

@@ -85,13 +85,28 @@ class ScriptedCamera:
     succeeds with an empty array) or ``unplugged`` (open fails). ``opens`` holds the
     monotonic time of every open attempt."""
 
-    def __init__(self, shape: tuple[int, int] = (120, 160), fps: float = 60.0):
+    def __init__(self, shape: tuple[int, int] = (120, 160), fps: float = 60.0,
+                 modes: tuple[tuple[int, int, float, str], ...] | None = None):
         self.mode = "frames"
         self.shape, self.period = shape, 1.0 / fps
         self.opens: list[float] = []
+        self.apis: list[int] = []
         self.delivered = 0
+        # like a V4L2 driver: (width, height, fps, fourcc) it can give; a request is met
+        # with the closest it has (None: anything asked is given)
+        self.modes = modes
+        self.fourcc = "YUYV"
 
-    def open(self, index: int) -> "_ScriptedCapture":
+    def negotiate(self, width: int, height: int, fps: float, fourcc: str) -> None:
+        if self.modes is None:
+            self.shape, self.period, self.fourcc = (height, width), 1.0 / fps, fourcc
+            return
+        w, h, f, c = min(self.modes, key=lambda m: (m[3] != fourcc, abs(m[0] * m[1] - width * height),
+                                                    abs(m[2] - fps)))
+        self.shape, self.period, self.fourcc = (h, w), 1.0 / f, c
+
+    def open(self, index: int, api: int = 0) -> "_ScriptedCapture":
+        self.apis.append(api)
         self.opens.append(time.monotonic())
         if self.mode == "unplugged":
             raise RuntimeError("VIDIOC_STREAMON: No such device")
@@ -110,8 +125,34 @@ class ScriptedCamera:
 
 
 class _ScriptedCapture:
+    """The calls of ``cv2.VideoCapture`` that the camera source makes."""
+
     def __init__(self, camera: ScriptedCamera):
         self.camera = camera
+        c = camera
+        self._asked = {"w": c.shape[1], "h": c.shape[0], "fps": 1.0 / c.period, "fourcc": c.fourcc}
+
+    def set(self, prop: int, value: float) -> bool:
+        import cv2
+
+        key = {cv2.CAP_PROP_FRAME_WIDTH: "w", cv2.CAP_PROP_FRAME_HEIGHT: "h", cv2.CAP_PROP_FPS: "fps",
+               cv2.CAP_PROP_FOURCC: "fourcc"}[prop]
+        if key == "fourcc":
+            value = "".join(chr((int(value) >> 8 * i) & 0xFF) for i in range(4))
+        self._asked[key] = value
+        a = self._asked
+        self.camera.negotiate(int(a["w"]), int(a["h"]), float(a["fps"]), a["fourcc"])
+        return True
+
+    def get(self, prop: int) -> float:
+        import cv2
+
+        c = self.camera
+        if prop == cv2.CAP_PROP_FPS:
+            return 1.0 / c.period
+        if prop == cv2.CAP_PROP_FOURCC:
+            return float(cv2.VideoWriter_fourcc(*c.fourcc))
+        return {cv2.CAP_PROP_FRAME_WIDTH: c.shape[1], cv2.CAP_PROP_FRAME_HEIGHT: c.shape[0]}.get(prop, 0.0)
 
     def isOpened(self) -> bool:
         return self.camera.mode != "unplugged"

@@ -111,8 +111,8 @@ def _ts(path, frames, height, width, first=0):
 
 def test_resolution_change_mid_stream_keeps_every_frame(tmp_path, tiny_engines):
     """Two MPEG-TS streams of different sizes back to back (as a capture card that
-    switches mode writes them): every decodable frame is annotated and recorded at the
-    recording's first size."""
+    switches mode writes them): every decodable frame is annotated and recorded, the
+    second size in a new segment of the recording (never stretched to the first)."""
     joined = tmp_path / "joined.ts"
     joined.write_bytes(_ts(tmp_path / "a.ts", 12, 240, 640).read_bytes()
                        + _ts(tmp_path / "b.ts", 12, 360, 960, first=12).read_bytes())
@@ -121,11 +121,15 @@ def test_resolution_change_mid_stream_keeps_every_frame(tmp_path, tiny_engines):
         sizes = {(f.height, f.width) for f in container.decode(video=0)}
     assert sizes == {(240, 640), (360, 960)}
     code, out = replay(tmp_path, joined, tiny_engines)
-    assert count_frames(out) == count_frames(joined) >= 22
+    second = out.with_name(f"{out.stem}.part2.avi")
+    assert count_frames(out) + count_frames(second) == count_frames(joined) >= 22
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert len(rows) == count_frames(joined) and all(r["status"] == "ok" for r in rows)
-    with av.open(str(out)) as container:
-        assert {(f.height, f.width) for f in container.decode(video=0)} == {(224, 224)}  # left eye, 7 × 32
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["recordings"] == [str(out), str(second)]
+    for segment, size in ((out, (240, 240)), (second, (360, 360))):  # the left eye, whole, of each mode
+        with av.open(str(segment)) as container:
+            assert {(f.height, f.width) for f in container.decode(video=0)} == {size}
     assert code in (0, 1)  # the splice may cost the first stream's last frame: that is said, not hidden
 
 

@@ -41,7 +41,7 @@ class FakeDevice:
         self.frames_left = 0
         self.opens = 0
 
-    def open(self, index):
+    def open(self, index, api=0):
         self.opens += 1
         return FakeCapture(self)
 

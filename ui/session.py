@@ -27,7 +27,7 @@ from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.roi import Roi, check_roi
-from nerveseg.realtime.sources import CameraSource, Source, open_source
+from nerveseg.realtime.sources import Source, open_source
 
 from .snapshot import save_snapshot
 
@@ -72,9 +72,7 @@ class ViewSession:
         text = str(spec).strip()
         if not text:
             raise UserError("no source given: a camera index, a video file or an image folder")
-        if text.isdigit():
-            return CameraSource(int(text), opener=self.camera_opener)
-        return open_source(text, pace=True)
+        return open_source(text, pace=True, camera=self.config.source.camera, opener=self.camera_opener)
 
     def open(self, spec: str, roi: Roi | None = None, record: bool = False) -> None:
         """Switch to ``spec`` (camera index, video file or image folder), in a switch

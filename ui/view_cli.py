@@ -14,12 +14,12 @@ from pathlib import Path
 
 from nerveseg.realtime import config as cfg
 from nerveseg.engines.errors import UserError
-from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
+from nerveseg.realtime.replay_cli import add_camera_arguments, add_engine_arguments, camera_overrides, overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="camera index (0, 1, ...), video file or image folder "
-                                         "(or open one from the window)")
+    parser.add_argument("--source", help="camera index (0, 1, ...) or device path, stream URL (rtsp://, "
+                                         "http://, ...), video file or image folder (or open one from the window)")
     parser.add_argument("--out", type=Path, default=Path("runs/view"),
                         help="folder for recordings (AVI + CSV) and snapshots (PNG) (default runs/view)")
     parser.add_argument("--record", action="store_true", help="start recording as soon as the source runs")
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(polygon), in view pixels")
     parser.add_argument("--size", default="1280x860", help="window size WxH (default 1280x860)")
     add_engine_arguments(parser)
+    add_camera_arguments(parser)
     parser.add_argument("--screenshot", type=Path,
                         help="save a PNG of the window after --after seconds, then close (for docs)")
     parser.add_argument("--after", type=float, default=4.0, help="seconds before --screenshot (default 4)")
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     width, height = _size(args.size)
     roi = _roi(args.roi) if args.roi else None
-    config = cfg.load(args.config, cfg.merge(overrides(args), {"source": {"pace": True, "live": True}}))
+    config = cfg.load(args.config, cfg.merge(cfg.merge(overrides(args), camera_overrides(args)),
+                                             {"source": {"pace": True, "live": True}}))
     engines = Engines.load(config)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = ViewWindow(config, engines, args.out)

@@ -76,7 +76,6 @@ class AviRecorder:
 
     def write(self, image: np.ndarray) -> None:
         import av
-        import cv2
 
         if self._container is None:
             self._open(*image.shape[:2])

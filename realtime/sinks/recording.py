@@ -76,6 +76,7 @@ class RecorderOp(Operator):
         self.recording = recording
         self.notices = notices or (lambda notice: None)
         self.frames = 0  # written, over every recording
+        self.files: list[str] = []  # every AVI closed so far, segments included, in order
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
 
     @property
@@ -115,6 +116,7 @@ class RecorderOp(Operator):
             recording.close()
         except (OSError, ValueError) as exc:
             problem = problem or exc
+        self.files.extend(str(segment.path) for segment in recording.segments)
         if problem is None:
             more = len(recording.segments) - 1
             parts = f", and {more} more segment{'s' * (more > 1)} after a frame-size change" if more else ""

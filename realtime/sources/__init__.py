@@ -14,36 +14,57 @@ from pathlib import Path
 from typing import Callable
 
 from .base import IMAGE_SUFFIXES, Pacer, Source, SourceStatus, to_rgb
-from .camera import CameraSource
+from .camera import CameraMode, CameraSource
 from .file import VideoFileSource
 from .folder import ImageFolderSource
 from .stream import StreamSource, is_stream
 
-__all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraSource", "ImageFolderSource", "Pacer", "Source", "SourceKind",
+__all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraMode", "CameraSource", "SourceOptions", "ImageFolderSource", "Pacer", "Source", "SourceKind",
            "SourceStatus", "StreamSource", "VideoFileSource", "open_source", "to_rgb"]
 
 
 @dataclass(frozen=True)
+class SourceOptions:
+    """What a source kind may use besides its spec: ``pace`` (release file frames at
+    their rate), ``camera`` (the mode to ask a camera for), ``opener`` (a camera's
+    driver boundary; tests pass a scripted device)."""
+
+    pace: bool = False
+    camera: CameraMode = CameraMode()
+    opener: Callable | None = None
+
+
+@dataclass(frozen=True)
 class SourceKind:
-    """``matches(spec)``: is this spec of this kind; ``open(spec, pace)``: the source
+    """``matches(spec)``: is this spec of this kind; ``open(spec, options)``: the source
     (checks its input, one-line :class:`UserError` when it cannot be used)."""
 
     name: str
     matches: Callable[[str], bool]
-    open: Callable[[str, bool], Source]
+    open: Callable[[str, SourceOptions], Source]
+
+
+def is_camera(spec: str) -> bool:
+    """A device index (``0``) or a device path (``/dev/video2``, ``/dev/v4l/by-id/...``)."""
+    return spec.isdigit() or spec.startswith("/dev/")
+
+
+def _camera(spec: str, o: SourceOptions) -> CameraSource:
+    return CameraSource(int(spec) if spec.isdigit() else spec, opener=o.opener, mode=o.camera)
 
 
 SOURCES: tuple[SourceKind, ...] = (
-    SourceKind("camera", str.isdigit, lambda spec, pace: CameraSource(int(spec))),
-    SourceKind("stream", is_stream, lambda spec, pace: StreamSource(spec)),
-    SourceKind("folder", lambda spec: Path(spec).is_dir(), lambda spec, pace: ImageFolderSource(spec, pace=pace)),
-    SourceKind("file", lambda spec: True, lambda spec, pace: VideoFileSource(spec, pace=pace)),
+    SourceKind("camera", is_camera, _camera),
+    SourceKind("stream", is_stream, lambda spec, o: StreamSource(spec)),
+    SourceKind("folder", lambda spec: Path(spec).is_dir(), lambda spec, o: ImageFolderSource(spec, pace=o.pace)),
+    SourceKind("file", lambda spec: True, lambda spec, o: VideoFileSource(spec, pace=o.pace)),
 )
 
 
-def open_source(spec: str | int, pace: bool | None = None) -> Source:
+def open_source(spec: str | int, pace: bool | None = None, camera: CameraMode = CameraMode(),
+                opener: Callable | None = None) -> Source:
     """A source from a command-line spec (see :data:`SOURCES`). ``pace`` defaults to
-    False for files and folders (replay as fast as possible); cameras are live."""
-    text = str(spec)
+    False for files and folders (replay as fast as possible); cameras and streams are live."""
+    text = str(spec).strip()
     kind = next(kind for kind in SOURCES if kind.matches(text))
-    return kind.open(text, bool(pace))
+    return kind.open(text, SourceOptions(bool(pace), camera, opener))
