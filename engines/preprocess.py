@@ -7,9 +7,11 @@ again only when the frame size changes (a reconnect, another device mode) or whe
 the surgeon sees and the recording's frame size. It is applied as array slicing, so the
 per-frame work is one ``cv2.resize`` into a preallocated engine input buffer.
 
-Stereo layouts (``layout``): ``side-by-side`` (left eye | right eye), ``top-bottom``
-(left eye above right), ``mono`` (one eye per frame: image folders of single-eye
-frames, a mono camera). ``auto`` decides from the frame: about twice as wide as tall
+Stereo layouts (``layout``): ``side-by-side`` (left eye | right eye), ``side-by-side-half``
+(the same with each eye squeezed to half its width, the 3D "frame-compatible" format of
+many recorders and monitors: the chosen eye is stretched back to its shape before
+anything else), ``top-bottom`` (left eye above right), ``mono`` (one eye per frame:
+image folders of single-eye frames, a mono camera). ``auto`` decides from the frame: about twice as wide as tall
 (aspect ≥ 1.7) is side-by-side, anything else mono; it never guesses top-bottom. The
 choice is said once per run (:meth:`Preprocessor.describe`).
 
@@ -19,6 +21,7 @@ the pixels the pipeline feeds them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Eye = Literal["left", "right", "full"]
 EYES = ("left", "right", "full")
-LAYOUTS = ("auto", "side-by-side", "top-bottom", "mono")
+LAYOUTS = ("auto", "side-by-side", "side-by-side-half", "top-bottom", "mono")
 #: ``auto``: a frame at least this much wider than tall holds two eyes side by side
 STEREO_ASPECT = 1.7
 #: the view is trimmed to a whole multiple of the engine input (OpenCV's integer-factor
@@ -109,6 +112,8 @@ def eye_box(height: int, width: int, eye: Eye, layout: str = "side-by-side") -> 
     whole frame)."""
     if eye == "full" or layout == "mono":
         return Box(0, 0, width, height)
+    if layout == "side-by-side-half":
+        layout = "side-by-side"
     if layout == "top-bottom":
         half = height // 2
         return Box(0, 0, width, half) if eye == "left" else Box(0, half, width, 2 * half)
@@ -198,6 +203,10 @@ class Preprocessor:
 
     The crop is found at the first frame and kept (module docstring); :meth:`redetect`
     (any thread) asks for a new one at the next frame.
+
+    ``side-by-side-half``: the chosen eye is first stretched to twice its width into a
+    buffer of this preprocessor (one resize per frame); the view and its box are then in
+    that stretched eye's pixels, not the frame's, and the view is overwritten next call.
     """
 
     def __init__(self, config: PreprocessConfig, input_size: tuple[int, int]):
@@ -225,13 +234,28 @@ class Preprocessor:
                 "frame": None if self._shape is None else f"{self._shape[1]}x{self._shape[0]}",
                 "view": None if box is None else {"x": box.x0, "y": box.y0, "width": box.width, "height": box.height}}
 
+    def _unsqueezed(self, frame: np.ndarray) -> np.ndarray:
+        """A ``side-by-side-half`` frame's chosen eye at its true shape (``full``: both)."""
+        h, w = frame.shape[:2]
+        eye = eye_box(h, w, self.config.eye, "side-by-side-half")
+        if getattr(self, "_stretch", None) is None or self._stretch.shape[:2] != (eye.height, 2 * eye.width):
+            self._stretch = np.empty((eye.height, 2 * eye.width, 3), np.uint8)
+        cv2.resize(eye.slice(frame), (2 * eye.width, eye.height), dst=self._stretch, interpolation=cv2.INTER_LINEAR)
+        return self._stretch
+
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, Box]:
         """``frame``: ``(H, W, 3) uint8 RGB`` → ``(view, engine_input, box)``."""
-        if self._box is None or frame.shape != self._shape or self._redetect:
+        shape = frame.shape
+        if self.config.layout == "side-by-side-half":
+            frame = self._unsqueezed(frame)
+        if self._box is None or shape != self._shape or self._redetect:
             self._redetect = False
-            self._layout = resolve_layout(frame.shape[0], frame.shape[1], self.config.layout)
-            self._box = snap_to_multiple(view_box(frame, self.config), self.input_size)
-            self._shape = frame.shape
+            self._layout = resolve_layout(shape[0], shape[1], self.config.layout)
+            # a stretched eye is one eye: its geometry is a mono frame's
+            config = self.config if self._layout[0] != "side-by-side-half" else \
+                dataclasses.replace(self.config, layout="mono", square=self.config.square and self.config.eye != "full")
+            self._box = snap_to_multiple(view_box(frame, config), self.input_size)
+            self._shape = shape
             d = self.describe()
             log.info("view: %s layout (%s), %s; %dx%d of the %s frame", d["layout"], d["layout_reason"],
                      "left eye" if d["eye"] == "left" else d["eye"], self._box.width, self._box.height, d["frame"])

@@ -33,7 +33,7 @@ def add_camera_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pixel format to ask for (default: auto, the driver's choice)")
     parser.add_argument("--camera-api", choices=["auto", "v4l2", "dshow", "msmf", "avfoundation"],
                         help="OpenCV capture API (default: auto)")
-    parser.add_argument("--layout", choices=["auto", "side-by-side", "top-bottom", "mono"],
+    parser.add_argument("--layout", choices=["auto", "side-by-side", "side-by-side-half", "top-bottom", "mono"],
                         help="how a frame holds the eyes (default: auto, from the frame's shape)")
 
 

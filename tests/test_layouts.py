@@ -103,3 +103,19 @@ def test_the_text_panel_never_hides_more_than_a_corner(h, w, extra):
     outside = np.ones((h, w), bool)
     outside[box.y0:box.y1, box.x0:box.x1] = False
     assert (image[outside] == 200).all(), "the panel draws inside its box only"
+
+
+def test_side_by_side_half_stretches_the_eye_back_to_its_shape():
+    """A 1920x1080 frame-compatible 3D frame: each eye is 960x1080 squeezed from 1920x1080."""
+    eye = np.zeros((1080, 1920, 3), np.uint8)
+    eye[:, 960 - 40: 960 + 40] = 200  # an 80 px wide band in the middle of the true eye
+    squeezed = eye[:, ::2]  # 960 wide
+    frame = np.concatenate([squeezed, np.zeros_like(squeezed)], axis=1)
+    pre = Preprocessor(PreprocessConfig(layout="side-by-side-half", border="none", square=False), (90, 160))
+    view, buf, box = pre(frame)
+    assert view.shape[:2] == (1080, 1920), "the eye at its true 16:9 shape"
+    band = np.flatnonzero(view[540, :, 0] > 100)
+    assert 76 <= band.size <= 84, "the band is as wide as in the true eye"
+    assert pre.describe()["layout"] == "side-by-side-half"
+    square = Preprocessor(PreprocessConfig(layout="side-by-side-half", border="none"), (64, 64))
+    assert square(frame)[0].shape[:2] == (1080, 1080), "square: a square of the true eye"

@@ -63,6 +63,11 @@ def prepare(config: PipelineConfig, engines: Engines, o: Options) -> Inputs:
     """Every input and output checked; one-line :class:`UserError` naming the file otherwise."""
     if str(o.video).strip().isdigit():
         raise UserError(f"{o.video}: validate needs a recorded video or image folder, not a camera")
+    if config.preprocess.layout == "side-by-side-half":
+        # The degradation test compares shown pixels with the source frame's, one to one;
+        # a stretched eye has no such pixels.
+        raise UserError(f"{o.video}: validate compares the shown view with the frame pixel for pixel; "
+                        f"a side-by-side-half frame's eye is stretched first, so validate a full-width recording")
     source = open_source(str(o.video))
     truth = find_video_truth(Path(o.video), engines.gate.classes) if Path(o.video).is_file() else None
     tests = find_test_sets(list(o.test_sets), engines.gate.classes, o.gate_split, o.seg_split)
