@@ -33,12 +33,14 @@ class SourceConfig:
     """``spec``: camera index or device path, stream URL, video file or image folder.
     ``pace``: release file frames at their frame rate. ``live``: newest-frame policy
     (default: on for cameras and streams only). ``camera``: the mode to ask a camera for
-    (docs/SOURCES.md)."""
+    (docs/SOURCES.md). ``right``: a second device for the right eye, paired with
+    ``spec`` by capture time into one side-by-side frame."""
 
     spec: str = ""
     pace: bool = False
     live: bool | None = None
     camera: CameraMode = field(default_factory=CameraMode)
+    right: str | None = None
 
 
 @dataclass(frozen=True)

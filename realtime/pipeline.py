@@ -121,7 +121,7 @@ class NervePipeline:
                  history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
         self.config = config
         self.source = source or open_source(config.source.spec, pace=config.source.pace,
-                                                  camera=config.source.camera)
+                                                  camera=config.source.camera, right=config.source.right)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
         self.provenance = self.engines.provenance()

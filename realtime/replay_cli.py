@@ -33,13 +33,16 @@ def add_camera_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pixel format to ask for (default: auto, the driver's choice)")
     parser.add_argument("--camera-api", choices=["auto", "v4l2", "dshow", "msmf", "avfoundation"],
                         help="OpenCV capture API (default: auto)")
+    parser.add_argument("--right-source", metavar="SPEC",
+                        help="a second camera or stream for the right eye, paired with --source by capture time")
     parser.add_argument("--layout", choices=["auto", "side-by-side", "side-by-side-half", "top-bottom", "mono"],
                         help="how a frame holds the eyes (default: auto, from the frame's shape)")
 
 
 def camera_overrides(args: argparse.Namespace) -> dict:
     return {"source": {"camera": {"size": args.camera_size, "fps": args.camera_fps,
-                                  "format": args.camera_format, "api": args.camera_api}},
+                                  "format": args.camera_format, "api": args.camera_api},
+                       "right": args.right_source},
             "preprocess": {"layout": args.layout}}
 
 

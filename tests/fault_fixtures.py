@@ -86,8 +86,9 @@ class ScriptedCamera:
     monotonic time of every open attempt."""
 
     def __init__(self, shape: tuple[int, int] = (120, 160), fps: float = 60.0,
-                 modes: tuple[tuple[int, int, float, str], ...] | None = None):
+                 modes: tuple[tuple[int, int, float, str], ...] | None = None, value: int = 150):
         self.mode = "frames"
+        self.value = value
         self.shape, self.period = shape, 1.0 / fps
         self.opens: list[float] = []
         self.apis: list[int] = []
@@ -121,7 +122,7 @@ class ScriptedCamera:
         if self.mode != "frames":
             return False, None
         self.delivered += 1
-        return True, np.full((*self.shape, 3), 150, np.uint8)
+        return True, np.full((*self.shape, 3), self.value, np.uint8)
 
 
 class _ScriptedCapture:

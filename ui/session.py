@@ -27,7 +27,8 @@ from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.roi import Roi, check_roi
-from nerveseg.realtime.sources import Source, open_source
+from nerveseg.realtime.sources import Source, is_camera, open_source
+from nerveseg.realtime.sources.stream import is_stream
 
 from .snapshot import save_snapshot
 
@@ -72,7 +73,10 @@ class ViewSession:
         text = str(spec).strip()
         if not text:
             raise UserError("no source given: a camera index, a video file or an image folder")
-        return open_source(text, pace=True, camera=self.config.source.camera, opener=self.camera_opener)
+        # A configured right-eye device pairs with live sources only (a file is one recording).
+        live = is_camera(text) or is_stream(text)
+        return open_source(text, pace=True, camera=self.config.source.camera, opener=self.camera_opener,
+                           right=self.config.source.right if live else None)
 
     def open(self, spec: str, roi: Roi | None = None, record: bool = False) -> None:
         """Switch to ``spec`` (camera index, video file or image folder), in a switch

@@ -17,10 +17,11 @@ from .base import IMAGE_SUFFIXES, Pacer, Source, SourceStatus, to_rgb
 from .camera import CameraMode, CameraSource
 from .file import VideoFileSource
 from .folder import ImageFolderSource
+from .pair import PairedSource
 from .stream import StreamSource, is_stream
 
-__all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraMode", "CameraSource", "SourceOptions", "ImageFolderSource", "Pacer", "Source", "SourceKind",
-           "SourceStatus", "StreamSource", "VideoFileSource", "open_source", "to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraMode", "CameraSource", "SourceOptions", "ImageFolderSource", "Pacer", "PairedSource", "Source", "SourceKind",
+           "SourceStatus", "StreamSource", "VideoFileSource", "is_camera", "open_source", "to_rgb"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,18 @@ SOURCES: tuple[SourceKind, ...] = (
 
 
 def open_source(spec: str | int, pace: bool | None = None, camera: CameraMode = CameraMode(),
-                opener: Callable | None = None) -> Source:
+                opener: Callable | None = None, right: str | None = None) -> Source:
     """A source from a command-line spec (see :data:`SOURCES`). ``pace`` defaults to
-    False for files and folders (replay as fast as possible); cameras and streams are live."""
+    False for files and folders (replay as fast as possible); cameras and streams are live.
+    ``right``: a second device for the right eye; the two are paired by capture time into
+    one side-by-side frame (:class:`PairedSource`)."""
+    options = SourceOptions(bool(pace), camera, opener)
+    if right:
+        return PairedSource(_open(spec, options), _open(right, options))
+    return _open(spec, options)
+
+
+def _open(spec: str | int, options: SourceOptions) -> Source:
     text = str(spec).strip()
     kind = next(kind for kind in SOURCES if kind.matches(text))
-    return kind.open(text, SourceOptions(bool(pace), camera, opener))
+    return kind.open(text, options)
