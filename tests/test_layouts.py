@@ -119,3 +119,15 @@ def test_side_by_side_half_stretches_the_eye_back_to_its_shape():
     assert pre.describe()["layout"] == "side-by-side-half"
     square = Preprocessor(PreprocessConfig(layout="side-by-side-half", border="none"), (64, 64))
     assert square(frame)[0].shape[:2] == (1080, 1080), "square: a square of the true eye"
+
+
+def test_the_layout_pictures_of_docs_sources_are_drawn_by_their_script(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "layout_pictures.py"
+    written = runpy.run_path(str(script))["main"](str(tmp_path))
+    assert [p.name for p in written] == ["layout_side-by-side.png", "layout_side-by-side-half.png",
+                                         "layout_top-bottom.png", "layout_mono.png"]
+    docs = (script.parents[1] / "docs" / "SOURCES.md").read_text()
+    assert all(f"img/{p.name}" in docs for p in written)
