@@ -223,3 +223,31 @@ def test_bad_inputs_give_one_line_errors_naming_the_file(tmp_path, inputs, case,
     assert code == 2
     assert len(err) == 1 and expected.replace("{t}", str(tmp_path)) in err[0], err
     assert not (tmp_path / "out" / "validation.json").exists()  # failed before measuring
+
+
+def test_a_video_whose_glare_grows_mid_run_validates_to_its_report(tmp_path, inputs):
+    """As the shipped sample (its glare border grows at frame 120): the crop is fixed for
+    the run, so the recording keeps one size and the report is written."""
+    import av
+
+    from video_fixtures import stereo_frame
+
+    video = tmp_path / "glare.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 640, 240, "yuv420p"
+        for i in range(40):  # past frame 30, where the crop used to be looked for again
+            image = stereo_frame(i)
+            if i >= 8:
+                image[:, :100] = 255  # the glare band widens: a new crop, were it found again
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out = tmp_path / "report"
+    code = main(["validate", "--gate", str(inputs["gate"]), "--seg", str(inputs["seg"]), "--video", str(video),
+                 "--out", str(out), "--no-pdf", "--display", "subscriber", "--no-progress",
+                 "--annotation-threshold-ms", "5000", "--video-threshold-ms", "5000"])
+    report = json.loads((out / "validation.json").read_text())
+    assert code in (0, 1) and report["verdict"]["checks"]
+    assert checks(report)["recording equals the displayed frames"]["passed"]
