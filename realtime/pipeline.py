@@ -120,8 +120,8 @@ class NervePipeline:
     def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
                  history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
         self.config = config
-        self.source = source or open_source(config.source.spec, pace=config.source.pace,
-                                                  camera=config.source.camera, right=config.source.right)
+        s = config.source
+        self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
         self.provenance = self.engines.provenance()
