@@ -190,7 +190,7 @@ class HangingCamera:
 
 def test_watchdog_says_no_signal_while_a_camera_read_hangs(engines):
     camera = HangingCamera()
-    source = CameraSource(0, opener=lambda i: _Capture(camera))
+    source = CameraSource(0, opener=lambda index, api: _Capture(camera))
     pipeline = live_pipeline(engines, "0", source=source)
     states = []
     pipeline.subscribe_status(lambda s: states.append((time.monotonic(), s)))

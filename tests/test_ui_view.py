@@ -201,7 +201,7 @@ class FakeCamera:
         self.mode, self.opens, self.count = "frames", 0, 0
         self.wake = threading.Event()
 
-    def open(self, index):
+    def open(self, index, api=0):
         self.opens += 1
         return FakeCapture(self)
 
