@@ -22,6 +22,7 @@ from .overlay import OverlayConfig
 from nerveseg.engines.preprocess import PreprocessConfig
 
 from .sources.camera import CameraMode
+from .steady import SteadyConfig
 
 # Absolute, from the installed project (or $NERVESEG_MODELS): never the current folder.
 DEFAULT_GATE = default_engine(GATE)
@@ -86,6 +87,7 @@ class PipelineConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    steady: SteadyConfig = field(default_factory=SteadyConfig)
     queue_capacity: int = 4
 
 

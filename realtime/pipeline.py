@@ -159,8 +159,9 @@ class NervePipeline:
         # the log's. The view starts and stops its own, each with a CSV beside it.
         ops = Ops(
             source=SourceOp(self.source),
-            gate=GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence),
-            segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class),
+            gate=GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady),
+            segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
+                              smoothing=c.steady.alpha),
             overlay=OverlayOp(c.overlay),
             record=RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None, self.notices),
             log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),

@@ -19,6 +19,7 @@ from .graph import Operator, SourceOperator
 from .instances import check_instance_engine, find_instances
 from .overlay import OverlayConfig, draw_instances, draw_panel, text_lines, tint
 from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
+from .steady import Hysteresis, MaskSmoother, SteadyConfig
 from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_mask
 from .sources import Source
 
@@ -104,7 +105,7 @@ class GateOp(Operator):
     name = "gate"
 
     def __init__(self, engine: Engine, preprocess: PreprocessConfig, nerve_class: str = "nerve",
-                 min_confidence: float = 0.5):
+                 min_confidence: float = 0.5, steady: SteadyConfig = SteadyConfig()):
         if engine.meta.task not in ("classify", "gate_segment"):
             raise EngineError(f"{engine.provenance.path}: the gate needs a 'classify' (or 'gate_segment') "
                               f"engine, this is a {engine.meta.task!r} engine")
@@ -118,6 +119,9 @@ class GateOp(Operator):
         self.nerve_index = engine.classes.index(nerve_class)
         self.min_confidence = min_confidence
         self.segments = engine.meta.task == "gate_segment"
+        self.steady = steady
+        self._hysteresis = Hysteresis(steady)
+        self._shown: int | None = None  # the class shown for the previous frame
 
     @property
     def eye(self) -> str:
@@ -138,12 +142,32 @@ class GateOp(Operator):
         probs = softmax(outputs["logits"][0].astype(np.float32))
         k = int(probs.argmax())
         t2 = now_ns()
-        is_nerve = bool(k == self.nerve_index and probs[k] >= self.min_confidence)
+        is_nerve, k = self._decide(probs, k)
         # Copied: it crosses to the segmenter's thread, and a backend may reuse its buffers.
         mask_logits = outputs["mask_logits"][0, 0].copy() if self.segments and is_nerve else None
         return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
                           probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
                           dropped=self._dropped(), mask_logits=mask_logits)
+
+    def _decide(self, probs: np.ndarray, k: int) -> tuple[bool, int]:
+        """``(is_nerve, class shown)``: the top class with ``min_confidence``, or with
+        hysteresis (:mod:`.steady`) the nerve band. A frame held out of "nerve" while its
+        top class is nerve keeps the label shown before it (else its best other class):
+        the label changes when the decision does, not one frame early."""
+        if self.steady.off:
+            return bool(k == self.nerve_index and probs[k] >= self.min_confidence), k
+        is_nerve = self._hysteresis.update(float(probs[self.nerve_index]))
+        if is_nerve:
+            k = self.nerve_index
+        elif k == self.nerve_index:
+            if self._shown is not None and self._shown != self.nerve_index:
+                k = self._shown
+            else:
+                others = probs.copy()
+                others[self.nerve_index] = -1.0
+                k = int(others.argmax())
+        self._shown = k
+        return is_nerve, k
 
     def _dropped(self) -> int:
         return self.inbox.dropped if self.inbox is not None else 0
@@ -186,7 +210,8 @@ class SegmentOp(Operator):
 
     name = "segment"
 
-    def __init__(self, engine: Engine, threshold: float = 0.5, nerve_class: str = "nerve"):
+    def __init__(self, engine: Engine, threshold: float = 0.5, nerve_class: str = "nerve",
+                 smoothing: float = 1.0):
         # An instance engine (Mask R-CNN) may stand in: then ``threshold`` is the lowest
         # instance score shown and each instance is kept (realtime/instances.py).
         self.instance = engine.meta.task == "instance"
@@ -201,6 +226,8 @@ class SegmentOp(Operator):
         # A region_segment engine gets the region as its second input (None: the whole field).
         self._region_input = engine.meta.task == "region_segment"
         self._raster: tuple | None = None  # (roi, view shape, (1, h, w, 1) uint8): its last input
+        self._smoother = MaskSmoother(smoothing)  # the newest mask's weight (1: none)
+        self._last_box = None
 
     @property
     def roi(self) -> Roi | None:
@@ -246,6 +273,9 @@ class SegmentOp(Operator):
     def process(self, g: GateResult) -> Segmentation:
         t0 = now_ns()
         roi = self.roi
+        if not g.is_nerve or g.box != self._last_box:  # the average never crosses pictures
+            self._smoother.reset()
+        self._last_box = g.box
         if not g.is_nerve:
             return Segmentation(g, None, g.stamps + (("segment", t0, t0),), roi=roi)
         if self.instance:
@@ -255,7 +285,11 @@ class SegmentOp(Operator):
             return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi, instances=found)
         logits = g.mask_logits if g.mask_logits is not None else self._run(g, roi)
         vh, vw = g.view.shape[:2]
-        mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
+        if self._smoother.alpha < 1.0:  # averaged as probabilities, at engine resolution
+            prob = self._smoother.update(1.0 / (1.0 + np.exp(-logits.astype(np.float32))))
+            mask = cv2.resize(prob, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._threshold
+        else:
+            mask = cv2.resize(logits, (vw, vh), interpolation=cv2.INTER_LINEAR) > self._logit
         if roi is not None:
             mask = self._restrict(mask, roi)
         return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi)

@@ -1,0 +1,83 @@
+"""Is the overlay steady? The same video replayed with and without the steady overlay
+(:mod:`nerveseg.realtime.steady`), every frame, scored against its ground truth.
+
+Per variant: label changes per second (flicker of the label), the IoU between the masks
+of consecutive frames that both show one (flicker of the mask), the displayed label's
+accuracy against the truth, and the mean mask IoU against the truth on frames that have
+a nerve. Replay (``BLOCK``) makes every figure reproducible: the same frames in the same
+order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nerveseg.realtime.config import PipelineConfig, SourceConfig
+from nerveseg.realtime.frames import Rendered
+from nerveseg.realtime.graph import Operator
+from nerveseg.realtime.pipeline import Engines, NervePipeline
+from nerveseg.realtime.steady import SteadyConfig
+from nerveseg.training.data import read_mask
+from nerveseg.training.metrics import iou_dice
+
+from ..validation.groundtruth import VideoTruth
+
+#: the variant the docs measured against "off" (docs/BENCHMARKS.md)
+STEADY = SteadyConfig(enter=0.6, leave=0.4, frames_in=2, frames_out=3, alpha=0.6)
+
+
+@dataclass(eq=False)  # operators are graph nodes, hashed by identity
+class _Collector(Operator):
+    truth: VideoTruth
+    name: str = "steadiness"
+    labels: list[str] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    iou_truth: list[float] = field(default_factory=list)
+    iou_consecutive: list[float] = field(default_factory=list)
+    _previous: np.ndarray | None = None
+
+    def process(self, r: Rendered) -> None:
+        g = r.seg.gate
+        self.labels.append(g.label)
+        expected = self.truth.labels.get(r.index)
+        if expected is not None:
+            self.correct.append(g.label == expected)
+        mask = r.seg.mask
+        if mask is not None and self._previous is not None and mask.shape == self._previous.shape:
+            self.iou_consecutive.append(float(iou_dice(mask[None], self._previous[None])[0][0]))
+        self._previous = mask
+        path = self.truth.mask_path(r.index)
+        if path.is_file():
+            truth = g.box.slice(read_mask(path)) > 0
+            if truth.any() and truth.shape == g.view.shape[:2]:
+                pred = mask if mask is not None else np.zeros(truth.shape, bool)
+                self.iou_truth.append(float(iou_dice(pred[None], truth[None])[0][0]))
+        return None
+
+    def report(self, fps: float) -> dict:
+        changes = sum(a != b for a, b in zip(self.labels, self.labels[1:]))
+        seconds = max(len(self.labels), 1) / fps
+        mean = lambda values: round(float(np.mean(values)), 4) if values else None  # noqa: E731
+        return {"frames": len(self.labels), "label_changes_per_s": round(changes / seconds, 3),
+                "consecutive_mask_iou": mean(self.iou_consecutive), "label_accuracy": mean(self.correct),
+                "nerve_iou": mean(self.iou_truth)}
+
+
+def steadiness(config: PipelineConfig, engines: Engines, video: Path, truth: VideoTruth,
+               variants: dict[str, SteadyConfig] | None = None) -> dict:
+    """``{variant: figures}`` for each steady configuration (default: off and :data:`STEADY`)."""
+    variants = variants or {"off": SteadyConfig(), "steady": STEADY}
+    results = {}
+    for name, steady in variants.items():
+        run = dataclasses.replace(config, source=SourceConfig(spec=str(video), pace=False, live=False),
+                                  steady=steady, record=dataclasses.replace(config.record, path=None),
+                                  log=dataclasses.replace(config.log, csv=None, summary=None))
+        collector = _Collector(truth)
+        pipeline = NervePipeline(run, engines=engines, taps=[collector])
+        pipeline.run()
+        results[name] = {"config": dataclasses.asdict(steady), **collector.report(pipeline.source.fps)}
+    return results

@@ -1,0 +1,75 @@
+"""The steady overlay: hysteresis on the gate's nerve decision, a running average of the
+mask's probabilities; the defaults change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nerveseg.realtime import config as cfg
+from nerveseg.realtime.steady import Hysteresis, MaskSmoother, SteadyConfig
+
+
+def decisions(config: SteadyConfig, probs: list[float]) -> list[bool]:
+    h = Hysteresis(config)
+    return [h.update(p) for p in probs]
+
+
+def test_the_defaults_are_the_gate_s_own_decision():
+    assert SteadyConfig().off
+    probs = [0.9, 0.2, 0.7, 0.49, 0.51, 0.1]
+    assert decisions(SteadyConfig(), probs) == [p >= 0.5 for p in probs]
+
+
+def test_one_noisy_frame_neither_paints_nor_erases_the_label():
+    c = SteadyConfig(enter=0.6, leave=0.4, frames_in=2, frames_out=3)
+    # steady nerve with single dips, then a real end
+    probs = [0.9, 0.9, 0.1, 0.9, 0.3, 0.9, 0.2, 0.2, 0.2, 0.2]
+    assert decisions(c, probs) == [True] * 8 + [False, False]
+    # not nerve with single spikes, then a real start
+    probs = [0.1, 0.9, 0.1, 0.95, 0.2, 0.8, 0.8, 0.8]
+    assert decisions(c, probs) == [False] * 6 + [True, True]
+    # inside the band nothing changes, whichever side it is on
+    assert decisions(c, [0.9, 0.5, 0.45, 0.55, 0.41] * 3) == [True] * 15
+    assert decisions(c, [0.1, 0.5, 0.45, 0.55, 0.59] * 3) == [False] * 15
+
+
+def test_the_mask_average_weights_the_newest_frame_most_and_restarts():
+    s = MaskSmoother(0.6)
+    a, b = np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)
+    assert np.allclose(s.update(a), 0.0)
+    assert np.allclose(s.update(b), 0.6)
+    assert np.allclose(s.update(b), 0.84)
+    s.reset()
+    assert np.allclose(s.update(a), 0.0), "restarted: nothing carried over"
+    assert np.allclose(s.update(np.ones((2, 2), np.float32)), 1.0), "a new size restarts too"
+    assert MaskSmoother(1.0).update(b) is b, "alpha 1: no average, no copy"
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"enter": 0.4, "leave": 0.6}, "leave <= enter"),
+    ({"frames_in": 0}, "1..100"),
+    ({"alpha": 0.3}, r"\[0.5, 1\]"),
+])
+def test_bad_knobs_are_refused(tmp_path, raw, words):
+    from nerveseg.engines.errors import UserError
+
+    with pytest.raises(UserError, match=words):
+        cfg.from_dict({"steady": raw})
+
+
+def test_a_replay_with_the_steady_overlay_on(tmp_path, tiny_engines):
+    """Real engines, real pipeline: the knobs in the YAML reach the gate and the segmenter."""
+    from video_fixtures import write_video
+
+    from nerveseg.realtime.pipeline import Engines, NervePipeline
+    from nerveseg.engines.loader import load_engine
+
+    video = write_video(tmp_path / "v.mp4", frames=16, nerve_every=1)
+    config = cfg.from_dict({"source": {"spec": str(video)},
+                            "steady": {"enter": 0.6, "leave": 0.4, "frames_in": 2, "frames_out": 3, "alpha": 0.6}})
+    engines = Engines(load_engine(tiny_engines[0], task="classify"), load_engine(tiny_engines[1], task="segment"))
+    pipeline = NervePipeline(config, engines=engines)
+    assert pipeline.ops.gate.steady.frames_in == 2 and pipeline.ops.segment._smoother.alpha == 0.6
+    summary = pipeline.run()
+    assert summary["frames"] == 16 and summary["segmented_frames"] >= 14
