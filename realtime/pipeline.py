@@ -38,6 +38,7 @@ from .graph import Operator, Graph, Policy
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
+from .steady import SteadyConfig
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,15 @@ class NervePipeline:
             self.ops.gate.eye = eye
         except ValueError as exc:
             raise UserError(str(exc)) from None
+
+    def set_steady(self, steady: SteadyConfig) -> None:
+        """The steady overlay's knobs (:mod:`.steady`; ``SteadyConfig()``: off), from the next frame."""
+        self.ops.gate.set_steady(steady)
+        self.ops.segment.set_smoothing(steady.alpha)
+
+    @property
+    def steady(self) -> SteadyConfig:
+        return self.ops.gate.steady
 
     def redetect_crop(self) -> None:
         """Find the border crop again at the next frame (it is otherwise fixed for the run)."""

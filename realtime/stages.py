@@ -149,6 +149,10 @@ class GateOp(Operator):
                           probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
                           dropped=self._dropped(), mask_logits=mask_logits)
 
+    def set_steady(self, steady: SteadyConfig) -> None:
+        """Switch the hysteresis while running: it starts afresh from the next frame."""
+        self.steady, self._hysteresis, self._shown = steady, Hysteresis(steady), None
+
     def _decide(self, probs: np.ndarray, k: int) -> tuple[bool, int]:
         """``(is_nerve, class shown)``: the top class with ``min_confidence``, or with
         hysteresis (:mod:`.steady`) the nerve band. A frame held out of "nerve" while its
@@ -293,6 +297,10 @@ class SegmentOp(Operator):
         if roi is not None:
             mask = self._restrict(mask, roi)
         return Segmentation(g, mask, g.stamps + (("segment", t0, now_ns()),), roi=roi)
+
+    def set_smoothing(self, alpha: float) -> None:
+        """The newest mask's weight (1: no average), from the next frame on."""
+        self._smoother = MaskSmoother(alpha)
 
     def _run(self, g: GateResult, roi: Roi | None) -> np.ndarray:
         """The segmenter's ``(H, W)`` mask logits for ``g`` (a gate_segment gate brought them already)."""

@@ -48,6 +48,11 @@ class SteadyConfig:
         return self.frames_in == self.frames_out == 1 and self.enter == self.leave and self.alpha == 1.0
 
 
+#: the view's "Steady" switch when the YAML sets none: a 0.4-0.6 band, 2 frames in, 3 out,
+#: the newest mask weighted 0.6 (docs/BENCHMARKS.md measures it against "off")
+PRESET = SteadyConfig(enter=0.6, leave=0.4, frames_in=2, frames_out=3, alpha=0.6)
+
+
 class Hysteresis:
     """``update(p_nerve) -> bool``: whether the frame is "nerve", given its probability."""
 

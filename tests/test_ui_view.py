@@ -341,6 +341,12 @@ def test_keyboard_controls_pause_eye_opacity_threshold_snapshot(make_window, qtb
     qtbot.waitUntil(lambda: not crop._redetect)  # taken at the next frame
     assert crop.box is not None
 
+    qtbot.keyClick(view, Qt.Key.Key_T)  # steady overlay on, then off
+    assert window.steady_action.isChecked() and window.session.pipeline.steady.frames_in == 2
+    assert window.messages[-1].startswith("steady overlay on: band 0.40-0.60")
+    qtbot.keyClick(view, Qt.Key.Key_T)
+    assert window.session.pipeline.steady.off and window.messages[-1] == "steady overlay off"
+
     qtbot.keyClick(view, Qt.Key.Key_BracketRight)
     qtbot.keyClick(view, Qt.Key.Key_Minus)
     assert ops.overlay.opacity == pytest.approx(0.55) and ops.segment.threshold == pytest.approx(0.45)

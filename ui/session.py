@@ -28,6 +28,7 @@ from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.roi import Roi, check_roi
 from nerveseg.realtime.sources import Source, is_camera, open_source
+from nerveseg.realtime.steady import PRESET, SteadyConfig
 from nerveseg.realtime.sources.stream import is_stream
 
 from .snapshot import save_snapshot
@@ -46,6 +47,7 @@ class Settings:
     threshold: float
     opacity: float
     roi: Roi | None = None
+    steady: SteadyConfig | None = None  # None: the YAML's
 
 
 class ViewSession:
@@ -140,6 +142,8 @@ class ViewSession:
         pipeline.set_threshold(s.threshold)
         pipeline.set_opacity(s.opacity)
         pipeline.set_region(s.roi)
+        if s.steady is not None:
+            pipeline.set_steady(s.steady)
 
     # -- controls ----------------------------------------------------------------------
 
@@ -178,6 +182,16 @@ class ViewSession:
         had_roi = self.settings.roi is not None
         self.set_roi(None)
         return had_roi
+
+    def set_steady(self, on: bool) -> SteadyConfig:
+        """The steady overlay on (the YAML's knobs, or the preset when it sets none) or off;
+        kept for every source opened later. Returns what is now in force."""
+        configured = self.config.steady
+        steady = (configured if not configured.off else PRESET) if on else SteadyConfig()
+        self.settings.steady = steady
+        if self.pipeline is not None:
+            self.pipeline.set_steady(steady)
+        return steady
 
     def recrop(self) -> bool:
         """Find the border crop again at the next frame; returns True when a region had to

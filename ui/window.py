@@ -116,6 +116,11 @@ class ViewWindow(QMainWindow):
             self._action(f"{eye} eye", str(i + 1), lambda _=False, e=eye: self.eye_box.setCurrentText(e))
         bar.addWidget(QLabel(" Eye "))
         bar.addWidget(self.eye_box)
+        self.steady_action = self._action("Steady", "T", self.set_steady, checkable=True,
+                                          tip="Steady overlay: a nerve-probability band and a running average "
+                                              "of the mask, against flicker (YAML section 'steady')")
+        self.steady_action.setChecked(not config.steady.off)
+        bar.addAction(self.steady_action)
         self.recrop_action = self._action("Re-crop", "F", self.recrop,
                                           tip="Find the glare-border crop again (it is otherwise fixed for the run)")
         bar.addAction(self.recrop_action)
@@ -229,6 +234,11 @@ class ViewWindow(QMainWindow):
             return
         self.view.cancel_drawing()
         self.tell(f"{eye} eye" + (" (region cleared: it was drawn on the other picture)" if cleared else ""))
+
+    def set_steady(self, on: bool) -> None:
+        s = self.session.set_steady(on)
+        self.tell(f"steady overlay on: band {s.leave:.2f}-{s.enter:.2f}, {s.frames_in} frames in, "
+                  f"{s.frames_out} out, newest mask weight {s.alpha:.2f}" if on else "steady overlay off")
 
     def recrop(self) -> None:
         cleared = self.session.recrop()

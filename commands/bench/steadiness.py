@@ -20,14 +20,13 @@ from nerveseg.realtime.config import PipelineConfig, SourceConfig
 from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.pipeline import Engines, NervePipeline
-from nerveseg.realtime.steady import SteadyConfig
+from nerveseg.realtime.steady import PRESET, SteadyConfig
 from nerveseg.training.data import read_mask
 from nerveseg.training.metrics import iou_dice
 
 from ..validation.groundtruth import VideoTruth
 
-#: the variant the docs measured against "off" (docs/BENCHMARKS.md)
-STEADY = SteadyConfig(enter=0.6, leave=0.4, frames_in=2, frames_out=3, alpha=0.6)
+STEADY = PRESET  # the variant measured against "off"
 
 
 @dataclass(eq=False)  # operators are graph nodes, hashed by identity
