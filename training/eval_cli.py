@@ -49,15 +49,16 @@ def splits_folder(model: Path, given: str | None) -> Path:
 
 def shared_items(models: list[Path], given: str | None, split: str, data: str) -> list[str]:
     """The ``split`` items every model is scored on; models whose own ``splits/`` differ
-    are refused (their numbers would not compare)."""
+    are refused (their numbers would not compare), and so are lists that put one image
+    (by content) or one recording on two sides (:func:`.splits.check_leaks`)."""
     from nerveseg.realtime.errors import UserError
 
-    from .splits import read_split
+    from .splits import read_scored
 
     folders = [splits_folder(model, given) for model in models]
-    items = read_split(folders[0], split, data)
+    items = read_scored(folders[0], split, data)
     for model, folder in zip(models[1:], folders[1:]):
-        if folder != folders[0] and read_split(folder, split, data) != items:
+        if folder != folders[0] and read_scored(folder, split, data) != items:
             raise UserError(f"{models[0]} and {model} come with different {split} splits "
                             f"({folders[0]}, {folder}); give --splits DIR to score both on one")
     if not items:

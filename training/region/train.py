@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
 from nerveseg.training import distributed, runlog, train
 from nerveseg.training.losses import BCEDiceLoss
-from nerveseg.training.splits import make_splits, read_splits, write_splits
+from nerveseg.training.splits import read_splits, split_items, write_splits
 
 from .data import list_images, read_index, samples_of
 from .dataset import RegionDataset, region_step
@@ -34,7 +34,7 @@ def get_splits(args, index: dict) -> dict[str, list[str]]:
     if args.splits:
         splits = read_splits(args.splits, args.data)
     else:
-        splits = make_splits(list_images(index), lambda _: "", args.split_seed)
+        splits = split_items(args.data, list_images(index), lambda _: "", args.split_seed)
     write_splits(Path(args.out) / "splits", splits)
     return splits
 
