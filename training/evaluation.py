@@ -188,7 +188,9 @@ def format_report(report: dict) -> str:
 
 def _gate_lines(report: dict) -> list[str]:
     keys = (*metrics.BINARY_KEYS, "auc")
-    lines = [f"accuracy {fmt(report['accuracy'])}   multiclass MCC {fmt(report['mcc'])}", "",
+    pct, ci = int(round(100 * report["confidence"])), report["ci"]
+    lines = [f"accuracy {fmt(report['accuracy'])} {pct}% CI {_pair(ci['accuracy'])}   multiclass MCC "
+             f"{fmt(report['mcc'])} {pct}% CI {_pair(ci['mcc'])}", "",
              f"{'class':<16}{'n':>5}" + "".join(f"{k[:5]:>7}" for k in keys)]
     for name, row in report["per_class"].items():
         lines.append(f"{name:<16}{row['support']:>5}" + "".join(f"{fmt(row[k]):>7}" for k in keys))
@@ -197,8 +199,23 @@ def _gate_lines(report: dict) -> list[str]:
               f"{'':<16}" + "".join(f"{c[:10]:>12}" for c in report["classes"])]
     for name, row in zip(report["classes"], report["confusion_matrix"]):
         lines.append(f"{name:<16}" + "".join(f"{v:>12}" for v in row))
-    lines += ["", "one-vs-rest per class; a ratio with a zero denominator is n/a."]
+    lines += ["", f"{pct}% intervals, one-vs-rest:"]
+    for name, row in report["per_class"].items():
+        lines.append(f"{name:<16}" + "  ".join(f"{k[:5]} {_pair(row['ci'][k])}" for k in metrics.BINARY_KEYS))
+    lines += ["", "one-vs-rest per class; a ratio with a zero denominator is n/a.", *interval_lines(report)]
     return lines
+
+
+def _pair(pair) -> str:
+    return f"[{fmt(pair[0])}, {fmt(pair[1])}]"
+
+
+def interval_lines(report: dict) -> list[str]:
+    """How the report's intervals were computed (every report that shows one says so)."""
+    methods = report["intervals"]
+    return [f"Intervals: proportions (sensitivity, specificity, PPV, NPV, accuracy): {methods['proportions']}; "
+            f"means of per-image IoU/Dice: {methods['means']}; F1 and MCC: {methods['f1_mcc']}. "
+            "Fewer than 2 values: no interval (n/a)."]
 
 
 def _seg_lines(report: dict) -> list[str]:
@@ -211,5 +228,5 @@ def _seg_lines(report: dict) -> list[str]:
                      f"{fmt(s['ci_high'])}]  SEM {fmt(s['sem'])}  n={s['n']}")
     lines += [f"{'pixel IoU (pooled)':<24} {fmt(report['pixel_iou'])}", "",
               f"{report['n'] - report['n_with_nerve']} images have no nerve in the truth; an empty "
-              "prediction there scores IoU = Dice = 1.", "CI: t-interval on per-image values."]
+              "prediction there scores IoU = Dice = 1.", *interval_lines(report)]
     return lines

@@ -57,7 +57,7 @@ def evaluate_regions(engine, root, samples: list[dict], batch_size: int = 16, th
         leaked, predicted = leaked + int((pred & ~region).sum()), predicted + int(pred.sum())
         matches.append(match_instances(label_instances(pred, min_area), drop_small(ids, min_area)))
     groups = {name: _summary([r for r in rows if r[1] in roles]) for name, roles in GROUPS.items()}
-    return {"n": len(rows), "threshold": threshold, "confidence": 0.95,
+    return {"n": len(rows), "threshold": threshold, "confidence": 0.95, "intervals": dict(metrics.METHODS),
             "groups": {k: v for k, v in groups.items() if v["n"]},
             "leak": {"outside_pixels": leaked, "predicted_pixels": predicted,
                      "fraction": leaked / predicted if predicted else 0.0},
@@ -120,5 +120,6 @@ def format_report(report: dict) -> str:
               f"matched IoU {fmt(inst['matched_iou'])} PQ {fmt(inst['pq'])} (tp {inst['tp']}, fp {inst['fp']}, "
               f"fn {inst['fn']})", "",
               "nested = outer + inner regions (one inside the other); non_nested = single.",
-              "An empty region predicted empty scores IoU = Dice = 1. CI: t-interval on per-region values."]
+              "An empty region predicted empty scores IoU = Dice = 1. "
+              f"CI: {report['intervals']['means']}, the regions resampled."]
     return "\n".join(lines) + "\n"
