@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nerveseg.engines.interrupts import write_atomic
+
 from . import metrics
 
 # task: (summary key, column title); classify adds one sensitivity column per class.
@@ -81,7 +83,7 @@ def write(record: dict, out: str | Path) -> Path:
     """``out/comparison.json`` and ``out/comparison.txt``; returns the text file."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(metrics.jsonable(record), indent=1))
     path = out / "comparison.txt"
-    path.write_text(format_table(record))
+    write_atomic(path, format_table(record))
+    write_atomic(out / "comparison.json", json.dumps(metrics.jsonable({"status": "complete", **record}), indent=1))
     return path

@@ -13,6 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
+from nerveseg.engines.interrupts import deferred_signals
+
 TASKS = {"gate": "classify", "seg": "segment", "region": "region_segment", "instance": "instance"}
 
 
@@ -67,6 +69,7 @@ def shared_items(models: list[Path], given: str | None, split: str, data: str) -
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 evaluated; 2 bad input; 130 interrupted (INCOMPLETE left where a report was not finished)."""
     from .compare import comparison, unique_names, write
 
     models = [Path(m) for m in args.model]
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     names = unique_names(models)
     outs = [Path(args.out)] if len(models) == 1 else [Path(args.out) / name for name in names]
     began = time.time()
-    reports = [evaluate_one(model, out, items, args) for model, out in zip(models, outs)]
+    reports = evaluate_all(models, outs, items, args)
     if len(models) == 1:
         print((outs[0] / "report.txt").read_text(), end="")
         written = sorted(p.name for p in outs[0].iterdir() if p.is_file() and p.stat().st_mtime >= began - 1)
@@ -84,6 +87,36 @@ def run(args: argparse.Namespace) -> int:
     print(table.read_text(), end="")
     print(f"wrote {args.out}/comparison.txt, comparison.json and one folder per model")
     return 0
+
+
+def evaluate_all(models: list[Path], outs: list[Path], items: list[str], args) -> list[dict]:
+    """Each model into its folder. Every folder (and, for several models, the comparison)
+    says INCOMPLETE until its report replaces it; a run stopped part way (Ctrl-C, SIGTERM,
+    a failure) leaves INCOMPLETE where a report was not finished, never an earlier run's."""
+    from .evaluation import write_incomplete
+
+    folders = outs + ([Path(args.out)] if len(models) > 1 else [])
+    for out in folders:
+        write_incomplete(out, {"models": [str(m) for m in models], "split": args.split, "data": args.data},
+                         STARTED, comparison=out not in outs)
+    reports: list[dict] = []
+    try:
+        for model, out in zip(models, outs):
+            reports.append(evaluate_one(model, out, items, args))
+    except (Exception, KeyboardInterrupt) as exc:
+        why = ("interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt)
+               else f"failed: {type(exc).__name__}: {exc}")
+        done = [str(m) for m in models[:len(reports)]]
+        with deferred_signals() as held:
+            for out in folders[len(reports):]:
+                write_incomplete(out, {"models": [str(m) for m in models], "evaluated": done, "split": args.split,
+                                       "data": args.data}, why, comparison=out not in outs)
+            held.clear()
+        raise
+    return reports
+
+
+STARTED = "still running, or stopped without a chance to say so (killed, crashed)"
 
 
 def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from nerveseg.engines.interrupts import check_stop, write_atomic
 from nerveseg.realtime.errors import UserError
 
 from . import metrics, plots
@@ -160,9 +161,22 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
 
 
 def write_report(out: Path, report: dict, text: str) -> None:
-    """``out/metrics.json`` (every figure) and ``out/report.txt`` (``text``)."""
-    (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
-    (out / "report.txt").write_text(text)
+    """``out/metrics.json`` (every figure, ``"status": "complete"``) and ``out/report.txt``
+    (``text``), each whole or not at all; none if a stop came while scoring."""
+    check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way: not a complete report
+    write_atomic(out / "report.txt", text)
+    write_atomic(out / "metrics.json", json.dumps(metrics.jsonable({"status": "complete", **report}), indent=1))
+
+
+def write_incomplete(out: Path, what: dict, reason: str, comparison: bool = False) -> None:
+    """An INCOMPLETE ``metrics.json`` + ``report.txt`` (``comparison.json`` + ``.txt`` for
+    the side-by-side folder): what was asked, what was done, why it is not finished."""
+    body = {"status": "INCOMPLETE", "reason": reason, **what}
+    text = "\n".join([f"INCOMPLETE: {reason}", *(f"{k}: {v}" for k, v in what.items())]) + "\n"
+    stem, txt = ("comparison", "comparison.txt") if comparison else ("metrics", "report.txt")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(out) / txt, text)
+    write_atomic(Path(out) / f"{stem}.json", json.dumps(body, indent=1))
 
 
 def fmt(value) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nerveseg.engines.interrupts import write_atomic
+
 
 #: the throughput runs, in table order
 RUNS = ("naive", "sequential", "bare", "replay", "single_bare", "single_replay")
@@ -127,7 +129,8 @@ def machine() -> dict:
 
 
 def write_json(results: dict, path: Path) -> None:
-    path.write_text(json.dumps(results, indent=2, default=str))
+    """Whole or not at all (a reader never sees half a summary)."""
+    write_atomic(path, json.dumps(results, indent=2, default=str))
 
 
 def latency_png(results: dict, path: Path) -> Path | None:
