@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from .loader import BACKEND_CHOICES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine", type=Path, help="an .onnx, .pt or TensorRT .engine file")
-    parser.add_argument("--backend", default="auto", help="backend to load it with")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="backend to load it with")
 
 
 def run(args: argparse.Namespace) -> int:

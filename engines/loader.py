@@ -34,6 +34,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 }
 SUFFIXES = {".onnx": "onnxruntime", ".pt": "torch", ".pth": "torch",
             ".engine": "tensorrt", ".plan": "tensorrt"}
+BACKEND_CHOICES = ("auto", *BACKENDS)  # what every --backend option accepts
 ONNX_ONLY = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-trt")
 
 

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -39,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -52,15 +53,62 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
+    for each in parsers(parser):
+        each.formatter_class = DefaultsFormatter
     return parser
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is argparse.SUPPRESS
+                or default in (None, False) or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def leaf(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``args`` came from (``nerveseg train gate``: gate's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return leaf(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def advice_that_fits(message: str, parser, args) -> str:
+    """An error that advises a flag (``use --backend onnxruntime``) the command at hand does
+    not have names the command that has it (``use nerveseg replay --backend onnxruntime``):
+    errors come from shared layers that cannot know which command called them."""
+    if parser is None or args is None:
+        return message
+    own = {flag for action in leaf(parser, args)._actions for flag in action.option_strings}
+    for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", message)) - own):
+        having = min((p.prog for p in parsers(parser) if flag in p._option_string_actions),
+                     key=lambda prog: (prog != "nerveseg replay", len(prog.split())), default=None)
+        if having:
+            message = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", f"{having} {flag}", message)
+    return message
+
+
+def parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every sub-command's parser below it, depth first."""
+    yield parser
+    for action in parser._actions:  # argparse keeps sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from parsers(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     interrupts.clear_stop()
     previous = _stop_on_signals()
-    name = "nerveseg"
+    name, parser, args = "nerveseg", None, None
     try:  # from the first import on: Ctrl-C while the parser loads its modules is a stop too
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         name = f"nerveseg {args.command}"
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
@@ -68,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way
         return code
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{name}: error: {advice_that_fits(one_line(exc), parser, args)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ImportError) as exc:
         # An ImportError chained to a KeyboardInterrupt is a native module's import cut

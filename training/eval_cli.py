@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from nerveseg.engines.interrupts import deferred_signals
+from nerveseg.engines.loader import BACKEND_CHOICES
 
 TASKS = {"gate": "classify", "seg": "segment", "region": "region_segment", "instance": "instance"}
 
@@ -27,12 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder the split lists refer to")
     parser.add_argument("--splits", default=None, metavar="DIR",
                         help="folder with train/val/test.txt (default: splits/ beside .pt checkpoints)")
-    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
+                        help="which list of --splits to score")
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.txt, PNGs")
-    parser.add_argument("--backend", default="auto", help="engine backend (default auto)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="engine backend (default auto; see docs/TENSORRT.md)")
     parser.add_argument("--threads", type=int, default=0,
                         help="inference threads (default: the backend's choice)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per engine call")
     parser.add_argument("--threshold", type=float, default=None,
                         help="seg: nerve where sigmoid > this (default: the engine's, else 0.5)")
 
@@ -70,7 +73,7 @@ def shared_items(models: list[Path], given: str | None, split: str, data: str) -
 
 def run(args: argparse.Namespace) -> int:
     """0 evaluated; 2 bad input; 130 interrupted (INCOMPLETE left where a report was not finished)."""
-    from .compare import comparison, unique_names, write
+    from .compare import comparison, counted, unique_names, write
 
     models = [Path(m) for m in args.model]
     items = shared_items(models, args.splits, args.split, args.data)
@@ -81,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if len(models) == 1:
         print((outs[0] / "report.txt").read_text(), end="")
         written = sorted(p.name for p in outs[0].iterdir() if p.is_file() and p.stat().st_mtime >= began - 1)
-        print(f"wrote {args.out}/: {', '.join(written)} ({reports[0]['n']} images)")
+        print(f"wrote {args.out}/: {', '.join(written)} ({counted(reports[0])})")
         return 0
-    table = write(comparison(reports, names), args.out)
+    table = write(comparison(reports, names, outs), args.out)
     print(table.read_text(), end="")
-    print(f"wrote {args.out}/comparison.txt, comparison.json and one folder per model")
+    print(f"wrote {Path(args.out) / 'comparison.txt'}, {Path(args.out) / 'comparison.json'} and "
+          + ", ".join(f"{out}/" for out in outs))
     return 0
 
 
