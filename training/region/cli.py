@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
     p.add_argument("--splits", default=None, metavar="DIR", help="reuse train/val/test.txt (image lists) from DIR")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no quarter turns, flips or brightness/contrast jitter")
+    p.add_argument("--class-name", default=None, metavar="NAME",
+                   help="name the engine's foreground class NAME (default: the set's, e.g. structure); "
+                        "'nerve' makes the engine a segmenter replay/run/view accept")
     p.add_argument("--eval", default=None, metavar="MODEL", help="evaluate MODEL instead of training")
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split for --eval")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="engine backend for --eval (default auto)")
