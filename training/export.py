@@ -18,6 +18,7 @@ Steps, each raising :class:`ExportError` with its name if it fails:
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
 import json
 import logging
@@ -53,16 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-pt", default=None, metavar="MODEL.pt",
                         help="also write the weights-only torch reference (no optimizer state) with the "
                              "same metadata, for the torch backend and the naive benchmark")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="export although the checkpoint was trained from, or this checkout holds, "
+                             "uncommitted changes; the engine is marked dirty (default: refuse)")
     parser.add_argument("--min-score", type=float, default=None, metavar="S",
                         help="instance engines: drop detections scoring under S inside the graph, so their "
                              "masks are never computed (default: as trained, 0.05; 0.5 is ~3x faster)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import rebuildable
+    from .checkpoint import read_checkpoint
+
     size = (args.input_size, args.input_size) if args.input_size else None
+    trained = (read_checkpoint(args.checkpoint).get("meta") or {}).get("revision")
+    provenance = rebuildable.check(args.checkpoint, trained, args.allow_dirty)
     meta = export(args.checkpoint, args.out, exporter=args.exporter, opset=args.opset,
                   data=args.data, splits=args.splits, metrics=args.metrics, input_size=size,
-                  reference_pt=args.reference_pt, min_score=args.min_score)
+                  reference_pt=args.reference_pt, min_score=args.min_score, provenance=provenance)
     parity = meta.extra["parity"]
     print(f"wrote {args.out}: {meta.model} {meta.task} {list(meta.classes)} {meta.input_size}; "
           f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames")
@@ -82,10 +91,24 @@ def _step(name: str, source, func, *args, **kwargs):
 
 def export(checkpoint, out, exporter: str = "legacy", opset: int | None = None, data=None,
            splits=None, metrics=None, input_size: tuple[int, int] | None = None, reference_pt=None,
-           min_score: float | None = None):
+           min_score: float | None = None, provenance: dict | None = None):
     """Run the chain; returns the embedded :class:`EngineMeta`. ``input_size`` exports
     at another size than trained; ``reference_pt`` also writes the weights-only torch
-    checkpoint carrying the same metadata."""
+    checkpoint carrying the same metadata; ``provenance`` (:func:`.rebuildable.check`:
+    the export revision, and ``dirty`` reasons) goes into ``extra``."""
+    token = PROVENANCE.set(dict(provenance or {}))
+    try:
+        return _export(checkpoint, out, exporter, opset, data, splits, metrics, input_size, reference_pt, min_score)
+    finally:
+        PROVENANCE.reset(token)
+
+
+# What rebuildable.check said of this export, added to every family's extra by _extra
+# (the standard, region and instance chains all build their metadata there).
+PROVENANCE: contextvars.ContextVar[dict] = contextvars.ContextVar("export_provenance", default={})
+
+
+def _export(checkpoint, out, exporter, opset, data, splits, metrics, input_size, reference_pt, min_score):
     from nerveseg.training.checkpoint import model_from_checkpoint, save_checkpoint
 
     from .instance.model import checkpoint_task
@@ -215,7 +238,7 @@ def _extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, parity
            metrics) -> dict:
     from nerveseg.engines.metadata import file_sha256
 
-    extra = dict(meta.extra)
+    extra = {**meta.extra, **PROVENANCE.get()}
     extra.update(exporter=f"torch.onnx {exporter}", opset=opset, checkpoint=checkpoint.name,
                  checkpoint_sha256=file_sha256(checkpoint), epoch=ckpt.get("epoch"),
                  val_metrics=ckpt.get("metrics"), parity=parity)
