@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import sys
 from pathlib import Path
+
+from nerveseg.engines import interrupts
 
 from nerveseg.realtime import config as cfg
 from nerveseg.engines.errors import UserError
@@ -67,9 +70,9 @@ def _checkpoint(given: Path | None, engine: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 measured, 1 a format below its floor, 130 interrupted (bench.json INCOMPLETE)."""
     from nerveseg.commands import bench
     from nerveseg.commands.bench import modes, report
-    from nerveseg.commands.bench.costs import stage_costs
     from nerveseg.commands.bench.memory_source import decode_frames
     from nerveseg.realtime.pipeline import Engines
 
@@ -82,9 +85,37 @@ def run(args: argparse.Namespace) -> int:
     frames, fps = decode_frames(video, args.frames)
     if not frames:
         raise UserError(f"{video}: no decodable frames")
-    results: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "video": str(video),
+    results: dict = {"status": "INCOMPLETE", "reason": STARTED, "modes": modes_wanted, "measured": [],
+                     "date": datetime.datetime.now().isoformat(timespec="seconds"), "video": str(video),
                      "frames": len(frames), "input_size": list(engines.gate.input_size), "skip": modes.SKIP,
                      "engines": engines.provenance(), "machine": report.machine(), "doc": bench.__doc__}
+    report.write_json(results, args.out / "bench.json")  # until the whole run replaces it
+    try:
+        _measure(args, results, modes_wanted, video, frames, config, engines)
+    except (Exception, KeyboardInterrupt) as exc:
+        # What was measured is kept, marked INCOMPLETE: no ratio, no docs, no verdict.
+        with interrupts.deferred_signals() as held:
+            results["reason"] = ("interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt)
+                                 else f"failed: {type(exc).__name__}: {exc}")
+            report.write_json(results, args.out / "bench.json")
+            held.clear()
+        print(f"nerveseg bench: INCOMPLETE ({results['reason']}); measured: "
+              f"{', '.join(results['measured']) or 'nothing'}; {args.out / 'bench.json'}", file=sys.stderr)
+        raise
+    interrupts.check_stop()
+    results.update(status="complete", reason=None)
+    results["ratios"] = report.ratios(results)
+    return _finish(results, args)
+
+
+STARTED = "still running, or stopped without a chance to say so (killed, crashed)"
+
+
+def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, config, engines) -> None:
+    """Every wanted mode into ``results``, each named in ``results["measured"]`` once done."""
+    from .bench import modes
+    from .bench.costs import stage_costs
+
     gate_pt, seg_pt = _checkpoint(args.gate_pt, config.gate.engine), _checkpoint(args.seg_pt, config.segment.engine)
     rounds_modes = [m for m in modes_wanted if m in ROUND_MODES]
     single = _single_engines(args, config) if "single" in rounds_modes else None
@@ -108,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 collected["single_bare"].append(modes.bare(frames, single.gate, single.segment, config))
                 collected["single_replay"].append(modes.replay(video, single, config, args.out / "single.avi"))
+            interrupts.check_stop()  # a replay ends early on a stop and returns what it had
     for key, runs in collected.items():
         results[key] = _median_round(runs)
+    results["measured"] += rounds_modes
     if single is not None and not isinstance(single, str):
         results["single_engine"] = single.provenance()["gate"]
     for mode in [m for m in modes_wanted if m not in ROUND_MODES]:
@@ -124,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
             results["soak"] = modes.soak(frames, engines, config, args.soak, args.out / "soak.avi")
         elif mode == "scaling":
             results["scaling"] = _scaling(frames, args)
-    results["ratios"] = report.ratios(results)
-    return _finish(results, args)
+        interrupts.check_stop()
+        results["measured"].append(mode)
 
 
 def _single_engines(args, config):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import re
 import signal
 import sys
 import threading
 
+from nerveseg.engines import interrupts
 from nerveseg.engines.metadata import EngineError
 from nerveseg.engines.errors import UserError
 
@@ -37,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -50,43 +53,133 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
+    for each in parsers(parser):
+        each.formatter_class = DefaultsFormatter
     return parser
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is argparse.SUPPRESS
+                or default in (None, False) or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def leaf(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``args`` came from (``nerveseg train gate``: gate's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return leaf(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def advice_that_fits(message: str, parser, args) -> str:
+    """An error that advises a flag (``use --backend onnxruntime``) the command at hand does
+    not have names the command that has it (``use nerveseg replay --backend onnxruntime``):
+    errors come from shared layers that cannot know which command called them."""
+    if parser is None or args is None:
+        return message
+    own = {flag for action in leaf(parser, args)._actions for flag in action.option_strings}
+    for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", message)) - own):
+        having = min((p.prog for p in parsers(parser) if flag in p._option_string_actions),
+                     key=lambda prog: (prog != "nerveseg replay", len(prog.split())), default=None)
+        if having:
+            message = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", f"{having} {flag}", message)
+    return message
+
+
+def parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every sub-command's parser below it, depth first."""
+    yield parser
+    for action in parser._actions:  # argparse keeps sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from parsers(child)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    previous = _stop_on_sigterm()
-    try:
-        return int(args.handler(args) or 0)
+    interrupts.clear_stop()
+    previous = _stop_on_signals()
+    name, parser, args = "nerveseg", None, None
+    try:  # from the first import on: Ctrl-C while the parser loads its modules is a stop too
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        name = f"nerveseg {args.command}"
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+        code = int(args.handler(args) or 0)
+        interrupts.check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way
+        return code
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"nerveseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{name}: error: {advice_that_fits(one_line(exc), parser, args)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ImportError) as exc:
         # An ImportError chained to a KeyboardInterrupt is a native module's import cut
         # short by Ctrl-C or SIGTERM; any other is a real error.
         if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
             raise
-        print(f"nerveseg {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = _unraisable_default
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt  # the same clean stop as Ctrl-C: frames in flight written, outputs closed
+def entry() -> None:
+    """The console command: :func:`main`, with the process's own end (threads joined, files
+    closed) guarded too. A signal there finds the outcome decided: it prints "interrupted"
+    and exits with that outcome's code, never a traceback. An interrupted run ends at once
+    (``os._exit`` after flushing): native threads a stop cut short must not abort the exit."""
+    outcome = {"code": 130}
+    if threading.current_thread() is threading.main_thread():
+        def late(signum, frame) -> None:
+            code = outcome["code"]
+            word = "interrupted" if code == 130 else f"interrupted after the run was complete (exit code {code} stands)"
+            print(f"nerveseg: {word}", file=sys.stderr, flush=True)
+            os._exit(code)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, late)  # main() puts its own in place, then these back
+    try:
+        outcome["code"] = main()
+    except KeyboardInterrupt:  # in the instant between main's handlers and these
+        print("nerveseg: interrupted", file=sys.stderr)
+    if outcome["code"] == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(outcome["code"])
 
 
-def _stop_on_sigterm():
+_unraisable_default = sys.unraisablehook
+
+
+def _unraisable(info) -> None:
+    """A stop's KeyboardInterrupt that landed in a destructor is recorded (see
+    :func:`~nerveseg.engines.interrupts.check_stop`), not printed as a traceback."""
+    if not (issubclass(info.exc_type, KeyboardInterrupt) and interrupts.stop_requested()):
+        _unraisable_default(info)
+
+
+def _stop_on_signals() -> dict:
     """SIGTERM (``kill``, a service manager, a closed session) stops a run as Ctrl-C does,
-    also when Ctrl-C is ignored (started with ``nohup`` or ``&``). Returns the handler to
-    restore (None off the main thread, where Python cannot set one)."""
+    also when Ctrl-C is ignored (started with ``nohup`` or ``&``); both are remembered
+    (:func:`~nerveseg.engines.interrupts.request_stop`). Returns the handlers to restore
+    (none off the main thread, where Python cannot set one)."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminate)
+        return {}
+    sys.unraisablehook = _unraisable
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupts.request_stop)}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # an ignored Ctrl-C stays ignored
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupts.request_stop)
+    return previous
 
 
 def one_line(exc: BaseException) -> str:
@@ -96,4 +189,4 @@ def one_line(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

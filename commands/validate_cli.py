@@ -5,13 +5,17 @@
 
 Writes ``validation.html`` (self-contained), ``validation.pdf``, ``validation.json`` and the
 resolved ``validation.config.yaml``; exits 1 when any check fails, so it can gate a release.
+A run stopped part way writes an INCOMPLETE report instead (never PASS) and exits 3 (a
+failure) or 130 (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shlex
+import sys
 from pathlib import Path
 
 from nerveseg.realtime import config as cfg
@@ -104,9 +108,16 @@ def options(args: argparse.Namespace):
                    progress=not args.no_progress, command=_command(args))
 
 
+EXIT_INCOMPLETE = 3  # a run that failed part way (interrupted: 130, as every command)
+
+
 def run(args: argparse.Namespace) -> int:
+    """0 PASS, 1 FAIL, 2 bad input (nothing measured), 3 INCOMPLETE (failed part way),
+    130 interrupted (INCOMPLETE written); see docs/VALIDATION.md."""
+    from nerveseg.engines.interrupts import clear_stop, stop_requested
+
     from nerveseg.realtime.pipeline import Engines
-    from nerveseg.commands.validation.runner import validate
+    from nerveseg.commands.validation.runner import IncompleteRun, validate
 
     config = cfg.load(args.config, cfg.merge(overrides(args), _engine_files(args)))
     config = dataclasses.replace(config, source=dataclasses.replace(config.source, spec=str(args.video)))
@@ -114,10 +125,23 @@ def run(args: argparse.Namespace) -> int:
     engines = Engines.load(config)
     try:
         results, written = validate(config, engines, o)
+    except IncompleteRun as exc:
+        logging.getLogger(__name__).debug("validation stopped", exc_info=exc.__cause__)
+        print(f"INCOMPLETE  nerveseg validate: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     finally:
         for engine in (engines.gate, engines.segment):
             engine.close()
-    for check in results["verdict"]["checks"]:
-        print(check["line"])
-    print("wrote " + ", ".join(str(path) for path in written.values()))
-    return 0 if results["verdict"]["passed"] else 1
+    code = 0 if results["verdict"]["passed"] else 1
+    try:
+        for check in results["verdict"]["checks"]:
+            print(check["line"])
+        print("wrote " + ", ".join(str(path) for path in written.values()))
+    except KeyboardInterrupt:
+        results["interrupted_after_report"] = True
+    if results.get("interrupted_after_report") or stop_requested():
+        clear_stop()  # reported here: the outcome is the report's
+        # The whole report was in place before the signal: it and its exit code stand.
+        print(f"nerveseg validate: interrupted after the report was complete "
+              f"(verdict {results['verdict']['status']} in {written['json']})", file=sys.stderr)
+    return code

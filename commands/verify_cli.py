@@ -9,12 +9,14 @@ import argparse
 import json
 from pathlib import Path
 
+from nerveseg.engines.backends import BACKEND_CHOICES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", type=Path, help="reference engine (e.g. the .onnx under ONNX Runtime, FP32)")
     parser.add_argument("b", type=Path, help="engine to check (e.g. a TensorRT .engine, a .pt, another .onnx)")
-    parser.add_argument("--backend-a", default="auto", help="backend for A (default auto)")
-    parser.add_argument("--backend-b", default="auto", help="backend for B (default auto)")
+    parser.add_argument("--backend-a", default="auto", choices=BACKEND_CHOICES, help="backend for A (default auto)")
+    parser.add_argument("--backend-b", default="auto", choices=BACKEND_CHOICES, help="backend for B (default auto)")
     parser.add_argument("--frames", help="video file or image folder (default: --n synthetic frames)")
     parser.add_argument("--n", type=int, default=64, help="frames to compare (default 64)")
     parser.add_argument("--eye", choices=["left", "right", "full"], default="left",

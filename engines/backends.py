@@ -67,3 +67,6 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "nerveseg.training.torch_backend", "TorchEngine", (".pt", ".pth"),
             "runs .pt/.pth training checkpoints only", auto_for=(".pt", ".pth"), extra="train"),
 )}
+
+#: what every --backend option accepts
+BACKEND_CHOICES = ("auto", *BACKENDS)

@@ -7,11 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
+from .loader import BACKEND_CHOICES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine", type=Path, nargs="?",
                         help="an .onnx, .pt or TensorRT .engine file (none: the default engines)")
-    parser.add_argument("--backend", default="auto", help="backend to load it with (default: auto)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="backend to load it with")
 
 
 def run(args: argparse.Namespace) -> int:

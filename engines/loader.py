@@ -18,7 +18,7 @@ import importlib
 import logging
 from pathlib import Path
 
-from .backends import BACKENDS, _no_problem
+from .backends import BACKEND_CHOICES, BACKENDS, _no_problem  # noqa: F401  (BACKEND_CHOICES: for the CLIs)
 from .base import Engine
 from .environment import Environment, probe
 from .metadata import EngineError

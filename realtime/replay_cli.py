@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from nerveseg.engines.loader import BACKEND_CHOICES
+
 from . import config as cfg
 from nerveseg.engines.errors import UserError
 from .stages import one_line
@@ -17,7 +19,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML run configuration (sections per stage)")
     parser.add_argument("--gate", help=f"classifier gate engine (default {cfg.DEFAULT_GATE})")
     parser.add_argument("--seg", help=f"segmentation engine (default {cfg.DEFAULT_SEGMENTER})")
-    parser.add_argument("--backend", help="engine backend: auto, onnxruntime, torch, tensorrt")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES,
+                        help="engine backend (default: the config's, else auto; see docs/TENSORRT.md)")
     parser.add_argument("--threads", type=int, help="inference threads per engine (0: runtime's choice)")
     parser.add_argument("--eye", choices=["left", "right", "full"], help="which part of a stereo frame to use")
     parser.add_argument("--threshold", type=float, help="segmentation probability threshold")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from nerveseg.engines import interrupts
+
 from . import config as cfg
 from nerveseg.engines.errors import UserError
 from .replay_cli import add_camera_arguments, add_engine_arguments, camera_overrides, exit_status, overrides
@@ -51,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
         while not pipeline.wait(0.2):
-            if deadline is not None and time.monotonic() >= deadline:
+            if (deadline is not None and time.monotonic() >= deadline) or interrupts.stop_requested():
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live run ends: close as after --duration
+    interrupts.clear_stop()  # ... so it is not an interruption of the command
     if not pipeline.close(timeout=1.0):
         print(f"nerveseg run: warning: {pipeline.source.name}: a thread did not stop (left behind)", file=sys.stderr)
     summary = pipeline.finish()

@@ -24,7 +24,16 @@ WIDTH=${WIDTH:-0.5}
 GATE=(--width "$WIDTH" --epochs "${GATE_EPOCHS:-12}" --lr 2e-3 --batch-size 8 --seed 0)
 SEG=(--width "$WIDTH" --epochs "${SEG_EPOCHS:-12}" --lr 2e-3 --batch-size 8 --seed 0)
 
-mkdir -p "$WORK" "$MODELS"
+BUILD="$WORK/models"  # engines, curves, RECIPE.md and the video are made here (ignored), published at the end
+# Every engine records the commit it was trained and exported from, and `nerveseg export`
+# refuses uncommitted changes: say so now, not after 15 minutes of training. Nothing below
+# touches a tracked file before the last step, so the tree stays as clean as it starts.
+if [ -z "${ALLOW_DIRTY:-}" ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    echo "train_samples.sh: the checkout has uncommitted changes; commit first (or ALLOW_DIRTY=1 to mark the engines dirty)" >&2
+    exit 2
+fi
+DIRTY=(); [ -n "${ALLOW_DIRTY:-}" ] && DIRTY=(--allow-dirty)
+mkdir -p "$WORK" "$BUILD" "$MODELS"
 : > "$WORK/commands.txt"
 : > "$WORK/timings.txt"
 
@@ -44,23 +53,30 @@ step train_seg $NS train seg "$WORK/data/segment" --out "$WORK/seg" --size "$SIZ
 step eval_gate $NS eval gate "$WORK/gate/best.pt" --data "$WORK/data/classify" --out "$WORK/gate/eval_test" --threads "$THREADS"
 step eval_seg $NS eval seg "$WORK/seg/best.pt" --data "$WORK/data/segment" --out "$WORK/seg/eval_test" --threads "$THREADS"
 # The weights-only .pt references run the naive PyTorch loop of `nerveseg bench`.
-step export_gate $NS export "$WORK/gate/best.pt" --out "$MODELS"/gate.onnx --metrics "$WORK/gate/eval_test/metrics.json" \
-    --reference-pt "$MODELS"/gate.pt
-step export_seg $NS export "$WORK/seg/best.pt" --out "$MODELS"/unet.onnx --metrics "$WORK/seg/eval_test/metrics.json" \
-    --reference-pt "$MODELS"/unet.pt
-step eval_gate_onnx $NS eval gate "$MODELS"/gate.onnx --data "$WORK/data/classify" --splits "$WORK/gate/splits" \
+step export_gate $NS export "$WORK/gate/best.pt" --out "$BUILD"/gate.onnx --metrics "$WORK/gate/eval_test/metrics.json" \
+    --reference-pt "$BUILD"/gate.pt "${DIRTY[@]}"
+step export_seg $NS export "$WORK/seg/best.pt" --out "$BUILD"/unet.onnx --metrics "$WORK/seg/eval_test/metrics.json" \
+    --reference-pt "$BUILD"/unet.pt "${DIRTY[@]}"
+step eval_gate_onnx $NS eval gate "$BUILD"/gate.onnx --data "$WORK/data/classify" --splits "$WORK/gate/splits" \
     --out "$WORK/gate/eval_onnx" --backend onnxruntime --threads "$THREADS"
-step eval_seg_onnx $NS eval seg "$MODELS"/unet.onnx --data "$WORK/data/segment" --splits "$WORK/seg/splits" \
+step eval_seg_onnx $NS eval seg "$BUILD"/unet.onnx --data "$WORK/data/segment" --splits "$WORK/seg/splits" \
     --out "$WORK/seg/eval_onnx" --backend onnxruntime --threads "$THREADS"
 # The single engine (gate and mask in one forward), from the trained U-Net on the same splits:
 # class head alone, then everything jointly at a tenth of the rate (docs/MODELS.md).
 step train_gate_seg $NS train gate-seg --gate-data "$WORK/data/classify" --seg-data "$WORK/data/segment" \
     --gate-splits "$WORK/gate/splits" --seg-splits "$WORK/seg/splits" --init-seg "$WORK/seg/best.pt" \
     --out "$WORK/gate_seg" --head-epochs "${GATE_SEG_HEAD_EPOCHS:-5}" --epochs "${GATE_SEG_EPOCHS:-10}" --threads "$THREADS"
-step export_gate_seg $NS export "$WORK/gate_seg/best.pt" --out "$MODELS"/gate_seg.onnx \
-    --metrics "$WORK/gate_seg/eval_test/metrics.json" --reference-pt "$MODELS"/gate_seg.pt
-cp "$WORK/gate/curves.png" "$MODELS"/gate_curves.png
-cp "$WORK/seg/curves.png" "$MODELS"/unet_curves.png
+step export_gate_seg $NS export "$WORK/gate_seg/best.pt" --out "$BUILD"/gate_seg.onnx \
+    --metrics "$WORK/gate_seg/eval_test/metrics.json" --reference-pt "$BUILD"/gate_seg.pt "${DIRTY[@]}"
+cp "$WORK/gate/curves.png" "$BUILD"/gate_curves.png
+cp "$WORK/seg/curves.png" "$BUILD"/unet_curves.png
 # The shipped sample video (6 s side-by-side stereo, 1080p, with per-frame ground truth).
-step sample_video $NS synth video "${SAMPLE_VIDEO:-samples/stereo_sample.mp4}" --seconds 6 --fps 30 --seed 0
-step recipe_md $PY -m nerveseg.training.recipe "$WORK" --models "$MODELS"
+step sample_video $NS synth video "$WORK/stereo_sample.mp4" --seconds 6 --fps 30 --seed 0
+step recipe_md $PY -m nerveseg.training.recipe "$WORK" --models "$BUILD"
+publish() {  # the only step that writes tracked files: engines, curves, RECIPE.md, the sample video
+    local video=${SAMPLE_VIDEO:-samples/stereo_sample.mp4}
+    cp "$BUILD"/*.onnx "$BUILD"/*.pt "$BUILD"/*.png "$BUILD"/RECIPE.md "$MODELS"/
+    cp "$WORK/stereo_sample.mp4" "$video"
+    rm -rf "${video%.mp4}.gt" && cp -r "$WORK/stereo_sample.gt" "${video%.mp4}.gt"
+}
+step publish publish

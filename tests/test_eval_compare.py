@@ -87,13 +87,16 @@ def test_segmentation_mean_sem_ci_by_hand(tmp_path):
 
     engine = load_engine(make_segmenter(tmp_path / "seg.onnx"), backend="onnxruntime")
     report = evaluation.run_eval(engine, data, ["images/0.png", "images/1.png"], tmp_path / "out")
-    t = 12.706204736  # t(0.975, df=1)
+    # Bootstrap of two values {1, 0.5}: resampled means 0.5, 0.75, 1 with chances 1/4, 1/2,
+    # 1/4, so the 2.5 % and 97.5 % percentiles are the extremes (a t-interval gave
+    # 0.75 ± 12.7 · 0.25, far outside [0, 1]).
     assert report["iou"]["mean"] == pytest.approx(0.75) and report["iou"]["sem"] == pytest.approx(0.25)
-    assert report["iou"]["ci_low"] == pytest.approx(0.75 - t * 0.25, abs=1e-6)
-    assert report["iou"]["ci_high"] == pytest.approx(0.75 + t * 0.25, abs=1e-6)
+    assert (report["iou"]["ci_low"], report["iou"]["ci_high"]) == (0.5, 1.0)
     assert report["dice"]["mean"] == pytest.approx((1 + 2 / 3) / 2)
     assert report["pixel_iou"] == pytest.approx(512 / 768)
-    assert report["summary"]["iou_ci95"] == pytest.approx([0.75 - t * 0.25, 0.75 + t * 0.25], abs=1e-6)
+    assert report["summary"]["iou_ci95"] == [0.5, 1.0]
+    text = (tmp_path / "out" / "report.txt").read_text()
+    assert "[0.500, 1.000]" in text and "bootstrap percentile interval (2000 resamples" in text
 
 
 def test_models_with_different_splits_are_refused(gate_set, tmp_path, capsys):

@@ -145,9 +145,9 @@ def test_class_masks_instances_from_values_and_blobs(tmp_path):
     root = tmp_path / "cm"
     _image(root / "image/left/a.png")
     _mask(root / "mask/left/a.png", [(0, 4, 0, 4, 255), (10, 14, 10, 14, 255)])  # two blobs
-    _image(root / "image/right/b.png")
+    _image(root / "image/right/b.png", 100)  # distinct pictures: identical ones are merged
     _mask(root / "mask/right/b.png", [(0, 6, 0, 6, 1), (0, 6, 6, 12, 2)])  # touching, two ids
-    _image(root / "image/right/c.png")
+    _image(root / "image/right/c.png", 110)
     _mask(root / "mask/right/c.png", [])  # a negative
     data = import_dataset(root)
     assert data.layout == "class_masks" and data.kind == "instance" and data.classes == ("left", "right")

@@ -12,6 +12,7 @@ from conftest import _training_cli
 from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import EngineError, EngineMeta, Provenance
+from nerveseg.engines.errors import UserError
 from nerveseg.training import metrics
 from nerveseg.training.region import data as region_data
 from nerveseg.training.region.evaluate import evaluate_regions
@@ -31,7 +32,7 @@ def region_set(tmp_path_factory):
 def region_run(region_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("region_run")
     _training_cli("train", "region", str(region_set), "--out", str(out), "--epochs", "2", "--size", "32",
-                  "--width", "0.25", "--batch-size", "8", "--threads", "1", "--lr", "3e-3")
+                  "--width", "0.25", "--batch-size", "8", "--threads", "1", "--lr", "3e-3", "--class-name", "nerve")
     return out
 
 
@@ -125,7 +126,7 @@ def test_evaluation_tells_a_region_blind_model_from_a_conditioned_one(region_set
     assert aware["instances"]["f1"] > 0.9 > blind["instances"]["f1"]
     nested = [iou for iou, role in zip(aware["per_region"]["iou"], aware["per_region"]["roles"])
               if role in ("outer", "inner")]
-    assert aware["groups"]["nested"]["iou"] == pytest.approx(metrics.mean_ci(nested))
+    assert aware["groups"]["nested"]["iou"] == metrics.bounded_mean_ci(nested)
 
 
 def test_train_run_folder_and_test_report(region_run):
@@ -137,7 +138,7 @@ def test_train_run_folder_and_test_report(region_run):
     assert report["task"] == "region_segment" and report["engine"]["backend"] == "torch"
     assert {"all", "nested"} <= set(report["groups"]) and "f1" in report["instances"]
     engine = load_engine(region_run / "best.pt", task="region_segment")
-    assert engine.meta.classes == ("background", "structure") and engine.meta.input_size == (32, 32)
+    assert engine.meta.classes == ("background", "nerve") and engine.meta.input_size == (32, 32)
 
 
 def test_export_parity_and_onnx_eval(region_run, region_set, tmp_path):
@@ -208,3 +209,28 @@ def test_nerveseg_eval_region_scores_and_compares_region_engines(region_run, reg
     ious = [row["iou_mean"] for row in record["models"]]
     assert {row["backend"] for row in record["models"]} == {"torch", "onnxruntime"}
     assert abs(ious[0] - ious[1]) < 0.01, "the checkpoint and its export score alike"
+
+
+def test_a_region_engine_named_nerve_runs_in_replay(region_run, tmp_path, tiny_engines):
+    """docs/MODELS.md: `train region --class-name nerve`, export, then `replay --seg region.onnx`."""
+    from video_fixtures import write_video
+
+    from nerveseg.commands.cli import main
+
+    onnx_path = tmp_path / "region.onnx"
+    assert main(["export", str(region_run / "best.pt"), "--out", str(onnx_path)]) == 0
+    with load_engine(onnx_path, backend="onnxruntime") as engine:
+        assert engine.classes == ("background", "nerve") and engine.meta.task == "region_segment"
+    video = write_video(tmp_path / "in.mp4", frames=6, fps=6)
+    assert main(["replay", str(video), "--gate", str(tiny_engines[0]), "--seg", str(onnx_path),
+                 "--out", str(tmp_path / "out.avi"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["recorded_frames"] == 6
+
+
+def test_class_name_renames_only_a_single_foreground_class():
+    from nerveseg.training.region.train import engine_classes
+
+    assert engine_classes({"classes": ["background", "structure"]}, "nerve") == ["background", "nerve"]
+    assert engine_classes({"classes": ["background", "structure"]}, None) == ["background", "structure"]
+    with pytest.raises(UserError, match="renames the one foreground class"):
+        engine_classes({"classes": ["background", "a", "b"]}, "nerve")

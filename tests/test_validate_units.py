@@ -102,3 +102,27 @@ def test_the_qt_probe_falls_back_to_the_subscriber_and_says_why(monkeypatch):
     described = probe.describe()
     assert described["method"] == "subscriber" and "Qt view unavailable" in described["fallback_reason"]
     assert "subscriber" in described["on_screen_means"]
+
+
+def test_a_recording_resized_to_its_first_size_is_compared_as_the_recorder_stored_it():
+    """The automatic crop changed the view mid-video (896 → 672 px): the recorder resized
+    the frame to its first size; outside the (grown) overlay region it equals the input."""
+    import cv2
+
+    from nerveseg.commands.validation.degradation import as_recorded, outside_difference
+
+    rng = np.random.default_rng(0)
+    view = rng.integers(0, 255, (672, 672, 3), dtype=np.uint8)
+    allowed = np.zeros((672, 672), bool)
+    allowed[100:140, 200:400] = True
+    shown = view.copy()
+    shown[allowed] = (255, 0, 0)
+    recorded = cv2.resize(shown, (896, 896), interpolation=cv2.INTER_AREA)
+    raw, region = as_recorded(view, allowed, recorded.shape)
+    assert raw.shape == recorded.shape and region.shape == recorded.shape[:2]
+    assert outside_difference(recorded, raw, region)[0] == 0
+    leaked = recorded.copy()
+    leaked[600:610, 600:610] = 0  # damage far from the overlay is still found
+    assert outside_difference(leaked, raw, region)[0] >= 100
+    same = as_recorded(view, allowed, view.shape)
+    assert same[0] is view and same[1] is allowed

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nerveseg.engines.interrupts import write_atomic
+
 from . import metrics
 
 # task: (summary key, column title); classify adds one sensitivity column per class.
@@ -25,6 +27,13 @@ COLUMNS = {
 }
 
 
+def counted(report: dict) -> str:
+    """``"36 regions in 12 images"`` (a region report), else ``"12 images"``."""
+    if report.get("task") == "region_segment" and report.get("images") is not None:  # n counts regions
+        return f"{report['n']} regions in {report['images']} images"
+    return f"{report['n']} images"
+
+
 def unique_names(paths: list[Path]) -> list[str]:
     """Short distinct names: the file stem, with its folder where stems repeat."""
     stems = [p.stem for p in paths]
@@ -32,14 +41,16 @@ def unique_names(paths: list[Path]) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}_{k + 1}" for k, name in enumerate(names)]
 
 
-def comparison(reports: list[dict], names: list[str]) -> dict:
-    """The comparison record (see the module docstring)."""
+def comparison(reports: list[dict], names: list[str], outs: list[Path] | None = None) -> dict:
+    """The comparison record (see the module docstring); ``outs``: each model's folder."""
     first = reports[0]
+    outs = outs or [None] * len(reports)
     rows = [{"name": name, "path": r["engine"]["path"], "model": r["engine"]["model"],
              "backend": r["engine"]["backend"], "sha256": r["engine"]["sha256"],
-             "ms_per_image": r.get("ms_per_image"), **r["summary"]} for name, r in zip(names, reports)]
+             "report": str(Path(out) / "metrics.json") if out is not None else None,
+             "ms_per_image": r.get("ms_per_image"), **r["summary"]} for name, r, out in zip(names, reports, outs)]
     return {"task": first["task"], "split": first["split"], "data": first["data"], "n": first["n"],
-            "models": rows}
+            **({"images": first["images"]} if "images" in first else {}), "models": rows}
 
 
 def _cell(value) -> str:
@@ -70,10 +81,13 @@ def format_table(record: dict) -> str:
     header = ["model", *(title for _, title in cols)]
     widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    unit = counted(record)
     lines = [f"nerveseg eval: {len(cells)} {record['task']} models on {record['data']}, split "
-             f"{record['split']} ({record['n']} images)", "", line(header), line(["-" * w for w in widths])]
+             f"{record['split']} ({unit})", "", line(header), line(["-" * w for w in widths])]
     lines += [line(r) for r in cells]
-    lines += ["", "per model: <out>/<model>/metrics.json and report.txt"]
+    reports = [row["report"] for row in record["models"] if row.get("report")]
+    if reports:
+        lines += ["", "per model (metrics.json and report.txt beside it):", *(f"  {path}" for path in reports)]
     return "\n".join(lines) + "\n"
 
 
@@ -81,7 +95,7 @@ def write(record: dict, out: str | Path) -> Path:
     """``out/comparison.json`` and ``out/comparison.txt``; returns the text file."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(metrics.jsonable(record), indent=1))
     path = out / "comparison.txt"
-    path.write_text(format_table(record))
+    write_atomic(path, format_table(record))
+    write_atomic(out / "comparison.json", json.dumps(metrics.jsonable({"status": "complete", **record}), indent=1))
     return path

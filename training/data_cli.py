@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            description="Validate DATA and print its layout and counts per class.")
     split = sub.add_parser("split", help="write train/val/test lists every model family can reuse",
                            description="Validate DATA and write OUT/{train,val,test}.txt (7 : 1.5 : 1.5, "
-                                       "stratified by class or Supervisely dataset).")
+                                       "stratified by class or Supervisely dataset; identical images and "
+                                       "frames of one recording (DATA/groups.csv, or names like "
+                                       "<video>_frame<N>) always on one side).")
     for command in (check, split):
         _data_options(command)
     check.add_argument("--out", default=None, metavar="DIR",
@@ -60,14 +62,13 @@ def write_outputs(dataset, out: Path) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     from .importers import format_report
-    from .splits import make_splits, write_splits
+    from .splits import dataset_splits, write_splits
 
     dataset = load(args)
     skipped = write_outputs(dataset, Path(args.out)) if args.out else None
     print(format_report(dataset, skipped), end="")
     if args.data_command == "split":
-        groups = {s.item: s.stratum for s in dataset.samples}
-        splits = make_splits(dataset.items, groups.__getitem__, args.seed)
+        splits = dataset_splits(None, dataset, args.seed)
         write_splits(args.out, splits)
         print(f"wrote {args.out}/train.txt, val.txt, test.txt: "
               + ", ".join(f"{len(v)} {k}" for k, v in splits.items()))

@@ -13,6 +13,9 @@ import argparse
 import time
 from pathlib import Path
 
+from nerveseg.engines.interrupts import deferred_signals
+from nerveseg.engines.loader import BACKEND_CHOICES
+
 TASKS = {"gate": "classify", "seg": "segment", "region": "region_segment", "instance": "instance"}
 
 
@@ -25,27 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder the split lists refer to")
     parser.add_argument("--splits", default=None, metavar="DIR",
                         help="folder with train/val/test.txt (default: splits/ beside .pt checkpoints)")
-    parser.add_argument("--split", choices=("test", "val", "train"), default="test")
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
+                        help="which list of --splits to score")
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.txt, PNGs")
-    parser.add_argument("--backend", default="auto", help="engine backend (default auto)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="engine backend (default auto; see docs/TENSORRT.md)")
     parser.add_argument("--threads", type=int, default=0,
                         help="inference threads (default: the backend's choice)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per engine call")
     parser.add_argument("--threshold", type=float, default=None,
                         help="seg: nerve where sigmoid > this (default: the engine's, else 0.5)")
 
 
 def shared_items(models: list[Path], given: str | None, split: str, data: str) -> list[str]:
     """The ``split`` items every model is scored on; models whose own ``splits/`` differ
-    are refused (their numbers would not compare)."""
+    are refused (their numbers would not compare), and so are lists that put one image
+    (by content) or one recording on two sides (:func:`.splits.check_leaks`)."""
     from nerveseg.engines.errors import UserError
 
-    from .splits import read_split, splits_folder
+    from .splits import read_scored, splits_folder
 
     folders = [splits_folder(model, given) for model in models]
-    items = read_split(folders[0], split, data)
+    items = read_scored(folders[0], split, data)
     for model, folder in zip(models[1:], folders[1:]):
-        if folder != folders[0] and read_split(folder, split, data) != items:
+        if folder != folders[0] and read_scored(folder, split, data) != items:
             raise UserError(f"{models[0]} and {model} come with different {split} splits "
                             f"({folders[0]}, {folder}); give --splits DIR to score both on one")
     if not items:
@@ -54,23 +60,55 @@ def shared_items(models: list[Path], given: str | None, split: str, data: str) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from .compare import comparison, unique_names, write
+    """0 evaluated; 2 bad input; 130 interrupted (INCOMPLETE left where a report was not finished)."""
+    from .compare import comparison, counted, unique_names, write
 
     models = [Path(m) for m in args.model]
     items = shared_items(models, args.splits, args.split, args.data)
     names = unique_names(models)
     outs = [Path(args.out)] if len(models) == 1 else [Path(args.out) / name for name in names]
     began = time.time()
-    reports = [evaluate_one(model, out, items, args) for model, out in zip(models, outs)]
+    reports = evaluate_all(models, outs, items, args)
     if len(models) == 1:
         print((outs[0] / "report.txt").read_text(), end="")
         written = sorted(p.name for p in outs[0].iterdir() if p.is_file() and p.stat().st_mtime >= began - 1)
-        print(f"wrote {args.out}/: {', '.join(written)} ({reports[0]['n']} images)")
+        print(f"wrote {args.out}/: {', '.join(written)} ({counted(reports[0])})")
         return 0
-    table = write(comparison(reports, names), args.out)
+    table = write(comparison(reports, names, outs), args.out)
     print(table.read_text(), end="")
-    print(f"wrote {args.out}/comparison.txt, comparison.json and one folder per model")
+    print(f"wrote {Path(args.out) / 'comparison.txt'}, {Path(args.out) / 'comparison.json'} and "
+          + ", ".join(f"{out}/" for out in outs))
     return 0
+
+
+def evaluate_all(models: list[Path], outs: list[Path], items: list[str], args) -> list[dict]:
+    """Each model into its folder. Every folder (and, for several models, the comparison)
+    says INCOMPLETE until its report replaces it; a run stopped part way (Ctrl-C, SIGTERM,
+    a failure) leaves INCOMPLETE where a report was not finished, never an earlier run's."""
+    from .evaluation import write_incomplete
+
+    folders = outs + ([Path(args.out)] if len(models) > 1 else [])
+    for out in folders:
+        write_incomplete(out, {"models": [str(m) for m in models], "split": args.split, "data": args.data},
+                         STARTED, comparison=out not in outs)
+    reports: list[dict] = []
+    try:
+        for model, out in zip(models, outs):
+            reports.append(evaluate_one(model, out, items, args))
+    except (Exception, KeyboardInterrupt) as exc:
+        why = ("interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt)
+               else f"failed: {type(exc).__name__}: {exc}")
+        done = [str(m) for m in models[:len(reports)]]
+        with deferred_signals() as held:
+            for out in folders[len(reports):]:
+                write_incomplete(out, {"models": [str(m) for m in models], "evaluated": done, "split": args.split,
+                                       "data": args.data}, why, comparison=out not in outs)
+            held.clear()
+        raise
+    return reports
+
+
+STARTED = "still running, or stopped without a chance to say so (killed, crashed)"
 
 
 def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from nerveseg.engines.interrupts import check_stop, write_atomic
 from nerveseg.engines.errors import UserError
 
 from . import metrics, plots
@@ -160,9 +161,22 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
 
 
 def write_report(out: Path, report: dict, text: str) -> None:
-    """``out/metrics.json`` (every figure) and ``out/report.txt`` (``text``)."""
-    (out / "metrics.json").write_text(json.dumps(metrics.jsonable(report), indent=1))
-    (out / "report.txt").write_text(text)
+    """``out/metrics.json`` (every figure, ``"status": "complete"``) and ``out/report.txt``
+    (``text``), each whole or not at all; none if a stop came while scoring."""
+    check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way: not a complete report
+    write_atomic(out / "report.txt", text)
+    write_atomic(out / "metrics.json", json.dumps(metrics.jsonable({"status": "complete", **report}), indent=1))
+
+
+def write_incomplete(out: Path, what: dict, reason: str, comparison: bool = False) -> None:
+    """An INCOMPLETE ``metrics.json`` + ``report.txt`` (``comparison.json`` + ``.txt`` for
+    the side-by-side folder): what was asked, what was done, why it is not finished."""
+    body = {"status": "INCOMPLETE", "reason": reason, **what}
+    text = "\n".join([f"INCOMPLETE: {reason}", *(f"{k}: {v}" for k, v in what.items())]) + "\n"
+    stem, txt = ("comparison", "comparison.txt") if comparison else ("metrics", "report.txt")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(out) / txt, text)
+    write_atomic(Path(out) / f"{stem}.json", json.dumps(body, indent=1))
 
 
 def fmt(value) -> str:
@@ -188,7 +202,9 @@ def format_report(report: dict) -> str:
 
 def _gate_lines(report: dict) -> list[str]:
     keys = (*metrics.BINARY_KEYS, "auc")
-    lines = [f"accuracy {fmt(report['accuracy'])}   multiclass MCC {fmt(report['mcc'])}", "",
+    pct, ci = int(round(100 * report["confidence"])), report["ci"]
+    lines = [f"accuracy {fmt(report['accuracy'])} {pct}% CI {_pair(ci['accuracy'])}   multiclass MCC "
+             f"{fmt(report['mcc'])} {pct}% CI {_pair(ci['mcc'])}", "",
              f"{'class':<16}{'n':>5}" + "".join(f"{k[:5]:>7}" for k in keys)]
     for name, row in report["per_class"].items():
         lines.append(f"{name:<16}{row['support']:>5}" + "".join(f"{fmt(row[k]):>7}" for k in keys))
@@ -197,8 +213,23 @@ def _gate_lines(report: dict) -> list[str]:
               f"{'':<16}" + "".join(f"{c[:10]:>12}" for c in report["classes"])]
     for name, row in zip(report["classes"], report["confusion_matrix"]):
         lines.append(f"{name:<16}" + "".join(f"{v:>12}" for v in row))
-    lines += ["", "one-vs-rest per class; a ratio with a zero denominator is n/a."]
+    lines += ["", f"{pct}% intervals, one-vs-rest:"]
+    for name, row in report["per_class"].items():
+        lines.append(f"{name:<16}" + "  ".join(f"{k[:5]} {_pair(row['ci'][k])}" for k in metrics.BINARY_KEYS))
+    lines += ["", "one-vs-rest per class; a ratio with a zero denominator is n/a.", *interval_lines(report)]
     return lines
+
+
+def _pair(pair) -> str:
+    return f"[{fmt(pair[0])}, {fmt(pair[1])}]"
+
+
+def interval_lines(report: dict) -> list[str]:
+    """How the report's intervals were computed (every report that shows one says so)."""
+    methods = report["intervals"]
+    return [f"Intervals: proportions (sensitivity, specificity, PPV, NPV, accuracy): {methods['proportions']}; "
+            f"means of per-image IoU/Dice: {methods['means']}; F1 and MCC: {methods['f1_mcc']}. "
+            "Fewer than 2 values: no interval (n/a)."]
 
 
 def _seg_lines(report: dict) -> list[str]:
@@ -211,5 +242,5 @@ def _seg_lines(report: dict) -> list[str]:
                      f"{fmt(s['ci_high'])}]  SEM {fmt(s['sem'])}  n={s['n']}")
     lines += [f"{'pixel IoU (pooled)':<24} {fmt(report['pixel_iou'])}", "",
               f"{report['n'] - report['n_with_nerve']} images have no nerve in the truth; an empty "
-              "prediction there scores IoU = Dice = 1.", "CI: t-interval on per-image values."]
+              "prediction there scores IoU = Dice = 1.", *interval_lines(report)]
     return lines

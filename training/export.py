@@ -19,6 +19,7 @@ Steps, each raising :class:`ExportError` with its name if it fails:
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import logging
@@ -35,6 +36,11 @@ ATOL, RTOL, MIN_IOU = 1e-3, 1e-3, 0.99
 
 class ExportError(UserError):
     """A failed export step; the message names the step and the file."""
+
+
+# What rebuildable.check said of this export (the export revision, and ``dirty`` reasons),
+# added to every exporter's ``extra`` by engine_extra: set by exporters.export around the chain.
+PROVENANCE: contextvars.ContextVar[dict] = contextvars.ContextVar("export_provenance", default={})
 
 
 def step(name: str, source, func, *args, **kwargs):
@@ -168,7 +174,7 @@ def engine_extra(meta, ckpt: dict, checkpoint: Path, exporter: str, opset: int, 
            metrics) -> dict:
     from nerveseg.engines.metadata import file_sha256
 
-    extra = dict(meta.extra)
+    extra = {**meta.extra, **PROVENANCE.get()}
     extra.update(exporter=f"torch.onnx {exporter}", opset=opset, checkpoint=checkpoint.name,
                  checkpoint_sha256=file_sha256(checkpoint), epoch=ckpt.get("epoch"),
                  val_metrics=ckpt.get("metrics"), parity=parity)

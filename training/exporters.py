@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .export import ExportError, export_dense
+from .export import PROVENANCE, ExportError, export_dense
 from .instance.export import export_instance_checkpoint
 from .region.export import export_region_checkpoint
 
@@ -46,9 +46,11 @@ EXPORTERS = {
 }
 
 
-def export(checkpoint, out, **options):
+def export(checkpoint, out, provenance: dict | None = None, **options):
     """Export ``checkpoint`` to ``out`` with the exporter of its task; returns the embedded
-    :class:`EngineMeta`. ``options``: the fields of :class:`ExportOptions`."""
+    :class:`EngineMeta`. ``options``: the fields of :class:`ExportOptions`; ``provenance``
+    (:func:`.rebuildable.check`: the export revision, and ``dirty`` reasons) goes into
+    the engine's ``extra``."""
     from .instance.model import checkpoint_task
 
     checkpoint, out = Path(checkpoint), Path(out)
@@ -57,7 +59,11 @@ def export(checkpoint, out, **options):
     exporter = EXPORTERS.get(task or "classify")
     if exporter is None:
         raise ExportError(f"{checkpoint}: no exporter for task {task!r}; known: {', '.join(EXPORTERS)}")
-    return exporter(checkpoint, out, ExportOptions(**options))
+    token = PROVENANCE.set(dict(provenance or {}))
+    try:
+        return exporter(checkpoint, out, ExportOptions(**options))
+    finally:
+        PROVENANCE.reset(token)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,16 +83,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-pt", default=None, metavar="MODEL.pt",
                         help="also write the weights-only torch reference (no optimizer state) with the "
                              "same metadata, for the torch backend and the naive benchmark")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="export although the checkpoint was trained from, or this checkout holds, "
+                             "uncommitted changes; the engine is marked dirty (default: refuse)")
     parser.add_argument("--min-score", type=float, default=None, metavar="S",
                         help="instance engines: drop detections scoring under S inside the graph, so their "
                              "masks are never computed (default: as trained, 0.05; 0.5 is ~3x faster)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import rebuildable
+    from .checkpoint import read_checkpoint
+
     size = (args.input_size, args.input_size) if args.input_size else None
+    trained = (read_checkpoint(args.checkpoint).get("meta") or {}).get("revision")
+    provenance = rebuildable.check(args.checkpoint, trained, args.allow_dirty)
     meta = export(args.checkpoint, args.out, exporter=args.exporter, opset=args.opset,
                   data=args.data, splits=args.splits, metrics=args.metrics, input_size=size,
-                  reference_pt=args.reference_pt, min_score=args.min_score)
+                  reference_pt=args.reference_pt, min_score=args.min_score, provenance=provenance)
     parity = meta.extra["parity"]
     print(f"wrote {args.out}: {meta.model} {meta.task} {list(meta.classes)} {meta.input_size}; "
           f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames")

@@ -30,7 +30,7 @@ ARCH = "unet_gate_mobilenet_v2"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("gate-seg", help="gate and segmenter in one network, from a trained U-Net",
-                       description=__doc__.splitlines()[0])
+                       description=__doc__.splitlines()[0].replace("``", ""))
     p.set_defaults(handler=run, task="gate_segment")
     p.add_argument("--gate-data", required=True, help="class folders (nerve/, opening_wound/, tendon/)")
     p.add_argument("--seg-data", required=True, help="segmentation set (Supervisely img/ + masks_machine/)")
@@ -38,12 +38,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seg-splits", required=True, help="split lists of the segmentation data")
     p.add_argument("--init-seg", required=True, help="trained U-Net checkpoint (unet_mobilenet_v2) to start from")
     p.add_argument("--out", required=True, type=Path, help="run folder")
-    p.add_argument("--head-epochs", type=int, default=4)
+    p.add_argument("--head-epochs", type=int, default=4, help="epochs training only the new class head first")
     p.add_argument("--epochs", type=int, default=4, help="joint epochs after the head phase")
     p.add_argument("--lr", type=float, default=2e-3, help="head rate; the joint phase runs at a tenth")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (gate and mask batches alike)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation")
 
 
 def run(args: argparse.Namespace) -> int:

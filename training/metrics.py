@@ -7,8 +7,10 @@ Conventions, stated once:
 * Binary MCC with a zero denominator is 0 (no information), as in scikit-learn.
 * Segmentation IoU and Dice of an image where both prediction and truth are empty are
   **1** (the model was right that there is no nerve); one empty and one not gives 0.
-* Confidence intervals are two-sided t-intervals on per-image values: mean ± t(1-α/2,
-  n-1) · SEM with SEM = sd(ddof=1)/√n; the t quantile is computed here (no scipy).
+* Confidence intervals respect the metric's range (:mod:`.intervals`): Wilson score for
+  proportions (sensitivity, specificity, PPV, NPV, accuracy), bootstrap percentile for
+  means of per-image IoU/Dice and for F1 and MCC; every report names them
+  (``report["intervals"]``). :func:`mean_ci` (a t-interval) is for unbounded values only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import math
 from statistics import NormalDist
 
 import numpy as np
+
+from .intervals import METHODS, binary_intervals, bounded_mean_ci, multiclass_mcc_interval
+from .intervals import wilson as wilson_ci
 
 NAN = float("nan")
 BINARY_KEYS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "f1", "mcc")
@@ -90,25 +95,34 @@ def auc(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
-def classification_report(y_true, probs: np.ndarray, classes: tuple[str, ...]) -> dict:
+def classification_report(y_true, probs: np.ndarray, classes: tuple[str, ...],
+                          confidence: float = 0.95) -> dict:
     """All gate metrics. ``y_true``: ``(N,)`` int; ``probs``: ``(N, C)`` scores (softmax).
 
-    Returns ``{"n", "accuracy", "mcc", "confusion_matrix", "per_class": {name: {...,
-    "auc", "support"}}, "macro": {...}, "roc": {name: {"fpr", "tpr"}}}``.
+    Returns ``{"n", "accuracy", "mcc", "ci": {"accuracy", "mcc"}, "confusion_matrix",
+    "per_class": {name: {..., "auc", "support", "ci": {metric: [low, high]}}}, "macro",
+    "roc": {name: {"fpr", "tpr"}}, "confidence", "intervals"}`` (intervals: see the module
+    docstring; AUC and macro averages carry none).
     """
     y_true = np.asarray(y_true, np.int64)
     probs = np.asarray(probs, np.float64)
-    cm = confusion_matrix(y_true, probs.argmax(axis=1), len(classes))
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, len(classes))
     per_class, roc = {}, {}
     for k, name in enumerate(classes):
         stats = binary_metrics(*one_vs_rest(cm, k))
         fpr, tpr, _ = roc_curve(y_true == k, probs[:, k])
         stats["auc"], stats["support"] = auc(fpr, tpr), int(cm[k].sum())
+        stats["ci"] = binary_intervals(y_true == k, y_pred == k, confidence)
         per_class[name], roc[name] = stats, {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     macro = {key: _nanmean([per_class[c][key] for c in classes]) for key in (*BINARY_KEYS, "auc")}
+    accuracy_ci = list(wilson_ci(int(np.trace(cm)), int(cm.sum()), confidence))
     return {"n": int(cm.sum()), "accuracy": _ratio(np.trace(cm), cm.sum()),
             "mcc": multiclass_mcc(cm), "confusion_matrix": cm.tolist(), "classes": list(classes),
-            "per_class": per_class, "macro": macro, "roc": roc}
+            "ci": {"accuracy": accuracy_ci,
+                   "mcc": multiclass_mcc_interval(y_true, y_pred, len(classes), confidence)},
+            "per_class": per_class, "macro": macro, "roc": roc,
+            "confidence": confidence, "intervals": dict(METHODS)}
 
 
 def _nanmean(values) -> float:
@@ -179,7 +193,10 @@ def _betainc(a: float, b: float, x: float) -> float:
 
 
 def mean_ci(values, confidence: float = 0.95) -> dict[str, float]:
-    """``{"n", "mean", "sd", "sem", "ci_low", "ci_high"}`` with a t-interval (``nan`` for n < 2)."""
+    """``{"n", "mean", "sd", "sem", "ci_low", "ci_high"}`` with a t-interval (``nan`` for n < 2).
+
+    For unbounded values only (times, counts): a bounded metric (IoU, Dice) takes
+    :func:`.intervals.bounded_mean_ci`, whose interval stays inside its range."""
     values = np.asarray(values, np.float64)
     n = int(values.size)
     mean = float(values.mean()) if n else NAN
@@ -202,15 +219,17 @@ def segmentation_report(pred: np.ndarray, true: np.ndarray, confidence: float = 
 
 def summarize_segmentation(iou, dice, has_nerve, inter: int, union: int,
                            confidence: float = 0.95) -> dict:
-    """Per-image IoU/Dice mean with t-interval, over all images and over those whose truth
-    holds nerve (``iou_nerve``: the honest number when empty frames score 1), plus the
-    pooled pixel IoU ``inter / union`` over the whole set (1 if both are empty)."""
+    """Per-image IoU/Dice mean with a bootstrap percentile interval (inside [0, 1]), over
+    all images and over those whose truth holds nerve (``iou_nerve``: the honest number
+    when empty frames score 1), plus the pooled pixel IoU ``inter / union`` over the whole
+    set (1 if both are empty; no interval)."""
     iou, dice = np.asarray(iou, np.float64), np.asarray(dice, np.float64)
     has_nerve = np.asarray(has_nerve, bool)
     return {"n": int(iou.size), "n_with_nerve": int(has_nerve.sum()), "confidence": confidence,
-            "iou": mean_ci(iou, confidence), "dice": mean_ci(dice, confidence),
-            "iou_nerve": mean_ci(iou[has_nerve], confidence),
-            "dice_nerve": mean_ci(dice[has_nerve], confidence),
+            "intervals": dict(METHODS),
+            "iou": bounded_mean_ci(iou, confidence), "dice": bounded_mean_ci(dice, confidence),
+            "iou_nerve": bounded_mean_ci(iou[has_nerve], confidence),
+            "dice_nerve": bounded_mean_ci(dice[has_nerve], confidence),
             "pixel_iou": _ratio(inter, union) if union else 1.0,
             "per_image": {"iou": iou.tolist(), "dice": dice.tolist()}}
 

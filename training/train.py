@@ -33,7 +33,7 @@ from .loop import METRIC, evaluate, set_aux_outputs, train_one_epoch
 from .models import NormalizedModel, build_model, get_spec, load_pretrained
 from .plots import curves_png
 from .resolve import DEFAULT_EPOCHS, config_of, experiment_of, make_meta, resolve_args, resume
-from .splits import resolve_splits
+from .splits import dataset_splits
 
 log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_EPOCHS", "METRIC", "config_of", "configure_phase", "create_model", "evaluate",
@@ -43,20 +43,18 @@ __all__ = ["DEFAULT_EPOCHS", "METRIC", "config_of", "configure_phase", "create_m
 
 def get_data(args, out: Path | None, where: Dist = Dist()) -> tuple[ImportedDataset, dict[str, list[str]]]:
     """Import and validate ``args.data`` (refusing bad files unless ``--skip-bad``), then the
-    split: ``--splits DIR``, the run folder's own, or a new one (:func:`resolve_splits`).
+    split: ``--splits DIR``, the run folder's own, or a new one (:func:`.splits.dataset_splits`).
     Rank 0 writes ``RUN/splits``, ``import_report.json`` and ``skipped.txt``."""
     dataset = import_dataset(args.data, args.layout, task=args.task, classes=args.classes,
                              skip_bad=args.skip_bad, annotations=args.annotations)
     if args.task == "segment":
         resolve_target(args, dataset)
-    strata = {s.item: s.stratum for s in dataset.samples}
     splits: dict | UserError | None = None
     if where.main:
         skipped = write_skipped(out / "skipped.txt", dataset) if out else None
         log.info("data check:\n%s", format_report(dataset, skipped))
         try:
-            splits = resolve_splits(out, dataset.items, strata.__getitem__, args.split_seed,
-                                    args.splits, args.data)
+            splits = dataset_splits(out, dataset, args.split_seed, args.splits)
         except UserError as exc:
             splits = exc  # sent on, so that no process waits for lists that never come
     splits = distributed.broadcast(splits)  # every process trains on rank 0's lists

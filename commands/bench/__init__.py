@@ -10,7 +10,8 @@ Modes (each a function returning a plain dict of figures):
 * :func:`.modes.replay` — the full pipelined replay to AVI, every frame.
 * :func:`.modes.live` — frames offered at a source frame rate with the newest-frame
   policy: video delay, annotation delay, drops, queue growth.
-* :func:`.costs.stage_costs` — each stage's CPU time alone, and from it the machine's
-  bound for this work (the denominator of the pipeline efficiency).
+* :func:`.costs.stage_costs` — each stage's CPU time alone, warm: where the CPU goes
+  (not a bound; the replay's bound and efficiency come from its own clocks,
+  :func:`.modes.machine_use`).
 * :func:`.formats.formats` — one row per backend/precision: size, accuracy, speed.
 """

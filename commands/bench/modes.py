@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import threading
 from pathlib import Path
 
@@ -157,6 +158,30 @@ def bare(frames: list[np.ndarray], gate: Engine, seg: Engine, config: PipelineCo
     return out
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def machine_use(wall_s: float, cpu_s: float, frames: int) -> dict:
+    """The replay's bound and efficiency from its own clocks, over one window.
+
+    ``cpu_s`` is the process CPU time the whole run used (every stage, engine and codec
+    thread), ``wall_s`` its wall time. No schedule of that work on ``cores`` cores can be
+    faster than ``cores / cpu per frame`` (the bound), and ``efficiency = fps_wall /
+    bound = cpu_s / (cores · wall_s)`` cannot exceed 1: a process cannot use more CPU than
+    its cores give in the time. (Stage costs timed alone, :mod:`.costs`, are no bound.)"""
+    cores = usable_cores()
+    if frames <= 0 or wall_s <= 0 or cpu_s <= 0:
+        return {"cores": cores, "wall_s": round(wall_s, 3), "cpu_s": round(cpu_s, 3)}
+    return {"cores": cores, "wall_s": round(wall_s, 3), "cpu_s": round(cpu_s, 3),
+            "fps_wall": round(frames / wall_s, 2), "cpu_ms_per_frame": round(1000 * cpu_s / frames, 3),
+            "bound_fps": round(frames * cores / cpu_s, 2), "efficiency": round(cpu_s / (cores * wall_s), 4)}
+
+
 def replay(video: Path, engines: Engines, config: PipelineConfig, out: Path) -> dict:
     """The full pipelined replay to AVI (every frame), as ``nerveseg replay`` runs it."""
     config = dataclasses.replace(
@@ -164,10 +189,12 @@ def replay(video: Path, engines: Engines, config: PipelineConfig, out: Path) -> 
         record=dataclasses.replace(config.record, path=str(out)))
     pipeline = NervePipeline(config, engines=engines)
     rss0 = rss_mb()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     summary = pipeline.run()
+    use = machine_use(time.perf_counter() - wall0, time.process_time() - cpu0, summary["frames"])
     threads = threading.active_count()
     return {"what": "pipelined replay to AVI, every frame", "frames": summary["frames"],
-            "recorded_frames": summary["recorded_frames"], "fps": summary.get("fps"),
+            "recorded_frames": summary["recorded_frames"], "fps": summary.get("fps"), **use,
             "stages_ms": summary["stages_ms"], "latency_ms": summary["latency_ms"],
             "rss_growth_mb": round(rss_mb() - rss0, 1), "threads_after": threads,
             "note": summary["note"]}

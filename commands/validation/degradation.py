@@ -114,6 +114,22 @@ def codec_loss(coded: np.ndarray, lossless: np.ndarray) -> tuple[float | None, f
     return psnr, float(diff.mean()), int(diff.max(initial=0)), float(changed)
 
 
+def as_recorded(view: np.ndarray, allowed: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The input view and overlay region as the recorder stored them: a recording keeps its
+    first frame's size and resizes later frames to it (``INTER_AREA``, see
+    :class:`~nerveseg.realtime.sinks.AviRecorder`), e.g. when the automatic border crop
+    changed the view mid-video. The region grows by the resampling footprint, where
+    overlay pixels blend into their neighbours. Same size: both returned as they are."""
+    if view.shape == tuple(shape):
+        return view, allowed
+    h, w = shape[:2]
+    resized = cv2.resize(view, (w, h), interpolation=cv2.INTER_AREA)
+    region = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    reach = 2 * int(np.ceil(max(h / view.shape[0], view.shape[0] / h))) + 1
+    region = cv2.dilate(region, np.ones((reach, reach), np.uint8)) > 0
+    return resized, region
+
+
 def _decoded(path: Path):
     import av
 
@@ -139,7 +155,7 @@ def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, 
             if clean is None or coded is None:
                 problems.append(f"{lossless if clean is None else recorded}: ends before frame {rec.index}")
                 break
-            raw_view, allowed = rec.box.slice(raw.image), rec.allowed()
+            raw_view, allowed = as_recorded(rec.box.slice(raw.image), rec.allowed(), clean.shape)
             rows.append((rec.index, *outside_difference(clean, raw_view, allowed, tolerance),
                          digest(clean) == rec.digest, *outside_difference(coded, raw_view, allowed, tolerance),
                          *codec_loss(coded, clean)))

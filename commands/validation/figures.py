@@ -88,15 +88,16 @@ def per_image(fig_id: str, seg: dict, title: str) -> Figure:
         s = seg[key]
         if s["mean"] is not None and s["mean"] == s["mean"]:
             ax.axvline(s["mean"], color="tab:red", label=f"mean {s['mean']:.3f}")
-            if s["ci_low"] == s["ci_low"]:  # not nan: n ≥ 2
-                ax.axvspan(max(0.0, s["ci_low"]), min(1.0, s["ci_high"]), color="tab:red", alpha=0.15,
+            if s["ci_low"] is not None and s["ci_low"] == s["ci_low"]:  # not nan: n ≥ 2
+                ax.axvspan(s["ci_low"], s["ci_high"], color="tab:red", alpha=0.15,
                            label=f"95% CI [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
             ax.legend(fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"per-image {'IoU' if key == 'iou' else 'Dice'}")
         ax.set_ylabel("images")
     fig.suptitle(title)
-    return Figure(fig_id, f"{title}: per-image IoU and Dice, mean and 95% CI (t-interval).", _png(fig))
+    method = seg.get("intervals", {}).get("means", "bootstrap percentile interval")
+    return Figure(fig_id, f"{title}: per-image IoU and Dice, mean and 95% CI ({method}).", _png(fig))
 
 
 def examples(fig_id: str, samples: list, title: str) -> Figure:

@@ -8,6 +8,7 @@ pass (pixels, video ground truth), the recordings, the real-time pass (delays).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ from nerveseg.engines.errors import UserError
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.realtime.sinks import check_writable
 from nerveseg.realtime.sources import open_source
-from . import components, degradation as deg, delays, display, documents, modelcard, passes, render, sections
+from nerveseg.engines.interrupts import check_stop, deferred_signals, temp_beside
+
+from . import components, degradation as deg, delays, display, documents, incomplete, modelcard, passes, render
+from . import sections
 from .groundtruth import TruthScore, VideoTruth, find_video_truth
 from .testsets import TestSet, evaluate_classification, evaluate_segmentation, find_test_sets
 
@@ -166,37 +170,81 @@ def _measured(results: dict) -> dict:
 
 
 def validate(config: PipelineConfig, engines: Engines, o: Options) -> tuple[dict, dict[str, Path]]:
-    """Measure, judge and write; returns the results and the files written."""
+    """Measure, judge and write; returns the results and the files written.
+
+    A run stopped part way (Ctrl-C, SIGTERM, a failure) writes an INCOMPLETE report
+    (:mod:`.incomplete`: what was and was not measured, no verdict) and goes on stopping:
+    ``KeyboardInterrupt`` as it came, any other failure as :class:`IncompleteRun`."""
     inputs = prepare(config, engines, o)
-    host = components.machine()  # before the runs: the load they met, not the load they made
+    meta = {"format": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": o.command, "video": str(o.video),
+            "ground_truth": str(inputs.truth.folder) if inputs.truth else None,
+            "test_sets": [{"kind": t.kind, "root": str(t.root), "items": len(t.items), "split": t.split}
+                          for t in inputs.test_sets.values()], "config": cfg.to_dict(config)}
+    partial: dict = {"nerveseg_validate": meta}
+    results: dict = {}
+    incomplete.write(inputs.outputs, partial, None)  # until the verdict replaces it
+    log.info("measuring; %s says INCOMPLETE until the verdict replaces it", inputs.outputs["json"])
+    try:
+        return _measure_and_write(config, engines, o, inputs, partial, results)
+    except BaseException as exc:
+        if not isinstance(exc, Exception | KeyboardInterrupt):
+            raise
+        if results.get("report_written"):  # stopped after the whole report was in place: it stands
+            results.pop("report_written")
+            results["interrupted_after_report"] = True
+            return results, inputs.outputs
+        written = incomplete.write(inputs.outputs, partial, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise IncompleteRun(f"stopped by {type(exc).__name__}: {exc}; INCOMPLETE report in "
+                            f"{written['json']}") from exc
+
+
+class IncompleteRun(Exception):
+    """A validation that failed part way; its INCOMPLETE report is written."""
+
+
+def _measure_and_write(config, engines, o: Options, inputs: Inputs, partial: dict, results: dict):
+    """The measurements in order, each kept in ``partial`` (with its step in
+    ``partial["measured"]``) as it completes, then the verdict and the report, built
+    in ``results`` (``results["report_written"]`` once every file is in place)."""
+    done = partial.setdefault("measured", [])
+    partial["machine"] = components.machine()  # before the runs: the load they met, not the load they made
     tests, samples = _test_sets(inputs, engines, config, o)
+    check_stop()  # the passes end early on a stop and return what they had: not a measurement
+    partial["performance"] = {"test_set": tests, "video": None, "published": modelcard.PUBLISHED}
+    done.append(incomplete.STEPS[0])
     folder = Path(tempfile.mkdtemp(prefix="recordings-", dir=o.out))
     try:
         every = _every_frame(inputs, engines, config, o, folder)
-        timed = _delays(inputs, engines, config, o, folder)
+        check_stop()
+        partial["performance"]["video"], partial["degradation"] = every["video_truth"], every["degradation"]
+        done.append(incomplete.STEPS[1])
+        partial["delays"] = _delays(inputs, engines, config, o, folder)
+        check_stop()
+        done.append(incomplete.STEPS[2])
     finally:
         if not o.keep_recordings:
             shutil.rmtree(folder, ignore_errors=True)
     role = {"gate": engines.gate, "segmenter": engines.segment}
-    results = {
-        "nerveseg_validate": {
-            "format": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": o.command,
-            "video": str(o.video), "ground_truth": str(inputs.truth.folder) if inputs.truth else None,
-            "test_sets": [{"kind": t.kind, "root": str(t.root), "items": len(t.items), "split": t.split}
-                          for t in inputs.test_sets.values()],
-            "recordings": str(folder) if o.keep_recordings else None, "config": cfg.to_dict(config)},
-        "performance": {"test_set": tests, "video": every["video_truth"], "published": modelcard.PUBLISHED},
-        "degradation": every["degradation"], "delays": timed,
-        "provenance": modelcard.provenance(role), "components": components.software(), "machine": host,
-    }
+    results.clear()
+    results.update({k: v for k, v in partial.items() if k != "measured"})
+    results["nerveseg_validate"]["recordings"] = str(folder) if o.keep_recordings else None
+    results.update(provenance=modelcard.provenance(role), components=components.software())
     results["verdict"] = {"checks": _checks(results, inputs.fps, o)}
     results["verdict"]["passed"] = all(c["passed"] for c in results["verdict"]["checks"])
+    results["verdict"]["status"] = "PASS" if results["verdict"]["passed"] else "FAIL"
     results["model_card"] = modelcard.model_card(role, _measured(results))
-    return results, _write(results, config, inputs, {**samples, **every["samples"]}, every["examples"], o)
+    written = _write(results, config, inputs, {**samples, **every["samples"]}, every["examples"], o)
+    results.pop("report_written", None)
+    return results, written
 
 
 def _write(results: dict, config: PipelineConfig, inputs: Inputs, samples: dict, examples: dict,
            o: Options) -> dict[str, Path]:
+    """Every file to a temporary name first, then all renamed at once (signals held), so
+    no file says PASS unless the whole report was written."""
     log.info("drawing the figures and writing the report to %s", o.out)
     parts = [documents.verdict(results), sections.performance(results, samples),
              sections.degradation(results, examples),
@@ -204,9 +252,19 @@ def _write(results: dict, config: PipelineConfig, inputs: Inputs, samples: dict,
              sections.delay(results, "video", 4, "video delay"), documents.model_card(results, examples),
              documents.engines(results), documents.components(results), documents.machine(results)]
     out = inputs.outputs
-    render.write_html(out["html"], TITLE, parts)
-    render.write_json(out["json"], results, parts)
-    cfg.save(config, out["config"])
-    if "pdf" in out:
-        render.write_pdf(out["pdf"], TITLE, parts)
+    temps = {key: temp_beside(path) for key, path in out.items()}
+    try:
+        render.write_html(temps["html"], TITLE, parts)
+        render.write_json(temps["json"], results, parts)
+        cfg.save(config, temps["config"])
+        if "pdf" in out:
+            render.write_pdf(temps["pdf"], TITLE, parts)
+        with deferred_signals():  # all renamed or none; a signal held here is raised after
+            check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way: no verdict
+            for key, path in out.items():
+                os.replace(temps[key], path)
+            results["report_written"] = True
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
     return out

@@ -56,6 +56,11 @@ def fmt(value, digits: int = 3) -> str:
 
 # -- 1. standalone performance ---------------------------------------------------------
 
+def _pair(pair) -> str:
+    """``[low, high]`` of an interval, ``n/a`` where there is none."""
+    return "n/a" if not pair else f"[{fmt(pair[0])}, {fmt(pair[1])}]"
+
+
 CLASS_KEYS = ("support", "sensitivity", "specificity", "ppv", "npv", "f1", "mcc", "auc")
 
 
@@ -78,11 +83,18 @@ def comparison_rows(test_sets: dict, video: dict | None) -> list[tuple[str, floa
 
 def _classification(s: Section, key: str, report: dict, title: str) -> None:
     s.h(title)
-    s.p(f"{report['n']} images; accuracy {fmt(report['accuracy'])}, MCC (multiclass) "
-        f"{fmt(report['mcc'])}, macro F1 {fmt(report['macro']['f1'])}, macro AUC {fmt(report['macro']['auc'])}.")
+    ci, methods = report.get("ci", {}), report.get("intervals", {})
+    s.p(f"{report['n']} images; accuracy {fmt(report['accuracy'])} (95% CI {_pair(ci.get('accuracy'))}), "
+        f"MCC (multiclass) {fmt(report['mcc'])} (95% CI {_pair(ci.get('mcc'))}), macro F1 "
+        f"{fmt(report['macro']['f1'])}, macro AUC {fmt(report['macro']['auc'])}.")
     rows = [[name, *(stats[k] for k in CLASS_KEYS)] for name, stats in report["per_class"].items()]
     rows.append(["macro", "", *(report["macro"][k] for k in CLASS_KEYS[1:])])
     s.table(["class", *CLASS_KEYS], rows)
+    keys = [k for k in CLASS_KEYS if k in next(iter(report["per_class"].values())).get("ci", {})]
+    s.table(["class (95% CI)", *keys], [[name, *(_pair(stats["ci"][k]) for k in keys)]
+                                        for name, stats in report["per_class"].items()])
+    s.p(f"Intervals: proportions (sensitivity, specificity, PPV, NPV, accuracy): "
+        f"{methods.get('proportions', 'n/a')}; F1 and MCC: {methods.get('f1_mcc', 'n/a')}.")
     s.figure(F.confusion(f"{key}-confusion", report, f"{title}: confusion matrix"))
     s.figure(F.roc(f"{key}-roc", report, f"{title}: ROC"))
 
@@ -96,6 +108,8 @@ def _segmentation(s: Section, key: str, report: dict, title: str, samples: list)
     s.p(f"{report['n']} images, {report['n_with_nerve']} with nerve; pooled pixel IoU "
         f"{fmt(report['pixel_iou'])}. An image with no nerve in truth and prediction scores 1.")
     s.table(["measure", "n", "mean", "SEM", "95% CI low", "95% CI high"], rows)
+    s.p(f"Intervals: {report.get('intervals', {}).get('means', 'n/a')} of the per-image mean; it stays "
+        "inside [0, 1]. Fewer than 2 images: no interval.")
     s.figure(F.per_image(f"{key}-per-image", report, title))
     if samples:
         s.figure(F.examples(f"{key}-examples", samples, title))

@@ -8,15 +8,14 @@ files or (``skip_bad``) returns the rest with the problems as the skipped list.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from nerveseg.engines.errors import UserError
+
+from ..threads import parallel  # noqa: F401  (the importers take it from here)
 
 from .records import PROBLEM_KINDS, ImportedDataset, Problem, Sample, read_label_png
 
@@ -43,16 +42,6 @@ def image_shape(path: Path) -> tuple[int, int] | None:
     """``(H, W)`` of an image decoded as training decodes it, ``None`` if unreadable."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if image is None else image.shape[:2]
-
-
-def parallel(fn: Callable, values: Iterable) -> list:
-    """``[fn(v) for v in values]`` on threads: OpenCV decoding releases the GIL."""
-    values = list(values)
-    workers = min(8, os.cpu_count() or 1, max(len(values), 1))
-    if workers == 1:
-        return [fn(v) for v in values]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, values))
 
 
 def rel(root: Path, path: Path) -> str:

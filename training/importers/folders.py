@@ -10,6 +10,7 @@ and per-class image/mask folders (instances).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ import numpy as np
 
 from nerveseg.engines.errors import UserError
 
+from ..split_keys import file_digest
 from .common import check_pair, find_mask, finish, image_shape, images_in, parallel, rel
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample, read_label_png
 
@@ -104,8 +106,39 @@ def import_class_masks(root: Path, classes=None, skip_bad: bool = False, **_) ->
         if sample is not None:
             samples.append(sample)
             stats[sample.item] = {sample.group: count}
+    samples, stats, merged = merge_copies(samples, stats)
+    notes = [f"{merged} copies of images shared by several class folders merged into one image each"] \
+        if merged else []
     paths = {name: rel(root, images / name) + "/" for name in names}
-    return finish(root, "class_masks", "instance", names, samples, stats, problems, skip_bad, paths)
+    return finish(root, "class_masks", "instance", names, samples, stats, problems, skip_bad, paths, notes)
+
+
+def merge_copies(samples: list[Sample], stats: dict[str, dict[str, int]]):
+    """Per-class folders: the same image (by content, e.g. the hard links ``nerveseg synth
+    instances`` writes) under several ``image/<Class>/`` folders is **one** image holding
+    every class's instances (else each copy would teach that the other classes' objects
+    are background, and a split could put the copies on two sides). The first item (sorted)
+    keeps the sample; the others become its ``aliases``. Returns ``(samples, stats, merged)``."""
+    kept: dict[tuple[str, str], Sample] = {}
+    merged_stats: dict[str, dict[str, int]] = {}
+    digests = parallel(lambda s: file_digest(s.image), samples)
+    classes_of: dict[str, set[str]] = {}
+    for sample, digest in sorted(zip(samples, digests), key=lambda pair: pair[0].item):
+        # A copy within one class folder stays a sample of its own (a split still keeps
+        # it with its twin): merging would double that class's instances.
+        seen = classes_of.setdefault(digest, set())
+        key = (digest, "") if sample.group not in seen else (digest, sample.item)
+        seen.add(sample.group)
+        first = kept.get(key)
+        if first is None:
+            kept[key] = sample
+            merged_stats[sample.item] = dict(stats.get(sample.item, {}))
+            continue
+        kept[key] = dataclasses.replace(first, instances=first.instances + sample.instances,
+                                           aliases=first.aliases + (sample.item,))
+        for name, amount in stats.get(sample.item, {}).items():
+            merged_stats[first.item][name] = merged_stats[first.item].get(name, 0) + amount
+    return list(kept.values()), merged_stats, len(samples) - len(kept)
 
 
 def _instance_pair(root: Path, name: str, image: Path, mask: Path):

@@ -66,6 +66,7 @@ class Sample:
     mask: Path | None = None
     instances: tuple[Instance, ...] = ()
     group: str = ""
+    aliases: tuple[str, ...] = ()  # items of identical copies merged into this one
 
     @property
     def stratum(self) -> str:

@@ -29,7 +29,7 @@ from ..datasets import Augment, build_transforms
 from ..models import load_pretrained
 from ..plots import curves_png
 from ..resolve import resume
-from ..splits import resolve_splits
+from ..splits import dataset_splits
 from ..train import config_of, seed_all
 from .data import engine_classes, load_instances
 from .dataset import InstanceDataset, collate
@@ -63,8 +63,7 @@ def resolve_args(args):
 def get_splits(args, dataset) -> dict[str, list[str]]:
     """The shared split (:func:`..splits.resolve_splits`): ``--splits DIR``, the run folder's
     own (resume), or a new one stratified by each sample's group (its class folder)."""
-    strata = {s.item: s.stratum for s in dataset.samples}
-    splits = resolve_splits(args.out, dataset.items, strata.__getitem__, args.split_seed, args.splits, args.data)
+    splits = dataset_splits(args.out, dataset, args.split_seed, args.splits)
     if not splits["train"] or not splits["val"]:
         raise UserError(f"{args.data}: too few images for a train and a val split ({len(dataset.items)})")
     return splits

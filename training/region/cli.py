@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nerveseg.engines.loader import BACKEND_CHOICES
+
 
 # What resolve_args adds that this family uses; it also fills gate/seg experiment keys, dropped.
 RESOLVED = ("arch_kwargs", "head_epochs", "unfreeze_from", "finetune_lr", "epochs")
@@ -35,10 +37,11 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--finetune-lr", type=float, default=None, 
                    help="phase-2 rate (default lr/10 after a head phase)")
-    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning-rate schedule after warm-up")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     p.add_argument("--dice-weight", type=float, default=1.0, help="loss = BCE + w * (1 - Dice) (default 1)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="regions per batch")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
@@ -48,9 +51,12 @@ def add_parser(sub) -> None:
     p.add_argument("--splits", default=None, metavar="DIR", help="reuse train/val/test.txt (image lists) from DIR")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no quarter turns, flips or brightness/contrast jitter")
+    p.add_argument("--class-name", default=None, metavar="NAME",
+                   help="name the engine's foreground class NAME (default: the set's, e.g. structure); "
+                        "'nerve' makes the engine a segmenter replay/run/view accept")
     p.add_argument("--eval", default=None, metavar="MODEL", help="evaluate MODEL instead of training")
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split for --eval")
-    p.add_argument("--backend", default="auto", help="engine backend for --eval (default auto)")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="engine backend for --eval (default auto)")
     from ..family_config import layer
 
     layer(p, "region", cli_only=("eval", "split", "backend"))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nerveseg.training import metrics, plots
+from nerveseg.training.compare import counted
 from nerveseg.training.evaluation import fmt, write_report
 
 from .data import load_sample
@@ -57,7 +58,7 @@ def evaluate_regions(engine, root, samples: list[dict], batch_size: int = 16, th
         leaked, predicted = leaked + int((pred & ~region).sum()), predicted + int(pred.sum())
         matches.append(match_instances(label_instances(pred, min_area), drop_small(ids, min_area)))
     groups = {name: _summary([r for r in rows if r[1] in roles]) for name, roles in GROUPS.items()}
-    return {"n": len(rows), "threshold": threshold, "confidence": 0.95,
+    return {"n": len(rows), "threshold": threshold, "confidence": 0.95, "intervals": dict(metrics.METHODS),
             "groups": {k: v for k, v in groups.items() if v["n"]},
             "leak": {"outside_pixels": leaked, "predicted_pixels": predicted,
                      "fraction": leaked / predicted if predicted else 0.0},
@@ -93,6 +94,7 @@ def run_region_eval(engine, root, samples: list[dict], out, split: str = "test",
     out.mkdir(parents=True, exist_ok=True)
     report = evaluate_regions(engine, root, samples, batch_size, threshold)
     report = {"task": "region_segment", "split": split, "data": str(root),
+              "images": len({sample["image"] for sample in samples}),
               "engine": engine.provenance.to_dict(), "summary": summary(report), **report}
     write_report(out, report, format_report(report))
     plots.histogram_png(report["per_region"]["iou"], out / "iou_hist.png", "IoU",
@@ -105,7 +107,7 @@ def format_report(report: dict) -> str:
     engine, pct = report["engine"], int(round(100 * report["confidence"]))
     lines = [f"nerveseg region eval: {engine['path']} ({engine['model']}, {engine['backend']}, "
              f"sha256 {engine['sha256'][:12]})",
-             f"data {report['data']}, split {report['split']}: {report['n']} regions; engine "
+             f"data {report['data']}, split {report['split']}: {counted(report)}; engine "
              f"{report['ms_per_image']:.2f} ms/image; sigmoid > {report['threshold']}", "",
              f"{'group':<12}{'n':>5}  {'IoU mean':>8}  {f'{pct}% CI':<14}{'SEM':>7}  {'Dice':>6}  pixel IoU"]
     for name, g in report["groups"].items():
@@ -120,7 +122,8 @@ def format_report(report: dict) -> str:
               f"matched IoU {fmt(inst['matched_iou'])} PQ {fmt(inst['pq'])} (tp {inst['tp']}, fp {inst['fp']}, "
               f"fn {inst['fn']})", "",
               "nested = outer + inner regions (one inside the other); non_nested = single.",
-              "An empty region predicted empty scores IoU = Dice = 1. CI: t-interval on per-region values."]
+              "An empty region predicted empty scores IoU = Dice = 1. "
+              f"CI: {report['intervals']['means']}, the regions resampled."]
     return "\n".join(lines) + "\n"
 
 

@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
+from nerveseg.engines.errors import UserError
 from nerveseg.training import distributed, runlog, train
 from nerveseg.training.losses import BCEDiceLoss
-from nerveseg.training.splits import make_splits, read_splits, write_splits
+from nerveseg.training.splits import read_splits, split_items, write_splits
 
 from .data import list_images, read_index, samples_of
 from .dataset import RegionDataset, region_step
@@ -34,16 +35,28 @@ def get_splits(args, index: dict) -> dict[str, list[str]]:
     if args.splits:
         splits = read_splits(args.splits, args.data)
     else:
-        splits = make_splits(list_images(index), lambda _: "", args.split_seed)
+        splits = split_items(args.data, list_images(index), lambda _: "", args.split_seed)
     write_splits(Path(args.out) / "splits", splits)
     return splits
+
+
+def engine_classes(index: dict, name: str | None) -> list[str]:
+    """The engine's classes: the set's, its one foreground class renamed ``name`` if given
+    (``--class-name nerve``: what the pipeline's segmenter must segment)."""
+    classes = list(index["classes"])
+    if name:
+        if len(classes) != 2:
+            raise UserError(f"--class-name {name}: the set has {len(classes) - 1} foreground classes "
+                            f"({', '.join(classes[1:])}); it renames the one foreground class")
+        classes[1] = name
+    return classes
 
 
 def make_meta(args, index: dict, splits) -> EngineMeta:
     extra = {"arch_kwargs": args.arch_kwargs, "threshold": 0.5,
              "region_input": "region (N, H, W, 1) uint8, > 0 inside",
              "instances": "8-connected components of the thresholded mask, >= 4 px"}
-    return EngineMeta(model=args.model, task=TASK, classes=tuple(index["classes"]),
+    return EngineMeta(model=args.model, task=TASK, classes=tuple(args.classes),
                       input_size=(args.size, args.size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
                       recipe_hash=runlog.recipe_hash(train.config_of(args), splits),
                       revision=runlog.git_revision(), created=runlog.utc_now(), extra=extra)
@@ -75,7 +88,7 @@ def main(args) -> dict:
 
 def _train(args, out: Path) -> dict:
     index = read_index(args.data)
-    args.classes = list(index["classes"])
+    args.classes = engine_classes(index, getattr(args, "class_name", None))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = distributed.pick_device(args.device)

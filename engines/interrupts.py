@@ -1,0 +1,98 @@
+"""Stopping cleanly: summaries written whole, Ctrl-C and SIGTERM held while they are.
+
+A report or summary is written to a temporary file beside its target and renamed into
+place (:func:`write_atomic`), so a reader never sees half of one; a group of files that
+must agree (a report's HTML, JSON and PDF) is renamed inside :func:`deferred_signals`,
+so an interruption cannot leave one file saying PASS and another saying INCOMPLETE.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Set by every stop signal. The KeyboardInterrupt a handler raises can be swallowed when
+# it lands in a destructor or a weakref callback ("Exception ignored in ..."): the run
+# would go on as if nothing came. Whoever is about to write a verdict asks this first.
+_STOP = threading.Event()
+
+
+def request_stop(signum=None, frame=None) -> None:
+    """Signal handler: remember the stop, then stop as Ctrl-C does."""
+    _STOP.set()
+    raise KeyboardInterrupt
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    _STOP.clear()
+
+
+def check_stop() -> None:
+    """Raise ``KeyboardInterrupt`` if a stop signal came, even one whose exception was lost."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM while the block runs; one that came is then raised as
+    ``KeyboardInterrupt`` (the way every command stops). Off the main thread, where
+    Python cannot set handlers, the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    held: list[int] = []
+
+    def hold(signum, frame) -> None:
+        _STOP.set()
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # an ignored Ctrl-C stays ignored
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        raise KeyboardInterrupt
+
+
+def temp_beside(path: str | Path) -> Path:
+    """A new empty file in ``path``'s folder for :func:`commit` to rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def commit(pairs: dict[Path, Path]) -> None:
+    """Rename every ``temp → target`` of ``pairs`` with signals held (all or, on a crash, none)."""
+    with deferred_signals():
+        for temp, target in pairs.items():
+            os.replace(temp, target)
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (temp file, then rename)."""
+    temp = temp_beside(path)
+    try:
+        if isinstance(data, bytes):
+            temp.write_bytes(data)
+        else:
+            temp.write_text(data, encoding="utf-8")
+        commit({temp: Path(path)})
+    finally:
+        temp.unlink(missing_ok=True)
+    return Path(path)
