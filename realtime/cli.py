@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
+from nerveseg.engines import outputs
 from nerveseg.engines.metadata import EngineError
 from nerveseg.realtime.errors import UserError
 
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a subcommand whose module is not part of this install
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
+        command.add_argument("--exist-ok", action="store_true",
+                             help="replace outputs that exist already (an input is never replaced)")
         command.set_defaults(handler=module.run)
     return parser
 
@@ -60,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     previous = _stop_on_sigterm()
     try:
-        return int(args.handler(args) or 0)
+        # --resume continues a run in its own folder: writing into it is what was asked.
+        with outputs.session(command_inputs(args), exist_ok=args.exist_ok or getattr(args, "resume", False)):
+            claim_outputs(args)
+            return int(args.handler(args) or 0)
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"nerveseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -74,6 +82,38 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# Arguments that name what a command writes; every other path it is given is an input.
+OUTPUT_ARGUMENTS = {"out", "record", "log", "json", "screenshot"}
+
+
+def claim_outputs(args: argparse.Namespace) -> None:
+    """Check every output the command was given before it opens anything: a folder (an
+    existing one, or a name without a suffix) or a file. A command whose ``--out`` folder
+    only collects new, time-stamped files (the view) sets ``collects_outputs``."""
+    for dest in sorted(OUTPUT_ARGUMENTS & set(vars(args))):
+        value = getattr(args, dest)
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            continue  # unset, or a flag (view --record)
+        path = Path(value)
+        if path.is_dir() or not path.suffix:
+            outputs.claim_folder(path, collects=getattr(args, "collects_outputs", False))
+        else:
+            outputs.claim(path)
+
+
+def command_inputs(args: argparse.Namespace) -> list[str]:
+    """Every argument value that names an existing file or folder, outputs left out: the
+    inputs no output of this command may overwrite (engines/outputs.py)."""
+    found = []
+    for dest, value in vars(args).items():
+        if dest in OUTPUT_ARGUMENTS or dest == "handler":
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, os.PathLike)) and str(item):
+                found.append(str(item))
+    return found
 
 
 def _terminate(signum, frame) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from nerveseg.engines import outputs
+
 from .errors import UserError
 from .overlay import OverlayConfig
 from .preprocess import PreprocessConfig
@@ -147,8 +149,15 @@ def load(path: str | Path | None, overrides: dict | None = None) -> PipelineConf
             raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
         if not isinstance(raw, dict):
             raise UserError(f"{path}: a config must be a mapping of sections")
-    return from_dict(merge(raw, overrides or {}), str(path or "<command line>"))
+    config = from_dict(merge(raw, overrides or {}), str(path or "<command line>"))
+    # What the run reads, whether named on the command line or in the YAML, is never
+    # one of its outputs (engines/outputs.py).
+    for item in (path, config.source.spec, config.gate.engine, config.segment.engine):
+        outputs.protect(item)
+    return config
 
 
 def save(config: PipelineConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """The resolved configuration as YAML, written whole or not at all."""
+    outputs.claim(path)
+    outputs.write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -3,7 +3,10 @@ keeps it) and the sink that feeds it and the latency statistics."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -16,33 +19,53 @@ from .stats import LatencyStats, frame_row
 
 class CsvLog:
     """Per-frame rows (:func:`~.stats.frame_row`) to a CSV, with the engines' short hashes
-    on every row. Checked writable when built; opened by :meth:`open` in the writing thread."""
+    on every row. Checked writable when built; opened by :meth:`open` in the writing thread.
+
+    Rows are whole or absent: each row is one ``write()`` (a log that survives a crash
+    is worth a syscall per frame), and a write that fails part-way (a full disk) is cut
+    back to the end of the last whole row before the error is raised. A log that never
+    got a row is removed at close: there is no file to claim."""
 
     def __init__(self, path: Path, provenance: dict):
         self.path = Path(path)
         self._hashes = {f"{k}_sha256": v["sha256"][:12] for k, v in provenance.items() if "sha256" in v}
         self._file = None
-        self._writer = None
+        self._fields: list[str] | None = None
+        self._size = 0  # bytes of whole rows (the header included)
         self.rows = 0
         check_writable(self.path)
 
     def open(self) -> None:
-        self._file = open(self.path, "w", newline="")
+        self._file = open(self.path, "wb", buffering=0)
 
     def write(self, row: dict) -> None:
         full = {**row, **self._hashes}
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(full))
-            self._writer.writeheader()
-        self._writer.writerow(full)
-        # A log that survives a crash is worth a syscall per frame.
-        self._file.flush()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self._fields or list(full))
+        if self._fields is None:
+            writer.writeheader()
+        writer.writerow(full)
+        self._append(text.getvalue().encode("utf-8"))
+        self._fields = self._fields or list(full)
         self.rows += 1
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:  # a raw write may take part of the bytes: the rest follows
+                view = view[self._file.write(view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), self._size)  # shrinking needs no space
+            raise
+        self._size += len(data)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+            if self.rows == 0 and self._size == 0:
+                self.path.unlink(missing_ok=True)
 
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from nerveseg.engines import outputs
 from nerveseg.engines.base import Engine
 from nerveseg.engines.loader import load_engine
 
@@ -270,5 +271,10 @@ class NervePipeline:
         summary = self.summary()
         path = self.outputs["summary"]
         if path is not None:
-            path.write_text(json.dumps(summary, indent=2, default=str))
+            try:
+                outputs.write_text_atomic(path, json.dumps(summary, indent=2, default=str))
+            except OSError as exc:  # a full disk: the run's result is still printed
+                message = f"{path}: summary not written ({exc.strerror or exc})"
+                self.output_errors.append(message)
+                summary["output_errors"].append(message)
         return summary

@@ -53,9 +53,19 @@ def run(args: argparse.Namespace) -> int:
     cfg.save(config, args.out.with_suffix(".config.yaml"))
     summary = _run_with_progress(pipeline, show=not args.no_progress)
     print(format_table(summary))
-    print(f"wrote {args.out} ({summary['recorded_frames']} frames), "
-          f"{pipeline.outputs['csv']}, {pipeline.outputs['summary']}")
+    print(written(pipeline, summary))
     return exit_status("replay", pipeline, summary)
+
+
+def written(pipeline, summary: dict) -> str:
+    """The outputs that are on disk after the run, one line: never a file it did not write
+    (an AVI opens at its first frame, an empty CSV is removed, a summary may fail)."""
+    names = []
+    for kind, path in pipeline.outputs.items():
+        if path is not None and path.exists():
+            frames = f" ({summary['recorded_frames']} frames)" if kind == "avi" else ""
+            names.append(f"{path}{frames}")
+    return "wrote " + ", ".join(names) if names else "wrote nothing"
 
 
 def _run_with_progress(pipeline, show: bool) -> dict:
@@ -90,8 +100,12 @@ def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
         damage.append(f"stopped reading early: {source.ended_early}")
     if damage:
         found.append(f"{name}: damaged input: {'; '.join(damage)}")
-    if summary["frames"] == 0 and not source.live and not pipeline.interrupted and pipeline.graph.fatal is None:
-        found.append(f"{name}: no decodable frame")
+    if summary["frames"] == 0 and pipeline.graph.fatal is None:
+        # A live run with no frame at all is a failure even when stopped by hand.
+        if source.live:
+            found.append(f"{name}: no frame received")
+        elif not pipeline.interrupted:
+            found.append(f"{name}: no decodable frame")
     failed = summary["stage_errors"]
     if failed:
         where = ", ".join(f"{op} {n}" for op, n in failed.items())

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from nerveseg.engines import outputs
+
 from .errors import UserError
 from .events import Notice
 from .frames import Rendered, now_ns
@@ -31,7 +33,9 @@ CODECS = {"mjpeg": "yuvj420p", "ffv1": "bgr0", "h264": "yuv420p"}
 
 
 def check_writable(path: Path) -> None:
-    """Fail at start-up, not after an hour of video, when ``path`` cannot be written."""
+    """Fail at start-up, not after an hour of video, when ``path`` cannot be written, is an
+    input of the run, or exists (without ``--exist-ok``): see :mod:`nerveseg.engines.outputs`."""
+    outputs.claim(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
@@ -234,7 +238,9 @@ class RecorderOp(Operator):
             recording.close()
         except (OSError, ValueError) as exc:
             problem = problem or exc
-        if problem is None:
+        if problem is None and recording.frames == 0:  # the AVI opens at its first frame
+            self.notices(Notice("empty", f"{path}: not written (no frame arrived)", str(path)))
+        elif problem is None:
             self.notices(Notice("saved", f"saved {path} ({recording.frames} frames)", str(path), recording.frames))
         else:
             self.notices(Notice("error", f"{path}: recording stopped after {recording.frames} frames "
