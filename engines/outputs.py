@@ -108,6 +108,21 @@ def _input_clash(path: Path, inputs: list[Path]) -> Path | None:
     return None
 
 
+def _check_name(path: Path) -> None:
+    """A name the file system cannot hold is refused now, not when the file is opened."""
+    if "\x00" in str(path):
+        raise UserError(f"{str(path)!r}: a file name cannot hold a NUL character")
+    folder = next((p for p in path.absolute().parents if p.is_dir()), Path("/"))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise UserError(f"{path}: file name too long ({size} bytes; this file system allows {limit})")
+
+
 def claim(path: str | Path, what: str = "output") -> Path:
     """Check that ``path`` may be written by this command (see the module's policy) and
     note it as one of its outputs. Raises :class:`UserError` in one line."""
@@ -115,6 +130,7 @@ def claim(path: str | Path, what: str = "output") -> Path:
     current = _current
     if current is None:
         return path
+    _check_name(path)
     with _lock:
         source = _input_clash(path, current.inputs)
         if source is not None:
@@ -140,6 +156,7 @@ def claim_folder(path: str | Path, what: str = "output folder", collects: bool =
     current = _current
     if current is None:
         return path
+    _check_name(path)
     with _lock:
         source = _input_clash(path, current.inputs)
         if source is not None:
@@ -164,7 +181,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     flushed to disk, then renamed over it. A full disk or a kill leaves the old file (or
     none), never half of one; the temporary file is removed on failure."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # A short temporary name: the target's own may already be as long as names can be.
+    fd, tmp = tempfile.mkstemp(prefix=".nerveseg-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -16,8 +16,9 @@ import sys
 import threading
 from pathlib import Path
 
-from nerveseg.engines import outputs
+from nerveseg.engines import extras, outputs
 from nerveseg.engines.metadata import EngineError
+from nerveseg.realtime.cli_checks import OneLineParser, check_arguments
 from nerveseg.realtime.errors import UserError
 
 # name: (module, one-line help). Order is the order of `nerveseg --help`.
@@ -40,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="nerveseg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -66,13 +67,28 @@ def main(argv: list[str] | None = None) -> int:
     previous = _stop_on_sigterm()
     try:
         # --resume continues a run in its own folder: writing into it is what was asked.
+        check_arguments(args)
         with outputs.session(command_inputs(args), exist_ok=args.exist_ok or getattr(args, "resume", False)):
             claim_outputs(args)
-            return int(args.handler(args) or 0)
+            status = int(args.handler(args) or 0)
+            sys.stdout.flush()  # a reader that left (`| head`) is told here, not at exit
+            return status
+    except BrokenPipeError:
+        # `nerveseg info MODEL | head`: the reader has what it wanted. Python would
+        # complain again when it flushes stdout at exit, so stdout goes nowhere now.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell shows for a writer ended by SIGPIPE
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"nerveseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine, not the code: a full disk, a read-only folder
+        print(f"nerveseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, ImportError) as exc:
+        missing = extras.missing_extra(exc)
+        if missing is not None:
+            print(f"nerveseg {args.command}: error: {missing}", file=sys.stderr)
+            return 2
         # An ImportError chained to a KeyboardInterrupt is a native module's import cut
         # short by Ctrl-C or SIGTERM; any other is a real error.
         if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):

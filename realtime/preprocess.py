@@ -16,6 +16,8 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
+from nerveseg.engines.checks import UNIT, Range, bounded
+
 Eye = Literal["left", "right", "full"]
 EYES = ("left", "right", "full")
 
@@ -53,11 +55,11 @@ class PreprocessConfig:
 
     eye: Eye = "left"
     border: str | tuple[float, float, float, float] = "auto"
-    saturation: int = 245
-    blown_fraction: float = 0.6
-    max_border: float = 0.35
+    saturation: int = bounded(245, Range(0, 255), why="a grey level")
+    blown_fraction: float = bounded(0.6, UNIT)
+    max_border: float = bounded(0.35, Range(0.0, 0.5, hi_open=True), why="of each side")
     square: bool = True
-    refresh_every: int = 30
+    refresh_every: int = bounded(30, Range(1, 100_000), why="frames")
 
     def __post_init__(self) -> None:
         if self.eye not in EYES:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from nerveseg.engines import outputs
+
 from . import config as cfg
 from .errors import UserError
 from .stages import one_line
@@ -49,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: the recording must be an .avi file")
     extra = {"source": {"spec": args.input, "pace": False, "live": False}, "record": {"path": str(args.out)}}
     config = cfg.load(args.config, cfg.merge(overrides(args), extra))
+    saved_config = outputs.claim(args.out.with_suffix(".config.yaml"))  # before any output is opened
     pipeline = NervePipeline(config)
-    cfg.save(config, args.out.with_suffix(".config.yaml"))
+    cfg.save(config, saved_config)
     summary = _run_with_progress(pipeline, show=not args.no_progress)
     print(format_table(summary))
     print(written(pipeline, summary))

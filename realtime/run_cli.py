@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from nerveseg.engines import outputs
+
 from . import config as cfg
 from .errors import UserError
 from .replay_cli import add_engine_arguments, exit_status, overrides
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
              "record": {"path": str(args.record) if args.record else None},
              "log": {"csv": str(args.log) if args.log else None}}
     config = cfg.load(args.config, cfg.merge(overrides(args), extra))
+    if args.record:
+        outputs.claim(args.record.with_suffix(".config.yaml"))  # before any output is opened
     pipeline = NervePipeline(config)
     if args.record:
         cfg.save(config, args.record.with_suffix(".config.yaml"))
