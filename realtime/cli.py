@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    status = _main(argv)
+    if argv is None:  # this process is the nerveseg command, not a test calling main()
+        _leave_stuck_threads(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -98,6 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _leave_stuck_threads(status: int) -> None:
+    """A pipeline thread stuck in native code (an engine call that never returns) is a
+    daemon; the interpreter's clean-up would destroy the engine under it (ONNX Runtime
+    then aborts the process). Everything is written and closed by now, so such a process
+    ends here, with the status it was about to return."""
+    stuck = [t for t in threading.enumerate() if t.daemon and t.is_alive() and t.name.startswith("nerveseg:")]
+    if stuck:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass  # a reader that left: nothing more to tell it
+        os._exit(status)
 
 
 # Arguments that name what a command writes; every other path it is given is an input.

@@ -37,7 +37,7 @@ from .graph import Pipeline, Policy
 from .frame_log import CsvLog, LogOp
 from .sinks import AviRecorder, RecorderOp, Recording, SubscriberOp, check_writable
 from .sources import Source, open_source
-from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
+from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ class Engines:
         return {"gate": self.gate.provenance.to_dict(), "segment": self.segment.provenance.to_dict()}
 
 
+# Seconds a stop (Ctrl-C, SIGTERM, the end of --duration) waits for the frames in
+# flight before it abandons a stage stuck in native code; then as long again for the
+# outputs to close: the whole stop stays within 2 s (docs/RELIABILITY.md).
+STOP_S = 0.8
+
+
 class NervePipeline:
     """A built, wired pipeline. ``start()`` then ``wait()``; ``stop()`` ends a live run.
 
@@ -81,6 +87,9 @@ class NervePipeline:
         self.source = source or open_source(config.source.spec, pace=config.source.pace)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
+        size = getattr(self.source, "size", None)  # a file says its frame size when opened
+        if size and too_small(size):
+            raise UserError(f"{self.source.name}: {frame_size_problem(*size)}")
         self.provenance = self.engines.provenance()
         self.outputs = self._outputs()
         self.history = history
@@ -227,7 +236,7 @@ class NervePipeline:
         if not self.wait(timeout):
             self.graph.abort()
             self.watchdog.stop()
-            return self.wait(1.0)
+            return self.wait(min(1.0, timeout))
         return True
 
     @property
@@ -242,7 +251,7 @@ class NervePipeline:
                 pass
         except KeyboardInterrupt:
             self.interrupted = True
-            self.close(timeout=1.0)
+            self.close(timeout=STOP_S)
         return self.finish()
 
     def summary(self) -> dict:

@@ -10,7 +10,7 @@ from nerveseg.engines import outputs
 
 from . import config as cfg
 from .errors import UserError
-from .stages import one_line
+from .stages import MIN_FRAME_SIDE, one_line
 from .stats import format_table
 
 
@@ -74,6 +74,8 @@ def written(pipeline, summary: dict) -> str:
 def _run_with_progress(pipeline, show: bool) -> dict:
     from tqdm import tqdm
 
+    from .pipeline import STOP_S
+
     total = getattr(pipeline.source, "frame_count", None) or None
     rows = pipeline.ops["log"].stats
     pipeline.start()
@@ -83,7 +85,7 @@ def _run_with_progress(pipeline, show: bool) -> dict:
                 bar.update(rows.count - bar.n)
         except KeyboardInterrupt:
             pipeline.interrupted = True
-            pipeline.close(timeout=1.0)  # frames in flight are written, the AVI closed
+            pipeline.close(timeout=STOP_S)  # frames in flight are written, the AVI closed
         bar.update(rows.count - bar.n)
     return pipeline.finish()
 
@@ -96,7 +98,11 @@ def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
     if pipeline.graph.fatal is not None:
         found.append(f"{name}: stopped early ({one_line(pipeline.graph.fatal)})")
     # A camera's failed reads are its outages, told live as "no signal": not damage.
-    damage = [f"{source.skipped} undecodable frame(s) skipped"] if source.skipped and not source.live else []
+    small = getattr(source, "too_small", 0)
+    undecodable = source.skipped - small
+    damage = [f"{undecodable} undecodable frame(s) skipped"] if undecodable and not source.live else []
+    if small:
+        damage.append(f"{small} frame(s) smaller than {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} px skipped")
     if getattr(source, "concealed", 0):
         damage.append(f"{source.concealed} frame(s) decoded with concealed errors (kept)")
     if getattr(source, "ended_early", None):

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import NervePipeline
+    from .pipeline import STOP_S, NervePipeline
 
     if args.record is not None and args.record.suffix.lower() != ".avi":
         raise UserError(f"{args.record}: the recording must be an .avi file")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live run ends: close as after --duration
-    if not pipeline.close(timeout=1.0):
+    if not pipeline.close(timeout=STOP_S):
         print(f"nerveseg run: warning: {pipeline.source.name}: a thread did not stop (left behind)", file=sys.stderr)
     summary = pipeline.finish()
     print(format_table(summary))
