@@ -65,7 +65,7 @@ def written(pipeline, summary: dict) -> str:
     (an AVI opens at its first frame, an empty CSV is removed, a summary may fail)."""
     names = []
     for kind, path in pipeline.outputs.items():
-        if path is not None and path.exists():
+        if path is not None and path.exists() and (kind != "avi" or summary["recorded_frames"]):
             frames = f" ({summary['recorded_frames']} frames)" if kind == "avi" else ""
             names.append(f"{path}{frames}")
     return "wrote " + ", ".join(names) if names else "wrote nothing"

@@ -7,6 +7,7 @@ the AVI in its ``comment`` tag, the CSV in per-row hash columns, the JSON in ful
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -238,6 +239,9 @@ class RecorderOp(Operator):
             recording.close()
         except (OSError, ValueError) as exc:
             problem = problem or exc
+        if recording.frames == 0:  # a header without a frame (a full disk at once) plays nowhere
+            with contextlib.suppress(OSError):
+                Path(path).unlink(missing_ok=True)
         if problem is None and recording.frames == 0:  # the AVI opens at its first frame
             self.notices(Notice("empty", f"{path}: not written (no frame arrived)", str(path)))
         elif problem is None:
