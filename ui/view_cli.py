@@ -52,6 +52,9 @@ def _roi(text: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from .platform_check import check_platform
+
+    check_platform()  # before Qt: a plugin that cannot load would abort the process
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
