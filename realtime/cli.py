@@ -53,10 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a subcommand whose module is not part of this install
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
-        command.add_argument("--exist-ok", action="store_true",
-                             help="replace outputs that exist already (an input is never replaced)")
+        _add_to_every_command(command, "--exist-ok", action="store_true",
+                              help="replace outputs that exist already (an input is never replaced)")
         command.set_defaults(handler=module.run)
     return parser
+
+
+def _add_to_every_command(parser: argparse.ArgumentParser, *names: str, **options) -> None:
+    """Add an option to ``parser`` or, where it has subcommands (``train seg``), to each
+    of them, so that it is accepted after the last command word."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not nested:
+        parser.add_argument(*names, **options)
+        return
+    for sub in {id(p): p for action in nested for p in action.choices.values()}.values():
+        _add_to_every_command(sub, *names, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,9 +84,10 @@ def _main(argv: list[str] | None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     previous = _stop_on_sigterm()
     try:
-        # --resume continues a run in its own folder: writing into it is what was asked.
         check_arguments(args)
-        with outputs.session(command_inputs(args), exist_ok=args.exist_ok or getattr(args, "resume", False)):
+        # --resume continues a run in its own folder: writing into it is what was asked.
+        exist_ok = getattr(args, "exist_ok", False) or getattr(args, "resume", False)
+        with outputs.session(command_inputs(args), exist_ok=exist_ok):
             claim_outputs(args)
             status = int(args.handler(args) or 0)
             sys.stdout.flush()  # a reader that left (`| head`) is told here, not at exit

@@ -7,16 +7,14 @@
 # After --upgrade, run ./scripts/test.sh on the new lock before committing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/env.sh train,test
-.venv/bin/python -m uv --version >/dev/null 2>&1 \
-    || .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.5" 2>&1 \
-        | grep -v "is ignored: it is neither a file nor a directory" || true
+./scripts/env.sh train,test  # uv comes with the test extra
+dir=${NERVESEG_LOCK_DIR:-requirements}  # another folder: to compare without touching the locks
 compile() {  # OUTPUT [uv pip compile options...]
     local out=$1; shift
     .venv/bin/python -m uv pip compile pyproject.toml --quiet --python .venv/bin/python \
         --custom-compile-command "./scripts/lock.sh" -o "$out" "$@"
 }
-compile requirements/train-test.lock --extra train --extra test "$@"
+compile "$dir/train-test.lock" --extra train --extra test "$@"
 # The runtime lock is the train-test lock's subset: the same version of every shared package.
-compile requirements/runtime.lock -c requirements/train-test.lock
-echo "locks written: requirements/train-test.lock requirements/runtime.lock"
+compile "$dir/runtime.lock" -c "$dir/train-test.lock"
+echo "locks written: $dir/train-test.lock $dir/runtime.lock"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 # Installers and the project itself: present in every environment, never locked.
-NOT_LOCKED = {"pip", "uv", "wheel", "nerveseg"}
+NOT_LOCKED = {"pip", "wheel", "nerveseg"}
 
 
 def normalise(name: str) -> str:

@@ -5,6 +5,7 @@ installs with them as constraints)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -56,6 +57,22 @@ def test_installed_versions_are_the_locked_ones():
                              str(TRAIN_TEST)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
     assert "every locked one installed" in result.stdout
+
+
+@pytest.mark.skipif(os.environ.get("NERVESEG_LOCK") == "none", reason="not on the lock's environment")
+def test_the_locks_are_what_scripts_lock_sh_makes_of_pyproject(tmp_path):
+    """The documented refresh, run on copies: it changes nothing, so the committed locks
+    match pyproject.toml (a dependency added without ./scripts/lock.sh fails here)."""
+    for lock in (RUNTIME, TRAIN_TEST):
+        shutil.copy(lock, tmp_path / lock.name)
+    result = subprocess.run([str(ROOT / "scripts" / "lock.sh")], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "NERVESEG_LOCK_DIR": str(tmp_path)}, timeout=300)
+    if result.returncode != 0 and "error sending request" in result.stderr.lower():
+        pytest.skip(f"no package index reachable: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr
+    for lock in (RUNTIME, TRAIN_TEST):  # the pins; the annotations name the folder they were made in
+        made = lock_diff.read_lock(tmp_path / lock.name)
+        assert made == lock_diff.read_lock(lock), f"{lock.name} is out of date: run ./scripts/lock.sh"
 
 
 def test_lock_diff_names_changed_new_and_missing_packages():
