@@ -10,10 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-from nerveseg.engines import interrupts
-
-from nerveseg.realtime import config as cfg
+from nerveseg.engines import extras, interrupts
 from nerveseg.engines.errors import UserError
+from nerveseg.realtime import config as cfg
 from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,8 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
         for mode in rounds_modes:
             log.info("bench: %s (round %d of %d)", mode, round_ + 1, args.rounds)
             if mode == "naive":
-                collected[mode].append(_naive(video, gate_pt, seg_pt, config, args.out / "naive.avi"))
+                collected[mode].append(_unless_missing(lambda: _naive(video, gate_pt, seg_pt, config,
+                                                                      args.out / "naive.avi")))
             elif mode == "sequential":
                 collected[mode].append(modes.sequential(video, engines.gate, engines.segment, config,
                                                         args.out / "sequential.avi"))
@@ -152,13 +152,39 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
         elif mode == "costs":
             results["costs"] = stage_costs(video, frames, engines, config)
         elif mode == "formats":
-            results["formats"], results["test_set"] = _formats(args, config, gate_pt, seg_pt)
+            results["formats"], results["test_set"] = _unless_missing(
+                lambda: _formats(args, config, gate_pt, seg_pt),
+                lambda why: ([{"format": "every format", "backend": "", "precision": None, "skipped": why}], ""))
         elif mode == "soak":
             results["soak"] = modes.soak(frames, engines, config, args.soak, args.out / "soak.avi")
         elif mode == "scaling":
             results["scaling"] = _scaling(frames, args)
         interrupts.check_stop()
         results["measured"].append(mode)
+
+
+def _unless_missing(work, skipped=lambda why: {"skipped": why}):
+    """``work()``, or, when it needs an extra this install lacks (the runtime install has
+    no torch), ``skipped(why)``: bench runs every mode it can and names the others."""
+    try:
+        return work()
+    except ImportError as exc:
+        why = extras.missing_extra(exc)
+        if why is None:
+            raise
+        return skipped(why)
+
+
+def skipped_modes(results: dict) -> list[str]:
+    """One line per mode (or format) that was not measured, with why."""
+    lines = []
+    for key, value in results.items():
+        rows = value if isinstance(value, list) else [value]
+        for row in rows:
+            if isinstance(row, dict) and row.get("skipped"):
+                name = f"{key} {row['format']}" if "format" in row else key
+                lines.append(f"{name}: {row['skipped']}")
+    return lines
 
 
 def _single_engines(args, config):
@@ -261,6 +287,8 @@ def _finish(results: dict, args) -> int:
     report.write_json(results, args.out / "bench.json")
     png = report.latency_png(results, args.out / "latency.png")
     print(report.table(results))
+    for line in skipped_modes(results):
+        print(f"nerveseg bench: skipped {line}", file=sys.stderr)
     print(f"wrote {args.out / 'bench.json'}" + (f", {png}" if png else ""))
     if args.update_docs:
         report.update_docs(results, args.update_docs)

@@ -15,10 +15,12 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 
-from nerveseg.engines import interrupts
-from nerveseg.engines.metadata import EngineError
+from nerveseg.engines import extras, interrupts, outputs
 from nerveseg.engines.errors import UserError
+from nerveseg.engines.metadata import EngineError
+from nerveseg.realtime.cli_checks import OneLineParser, check_arguments
 
 # name: (module, one-line help). Order is the order of `nerveseg --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nerveseg", description=__doc__.splitlines()[0].replace("``", ""))
+    parser = OneLineParser(prog="nerveseg", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # a subcommand whose module is not part of this install
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
+        _add_to_every_command(command, "--exist-ok", action="store_true",
+                              help="replace outputs that exist already (an input is never replaced)")
         command.set_defaults(handler=module.run)
     for each in parsers(parser):
         each.formatter_class = DefaultsFormatter
@@ -102,7 +106,25 @@ def parsers(parser: argparse.ArgumentParser):
                 yield from parsers(child)
 
 
+def _add_to_every_command(parser: argparse.ArgumentParser, *names: str, **options) -> None:
+    """Add an option to ``parser`` or, where it has subcommands (``train seg``), to each
+    of them, so that it is accepted after the last command word."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not nested:
+        parser.add_argument(*names, **options)
+        return
+    for sub in {id(p): p for action in nested for p in action.choices.values()}.values():
+        _add_to_every_command(sub, *names, **options)
+
+
 def main(argv: list[str] | None = None) -> int:
+    status = _main(argv)
+    if argv is None:  # this process is the nerveseg command, not a test calling main()
+        _leave_stuck_threads(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     interrupts.clear_stop()
     previous = _stop_on_signals()
     name, parser, args = "nerveseg", None, None
@@ -112,13 +134,31 @@ def main(argv: list[str] | None = None) -> int:
         name = f"nerveseg {args.command}"
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
-        code = int(args.handler(args) or 0)
-        interrupts.check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way
-        return code
+        check_arguments(args)
+        # --resume continues a run in its own folder: writing into it is what was asked.
+        exist_ok = getattr(args, "exist_ok", False) or getattr(args, "resume", False)
+        with outputs.session(command_inputs(args), exist_ok=exist_ok):
+            claim_outputs(args)
+            code = int(args.handler(args) or 0)
+            interrupts.check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way
+            sys.stdout.flush()  # a reader that left (`| head`) is told here, not at exit
+            return code
+    except BrokenPipeError:
+        # `nerveseg info MODEL | head`: the reader has what it wanted. Python would
+        # complain again when it flushes stdout at exit, so stdout goes nowhere now.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell shows for a writer ended by SIGPIPE
     except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"{name}: error: {advice_that_fits(one_line(exc), parser, args)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine, not the code: a full disk, a read-only folder
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, ImportError) as exc:
+        missing = extras.missing_extra(exc)
+        if missing is not None:
+            print(f"{name}: error: {missing}", file=sys.stderr)
+            return 2
         # An ImportError chained to a KeyboardInterrupt is a native module's import cut
         # short by Ctrl-C or SIGTERM; any other is a real error.
         if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
@@ -166,6 +206,53 @@ def _unraisable(info) -> None:
     :func:`~nerveseg.engines.interrupts.check_stop`), not printed as a traceback."""
     if not (issubclass(info.exc_type, KeyboardInterrupt) and interrupts.stop_requested()):
         _unraisable_default(info)
+
+
+def _leave_stuck_threads(status: int) -> None:
+    """A pipeline thread stuck in native code (an engine call that never returns) is a
+    daemon; the interpreter's clean-up would destroy the engine under it (ONNX Runtime
+    then aborts the process). Everything is written and closed by now, so such a process
+    ends here, with the status it was about to return."""
+    stuck = [t for t in threading.enumerate() if t.daemon and t.is_alive() and t.name.startswith("nerveseg:")]
+    if stuck:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass  # a reader that left: nothing more to tell it
+        os._exit(status)
+
+
+# Arguments that name what a command writes; every other path it is given is an input.
+OUTPUT_ARGUMENTS = {"out", "record", "log", "json", "screenshot"}
+
+
+def claim_outputs(args: argparse.Namespace) -> None:
+    """Check every output the command was given before it opens anything: a folder (an
+    existing one, or a name without a suffix) or a file. A command whose ``--out`` folder
+    only collects new, time-stamped files (the view) sets ``collects_outputs``."""
+    for dest in sorted(OUTPUT_ARGUMENTS & set(vars(args))):
+        value = getattr(args, dest)
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            continue  # unset, or a flag (view --record)
+        path = Path(value)
+        if path.is_dir() or not path.suffix:
+            outputs.claim_folder(path, collects=getattr(args, "collects_outputs", False))
+        else:
+            outputs.claim(path)
+
+
+def command_inputs(args: argparse.Namespace) -> list[str]:
+    """Every argument value that names an existing file or folder, outputs left out: the
+    inputs no output of this command may overwrite (engines/outputs.py)."""
+    found = []
+    for dest, value in vars(args).items():
+        if dest in OUTPUT_ARGUMENTS or dest == "handler":
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, os.PathLike)) and str(item):
+                found.append(str(item))
+    return found
 
 
 def _stop_on_signals() -> dict:

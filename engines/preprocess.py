@@ -29,6 +29,8 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
+from .checks import UNIT, Range, bounded
+
 log = logging.getLogger(__name__)
 
 Eye = Literal["left", "right", "full"]
@@ -77,9 +79,9 @@ class PreprocessConfig:
     eye: Eye = "left"
     layout: str = "auto"
     border: str | tuple[float, float, float, float] = "auto"
-    saturation: int = 245
-    blown_fraction: float = 0.6
-    max_border: float = 0.35
+    saturation: int = bounded(245, Range(0, 255), why="a grey level")
+    blown_fraction: float = bounded(0.6, UNIT)
+    max_border: float = bounded(0.35, Range(0.0, 0.5, hi_open=True), why="of each side")
     square: bool = True
 
     def __post_init__(self) -> None:

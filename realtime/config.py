@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from nerveseg.engines import outputs
+from nerveseg.engines.checks import THREADS, UNIT, Range, bounded, field_problem, shown
 from nerveseg.engines.defaults import GATE, SEGMENTER, default_engine
 from nerveseg.engines.errors import UserError
 from .overlay import OverlayConfig
@@ -48,17 +50,19 @@ class SourceConfig:
 class GateConfig:
     engine: str = DEFAULT_GATE
     backend: str = "auto"
-    threads: int = 0
+    threads: int = bounded(0, THREADS)
     nerve_class: str = "nerve"
-    min_confidence: float = 0.5
+    # Above 1 no frame would ever pass: a useless run, refused rather than run.
+    min_confidence: float = bounded(0.5, UNIT)
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     engine: str = DEFAULT_SEGMENTER
     backend: str = "auto"
-    threads: int = 0
-    threshold: float = 0.5
+    threads: int = bounded(0, THREADS)
+    threshold: float = bounded(0.5, Range(0.0, 1.0, lo_open=True, hi_open=True),
+                               why="0 would mark every pixel nerve, 1 none")
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ class RecordConfig:
     """``path``: the annotated AVI (None: no recording)."""
 
     path: str | None = None
-    codec: str = "mjpeg"
-    quality: int = 90  # JPEG quality (mjpeg), 1-100
+    codec: str = bounded("mjpeg", ("mjpeg", "ffv1", "h264"))
+    quality: int = bounded(90, Range(1, 100), why="JPEG quality, mjpeg only")
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ class PipelineConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     log: LogConfig = field(default_factory=LogConfig)
     steady: SteadyConfig = field(default_factory=SteadyConfig)
-    queue_capacity: int = 4
+    # Frames wait in each queue; a few hundred full-HD frames is already gigabytes.
+    queue_capacity: int = bounded(4, Range(1, 256))
 
 
 def _did_you_mean(key: str, valid: list[str]) -> str:
@@ -97,23 +102,32 @@ def _did_you_mean(key: str, valid: list[str]) -> str:
 
 
 def _build(cls: type, raw: Any, where: str, source: str) -> Any:
+    """``cls`` from the mapping ``raw``, every value checked against its field's type and
+    declared range (:mod:`.checks`); the first bad one is a :class:`UserError` naming the
+    key, the value and what is allowed."""
     if not isinstance(raw, dict):
-        raise UserError(f"{source}: section {where or 'top level'} must be a mapping, not {type(raw).__name__}")
+        name = where.rstrip(".") or "the top level"
+        raise UserError(f"{source}: {name} = {shown(raw)}: must be a mapping of keys "
+                        f"({', '.join(f.name for f in dataclasses.fields(cls))})")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in raw.items():
         if key not in fields:
-            raise UserError(f"{source}: unknown key {where}{key!r}{_did_you_mean(str(key), list(fields))}")
+            raise UserError(f"{source}: unknown key {where}{shown(key)}{_did_you_mean(str(key), list(fields))}")
         if dataclasses.is_dataclass(hints[key]) and isinstance(hints[key], type):
             value = _build(hints[key], value, f"{where}{key}.", source)
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            wrong = field_problem(cls, key, value)
+            if wrong:
+                raise UserError(f"{source}: {where}{key} = {shown(value)}: {wrong}")
+            if isinstance(value, list):
+                value = tuple(value)
         values[key] = value
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{source}: bad value in {where.rstrip('.') or 'config'}: {exc}") from None
+        raise UserError(f"{source}: bad value in {where.rstrip('.') or 'config'}: {' '.join(str(exc).split())}") from None
 
 
 def from_dict(raw: dict, source: str = "<config>") -> PipelineConfig:
@@ -151,15 +165,29 @@ def load(path: str | Path | None, overrides: dict | None = None) -> PipelineConf
     if path is not None:
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
         except OSError as exc:
             raise UserError(f"{path}: cannot read config ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                            f"save the config as UTF-8") from None
+        except (yaml.YAMLError, RecursionError) as exc:
             raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
         if not isinstance(raw, dict):
-            raise UserError(f"{path}: a config must be a mapping of sections")
-    return from_dict(merge(raw, overrides or {}), str(path or "<command line>"))
+            raise UserError(f"{path}: a config must be a mapping of sections, not {shown(raw)}")
+        from_dict(raw, str(path))  # a bad value is told as the file's, before the command line's
+    from_dict(merge({}, overrides or {}), "command line")  # unset options (None) left out
+    config = from_dict(merge(raw, overrides or {}), str(path or "command line"))
+    # What the run reads, whether named on the command line or in the YAML, is never
+    # one of its outputs (engines/outputs.py).
+    for item in (path, config.source.spec, config.gate.engine, config.segment.engine):
+        outputs.protect(item)
+    return config
 
 
-def save(config: PipelineConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+def save(config: PipelineConfig, path: Path, claim: bool = True) -> None:
+    """The resolved configuration as YAML, written whole or not at all. ``claim=False``
+    for a caller's own temporary file (its final name was claimed at start-up)."""
+    if claim:
+        outputs.claim(path)
+    outputs.write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -38,7 +38,8 @@ class SourceState:
 @dataclass(frozen=True)
 class Notice:
     """Something that happened once, for the operator to read: ``kind`` is
-    ``recording`` (started), ``saved`` (a recording was closed) or ``error``."""
+    ``recording`` (started), ``saved`` (a recording was closed), ``empty`` (a
+    recording closed before its first frame: no file) or ``error``."""
 
     kind: str
     message: str

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from nerveseg.engines.checks import UNIT, Range, bounded
 from nerveseg.engines.preprocess import Box
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -24,10 +25,10 @@ LABEL_COLOURS = {"nerve": (60, 255, 90), "tendon": (255, 190, 60), "opening_woun
 @dataclass(frozen=True)
 class OverlayConfig:
     colour: tuple[int, int, int] = (60, 255, 90)
-    opacity: float = 0.45
+    opacity: float = bounded(0.45, UNIT)
     outline: bool = True
     panel: bool = True
-    font_scale: float = 0.0  # 0: scale with the image height
+    font_scale: float = bounded(0.0, Range(0.0, 20.0), why="0: scale with the image height")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opacity <= 1.0:

@@ -37,7 +37,7 @@ from .frames import Rendered
 from .graph import Operator, Graph, Policy
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
-from .stages import GateOp, OverlayOp, SegmentOp, SourceOp
+from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
 from .steady import SteadyConfig
 from .watchdog import Watchdog
 
@@ -110,6 +110,12 @@ class Engines:
         return {"gate": self.gate.provenance.to_dict(), "segment": self.segment.provenance.to_dict()}
 
 
+# Seconds a stop (Ctrl-C, SIGTERM, the end of --duration) waits for the frames in
+# flight before it abandons a stage stuck in native code; then as long again for the
+# outputs to close: the whole stop stays within 2 s (docs/RELIABILITY.md).
+STOP_S = 0.8
+
+
 class NervePipeline:
     """A built, wired pipeline. ``start()`` then ``wait()``; ``stop()`` ends a live run.
 
@@ -125,6 +131,9 @@ class NervePipeline:
         self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
+        size = getattr(self.source, "size", None)  # a file says its frame size when opened
+        if size and too_small(size):
+            raise UserError(f"{self.source.name}: {frame_size_problem(*size)}")
         self.provenance = self.engines.provenance()
         self.outputs = self._outputs()
         self.history = history
@@ -286,7 +295,7 @@ class NervePipeline:
         if not self.wait(timeout):
             self.graph.abort()
             self.watchdog.stop()
-            return self.wait(1.0)
+            return self.wait(min(1.0, timeout))
         return True
 
     @property
@@ -301,7 +310,7 @@ class NervePipeline:
                 pass
         except KeyboardInterrupt:
             self.interrupted = True
-            self.close(timeout=1.0)
+            self.close(timeout=STOP_S)
         return self.finish()
 
     def summary(self) -> dict:
@@ -332,5 +341,10 @@ class NervePipeline:
         summary = self.summary()
         path = self.outputs["summary"]
         if path is not None:
-            write_summary(path, summary)
+            try:
+                write_summary(path, summary)
+            except OSError as exc:  # a full disk: the run's result is still printed
+                message = f"{path}: summary not written ({exc.strerror or exc})"
+                self.output_errors.append(message)
+                summary["output_errors"].append(message)
         return summary

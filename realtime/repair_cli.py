@@ -15,6 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
+from nerveseg.engines import outputs
 from nerveseg.engines.errors import UserError
 
 
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     src = args.input
     out = src if args.in_place else (args.out or src.with_suffix(".repaired.avi"))
+    if not args.in_place:  # --in-place is the one asked-for replacement of an input
+        outputs.claim(out)
     kept, dropped = repair(src, out)
     note = f", {dropped} undecodable packet(s) left out" if dropped else ""
     print(f"repaired {src}: {kept} frames{note} -> {out}")

@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from nerveseg.engines import outputs
+from nerveseg.engines.errors import UserError
 from nerveseg.engines.loader import BACKEND_CHOICES
 
 from . import config as cfg
-from nerveseg.engines.errors import UserError
-from .stages import one_line
+from .stages import MIN_FRAME_SIDE, one_line
 from .stats import format_table
 
 
@@ -74,17 +75,30 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: the recording must be an .avi file")
     extra = {"source": {"spec": args.input, "pace": False, "live": False}, "record": {"path": str(args.out)}}
     config = cfg.load(args.config, cfg.merge(overrides(args), extra))
+    saved_config = outputs.claim(args.out.with_suffix(".config.yaml"))  # before any output is opened
     pipeline = NervePipeline(config)
-    cfg.save(config, args.out.with_suffix(".config.yaml"))
+    cfg.save(config, saved_config)
     summary = _run_with_progress(pipeline, show=not args.no_progress)
     print(format_table(summary))
-    print(f"wrote {args.out} ({summary['recorded_frames']} frames), "
-          f"{pipeline.outputs['csv']}, {pipeline.outputs['summary']}")
+    print(written(pipeline, summary))
     return exit_status("replay", pipeline, summary)
+
+
+def written(pipeline, summary: dict) -> str:
+    """The outputs that are on disk after the run, one line: never a file it did not write
+    (an AVI opens at its first frame, an empty CSV is removed, a summary may fail)."""
+    names = []
+    for kind, path in pipeline.outputs.items():
+        if path is not None and path.exists() and (kind != "avi" or summary["recorded_frames"]):
+            frames = f" ({summary['recorded_frames']} frames)" if kind == "avi" else ""
+            names.append(f"{path}{frames}")
+    return "wrote " + ", ".join(names) if names else "wrote nothing"
 
 
 def _run_with_progress(pipeline, show: bool) -> dict:
     from tqdm import tqdm
+
+    from .pipeline import STOP_S
 
     total = getattr(pipeline.source, "frame_count", None) or None
     rows = pipeline.ops.log.stats
@@ -95,7 +109,7 @@ def _run_with_progress(pipeline, show: bool) -> dict:
                 bar.update(rows.count - bar.n)
         except KeyboardInterrupt:
             pipeline.interrupted = True
-            pipeline.close(timeout=1.0)  # frames in flight are written, the AVI closed
+            pipeline.close(timeout=STOP_S)  # frames in flight are written, the AVI closed
         bar.update(rows.count - bar.n)
     return pipeline.finish()
 
@@ -108,15 +122,23 @@ def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
     if pipeline.graph.fatal is not None:
         found.append(f"{name}: stopped early ({one_line(pipeline.graph.fatal)})")
     # A camera's failed reads are its outages, told live as "no signal": not damage.
-    damage = [f"{source.skipped} undecodable frame(s) skipped"] if source.skipped and not source.live else []
+    small = getattr(source, "too_small", 0)
+    undecodable = source.skipped - small
+    damage = [f"{undecodable} undecodable frame(s) skipped"] if undecodable and not source.live else []
+    if small:
+        damage.append(f"{small} frame(s) smaller than {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} px skipped")
     if getattr(source, "concealed", 0):
         damage.append(f"{source.concealed} frame(s) decoded with concealed errors (kept)")
     if getattr(source, "ended_early", None):
         damage.append(f"stopped reading early: {source.ended_early}")
     if damage:
         found.append(f"{name}: damaged input: {'; '.join(damage)}")
-    if summary["frames"] == 0 and not source.live and not pipeline.interrupted and pipeline.graph.fatal is None:
-        found.append(f"{name}: no decodable frame")
+    if summary["frames"] == 0 and pipeline.graph.fatal is None:
+        # A live run with no frame at all is a failure even when stopped by hand.
+        if source.live:
+            found.append(f"{name}: no frame received")
+        elif not pipeline.interrupted:
+            found.append(f"{name}: no decodable frame")
     failed = summary["stage_errors"]
     if failed:
         where = ", ".join(f"{op} {n}" for op, n in failed.items())

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from nerveseg.engines import interrupts
+from nerveseg.engines import interrupts, outputs
 
 from . import config as cfg
 from nerveseg.engines.errors import UserError
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import NervePipeline
+    from .pipeline import STOP_S, NervePipeline
 
     if args.record is not None and args.record.suffix.lower() != ".avi":
         raise UserError(f"{args.record}: the recording must be an .avi file")
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
              "record": {"path": str(args.record) if args.record else None},
              "log": {"csv": str(args.log) if args.log else None}}
     config = cfg.load(args.config, cfg.merge(cfg.merge(overrides(args), camera_overrides(args)), extra))
+    if args.record:
+        outputs.claim(args.record.with_suffix(".config.yaml"))  # before any output is opened
     pipeline = NervePipeline(config)
     if args.record:
         cfg.save(config, args.record.with_suffix(".config.yaml"))
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live run ends: close as after --duration
     interrupts.clear_stop()  # ... so it is not an interruption of the command
-    if not pipeline.close(timeout=1.0):
+    if not pipeline.close(timeout=STOP_S):
         print(f"nerveseg run: warning: {pipeline.source.name}: a thread did not stop (left behind)", file=sys.stderr)
     summary = pipeline.finish()
     print(format_table(summary))

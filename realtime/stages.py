@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 import threading
 from typing import Callable
@@ -23,11 +24,28 @@ from .steady import Hysteresis, MaskSmoother, SteadyConfig
 from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_mask
 from .sources import Source
 
+log = logging.getLogger(__name__)
+
 #: the region-of-interest outline: cyan, apart from the nerve's green and the scale bar's red
 ROI_COLOUR = (40, 200, 255)
 
 SHORT = {"decode": "dec", "preprocess": "pre", "gate": "gate", "segment": "seg", "overlay": "ovl",
          "encode": "enc"}
+
+
+# The smallest frame the stages can work on: preprocessing halves a stereo frame and
+# crops its border before the engines' resize; a 2×2 frame leaves nothing (OpenCV's
+# resize and text drawing fail on it). Smaller frames are skipped and counted.
+MIN_FRAME_SIDE = 16
+
+
+def too_small(shape: tuple[int, ...]) -> bool:
+    """True for an ``(H, W)`` below :data:`MIN_FRAME_SIDE` on either side."""
+    return min(shape[:2]) < MIN_FRAME_SIDE
+
+
+def frame_size_problem(height: int, width: int) -> str:
+    return f"frames of {width}×{height} px are too small (at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} needed)"
 
 
 class SourceOp(SourceOperator):
@@ -51,6 +69,15 @@ class SourceOp(SourceOperator):
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    def _skip_small(self, frame) -> None:
+        """A frame too small for the stages is damage in the input, counted like an
+        undecodable one and told once."""
+        self.source.skipped += 1
+        self.source.too_small = getattr(self.source, "too_small", 0) + 1
+        if self.source.too_small == 1:
+            h, w = frame.image.shape[:2]
+            log.warning("%s: %s; skipped", self.source.name, frame_size_problem(h, w))
+
     def pause(self) -> None:
         self._running.clear()
 
@@ -61,6 +88,9 @@ class SourceOp(SourceOperator):
         for frame in self.source.frames(stop):
             self.last_frame_ns = now_ns()
             self.received += 1
+            if too_small(frame.image.shape[:2]):
+                self._skip_small(frame)
+                continue
             if self.source.live:
                 if self._running.is_set():
                     yield frame

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/env.sh ""
-exec .venv/bin/nerveseg replay samples/stereo_sample.mp4 --out runs/demo/stereo_sample_annotated.avi "$@"
+exec .venv/bin/nerveseg replay samples/stereo_sample.mp4 --out runs/demo/stereo_sample_annotated.avi --exist-ok "$@"

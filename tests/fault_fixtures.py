@@ -221,3 +221,48 @@ def lines_in_background(stream) -> list[str]:
 
     threading.Thread(target=read, daemon=True).start()
     return lines
+
+
+def make_stuck_gate(path: Path, size: int = 32, iterations_per_level: int = 10**7) -> Path:
+    """The tiny gate's rule behind a real ONNX ``Loop`` that counts to ``mean(image) ×
+    iterations_per_level`` first: instant on the blank warm-up frame (all zeros), minutes
+    on a real one. A stage stuck in native code, where no Python signal handler runs."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["count_in", "one_b"], ["count_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "count", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                  helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                  helper.make_tensor_value_info("count_in", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("count_out", TensorProto.INT64, [])],
+        [numpy_helper.from_array(np.array(1, np.int64), "one_b")])
+    inits = [numpy_helper.from_array(np.array([[0.1, -0.1, 0.0]] * 3, np.float32) / 3.0, "w"),
+             numpy_helper.from_array(np.array([-12.8, 12.8, -5.0], np.float32), "b"),
+             numpy_helper.from_array(np.array(float(iterations_per_level), np.float32), "k"),
+             numpy_helper.from_array(np.array(True), "true"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero_f")]
+    nodes = [
+        helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("ReduceMean", ["m"], ["level"], keepdims=0),
+        helper.make_node("Mul", ["level", "k"], ["trips_f"]),
+        helper.make_node("Cast", ["trips_f"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "true", "zero"], ["counted"], body=body),
+        helper.make_node("Cast", ["counted"], ["counted_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["counted_f", "zero_f"], ["nothing"]),  # the count, used, adds 0
+        helper.make_node("MatMul", ["m", "w"], ["mw"]),
+        helper.make_node("Add", ["mw", "b"], ["raw"]),
+        helper.make_node("Add", ["raw", "nothing"], ["logits"]),
+    ]
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
+    graph = helper.make_graph(nodes, "stuck_gate", [image], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = EngineMeta(model="stuck_gate", task="classify", classes=("nerve", "opening_wound", "tendon"),
+                      input_size=(size, size), recipe_hash="test", revision="test")
+    model.metadata_props.add(key=META_KEY, value=meta.to_json())
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

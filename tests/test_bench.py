@@ -86,9 +86,15 @@ def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, training_ga
     (test_set / "segment").symlink_to(training_seg_data)
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
                  "--modes", "formats", "--backends", "onnxruntime", "--test-set", str(test_set),
-                 "--min-accuracy", "1.01", "--out", str(tmp_path / "bench")])
+                 "--min-iou", "1", "--out", str(tmp_path / "bench")])  # a mask IoU of exactly 1: never
     assert code == 1
-    assert "below the floor: ONNX Runtime FP32: gate accuracy" in capsys.readouterr().out
+    assert "below the floor: ONNX Runtime FP32: nerve IoU" in capsys.readouterr().out
+
+
+def test_a_floor_above_one_is_refused_before_anything_runs(tmp_path, tiny_engines, capsys):
+    code = main(["bench", "--min-accuracy", "1.01", "--out", str(tmp_path / "bench")])
+    assert code == 2 and "--min-accuracy 1.01: must be a number within [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
 
 
 def test_unknown_mode_is_a_one_line_error(tmp_path, tiny_engines, capsys):

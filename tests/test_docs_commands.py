@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from nerveseg.commands.cli import build_parser, leaf
+from nerveseg.commands.cli import OUTPUT_ARGUMENTS, build_parser, leaf
+from nerveseg.realtime.sources import is_camera
+from nerveseg.realtime.sources.stream import is_stream
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([a-z]*)\n(.*?)^```", re.S | re.M)
-OUTPUTS = {"out", "reference_pt", "update_docs"}  # options (and synth's OUT) that name what a command makes
+# options (and synth's OUT) that name what a command makes: the dispatcher's own list and a few more
+OUTPUTS = OUTPUT_ARGUMENTS | {"reference_pt", "update_docs"}
 FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".mp4", ".avi", ".yaml", ".yml", ".json", ".png", ".engine", ".plan",
                  ".txt")
 
@@ -55,6 +58,8 @@ def _paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[l
             if not isinstance(v, (str, Path)) or action.dest in ("command", "handler"):
                 continue
             text = str(v)
+            if is_stream(text) or is_camera(text):
+                continue  # a live source (a device, a network stream): nothing to find on disk
             if action.dest in OUTPUTS:
                 outputs.append(text.rstrip("/"))
             elif "/" in text or text.endswith(FILE_SUFFIXES):

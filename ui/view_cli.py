@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", type=Path,
                         help="save a PNG of the window after --after seconds, then close (for docs)")
     parser.add_argument("--after", type=float, default=4.0, help="seconds before --screenshot (default 4)")
+    # --out gathers time-stamped recordings and snapshots: earlier ones are no clash.
+    parser.set_defaults(collects_outputs=True)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -51,6 +53,9 @@ def _roi(text: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from .platform_check import check_platform
+
+    check_platform()  # before Qt: a plugin that cannot load would abort the process
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 

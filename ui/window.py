@@ -297,7 +297,7 @@ class ViewWindow(QMainWindow):
             self.view.recording_since = time.monotonic()
             self.record_action.setChecked(True)
             self._clock.start()
-        elif notice.kind in ("saved", "error") and mine:
+        elif notice.kind in ("saved", "empty", "error") and mine:
             self.view.recording_since = None
             self.record_action.setChecked(False)
             self._clock.stop()

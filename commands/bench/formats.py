@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerveseg.engines import extras
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.metadata import EngineError
 
@@ -76,7 +77,7 @@ def measure(fmt: Format, data: Path, splits: Path | None = None) -> dict:
     try:
         gate, seg = _engines(fmt)
     except (EngineError, ImportError) as exc:
-        return {**row, "skipped": " ".join(str(exc).split())}
+        return {**row, "skipped": extras.missing_extra(exc) or " ".join(str(exc).split())}
     cls_items = _items(splits, "classify") or datasets.list_classification(data / "classify")
     seg_items = _items(splits, "segment") or datasets.list_segmentation(data / "segment")
     g = evaluate_gate(gate, data / "classify", cls_items, batch_size=1)

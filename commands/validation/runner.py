@@ -256,7 +256,7 @@ def _write(results: dict, config: PipelineConfig, inputs: Inputs, samples: dict,
     try:
         render.write_html(temps["html"], TITLE, parts)
         render.write_json(temps["json"], results, parts)
-        cfg.save(config, temps["config"])
+        cfg.save(config, temps["config"], claim=False)  # the final name was claimed in prepare()
         if "pdf" in out:
             render.write_pdf(temps["pdf"], TITLE, parts)
         with deferred_signals():  # all renamed or none; a signal held here is raised after

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nerveseg.engines import outputs
 from nerveseg.engines.errors import UserError
 
 
 def check_writable(path: Path) -> None:
-    """Fail at start-up, not after an hour of video, when ``path`` cannot be written."""
+    """Fail at start-up, not after an hour of video, when ``path`` cannot be written, is an
+    input of the run, or exists (without ``--exist-ok``): see :mod:`nerveseg.engines.outputs`."""
+    outputs.claim(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()

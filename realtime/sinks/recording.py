@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 from pathlib import Path
@@ -116,8 +117,13 @@ class RecorderOp(Operator):
             recording.close()
         except (OSError, ValueError) as exc:
             problem = problem or exc
-        self.files.extend(str(segment.path) for segment in recording.segments)
-        if problem is None:
+        self.files.extend(str(s.path) for s in recording.segments if s.frames)
+        if recording.frames == 0:  # a header without a frame (a full disk at once) plays nowhere
+            with contextlib.suppress(OSError):
+                Path(path).unlink(missing_ok=True)
+        if problem is None and recording.frames == 0:  # the AVI opens at its first frame
+            self.notices(Notice("empty", f"{path}: not written (no frame arrived)", str(path)))
+        elif problem is None:
             more = len(recording.segments) - 1
             parts = f", and {more} more segment{'s' * (more > 1)} after a frame-size change" if more else ""
             self.notices(Notice("saved", f"saved {path} ({recording.frames} frames{parts})", str(path),
