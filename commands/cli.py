@@ -88,7 +88,10 @@ def advice_that_fits(message: str, parser, args) -> str:
     errors come from shared layers that cannot know which command called them."""
     if parser is None or args is None:
         return message
-    own = {flag for action in leaf(parser, args)._actions for flag in action.option_strings}
+    # The command's own options; where its sub-command cannot be told from ``args`` (no
+    # dest), those of every sub-command below it: rewrite only what none of them has.
+    own = {flag for node in parsers(leaf(parser, args))
+           for action in node._actions for flag in action.option_strings}
     for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", message)) - own):
         having = min((p.prog for p in parsers(parser) if flag in p._option_string_actions),
                      key=lambda prog: (prog != "nerveseg replay", len(prog.split())), default=None)
