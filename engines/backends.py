@@ -35,7 +35,9 @@ class Backend:
     ``suffixes``: files it runs; ``runs``: the same, said to a user who asked for another.
     ``auto_for``: suffixes for which ``--backend auto`` considers it, in :data:`BACKENDS`
     order. ``problem(env)``: why it cannot run on ``env`` (None: it can). ``chosen(env)``:
-    the phrase ``auto`` gives when it picks it. ``extra``: the pip extra that installs it."""
+    the phrase ``auto`` gives when it picks it. ``extra``: the pip extra that installs it;
+    ``needs``: the packages of that extra it imports (checked before any file is opened,
+    so a missing extra is said first)."""
 
     name: str
     module: str
@@ -46,6 +48,7 @@ class Backend:
     problem: Callable[[Environment], str | None] = _no_problem
     chosen: Callable[[Environment], str] = lambda env: ""
     extra: str | None = None
+    needs: tuple[str, ...] = ()
 
 
 # Order matters for `--backend auto`: the first backend that can run the file here wins.
@@ -65,7 +68,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     # The reference backend rebuilds a training checkpoint from the model registry, so it
     # lives with the training stack (the `train` extra).
     Backend("torch", "nerveseg.training.torch_backend", "TorchEngine", (".pt", ".pth"),
-            "runs .pt/.pth training checkpoints only", auto_for=(".pt", ".pth"), extra="train"),
+            "runs .pt/.pth training checkpoints only", auto_for=(".pt", ".pth"), extra="train", needs=("torch",)),
 )}
 
 #: what every --backend option accepts

@@ -18,6 +18,7 @@ import importlib
 import logging
 from pathlib import Path
 
+from . import extras
 from .backends import BACKEND_CHOICES, BACKENDS, _no_problem  # noqa: F401  (BACKEND_CHOICES: for the CLIs)
 from .base import Engine
 from .environment import Environment, probe
@@ -61,6 +62,8 @@ def backend_for(path: Path, backend: str, env: Environment | None = None) -> tup
     else:
         name, reason = backend, "requested"
     spec = BACKENDS[name]
+    for module in spec.needs:  # the runtime install has no torch: say which extra, first
+        extras.require(module, f"backend {name!r}")
     if path.suffix.lower() not in spec.suffixes:
         raise EngineError(f"{path}: backend {name!r} {spec.runs}")
     problem = spec.problem(env or probe()) if spec.problem is not _no_problem else None

@@ -27,7 +27,8 @@ def setup(tmp_path_factory) -> dict:
 def _argv(setup: dict, out: Path) -> list[str]:
     return ["validate", "--gate", str(setup["gate"]), "--seg", str(setup["seg"]), "--video", str(setup["video"]),
             "--out", str(out), "--display", "subscriber", "--no-progress",
-            "--annotation-threshold-ms", "5000", "--video-threshold-ms", "5000"]
+            "--annotation-threshold-ms", "5000", "--video-threshold-ms", "5000",
+            "--exist-ok"]  # an earlier report is there on purpose: a stopped run must not leave its PASS
 
 
 def _report_says(out: Path) -> set[str]:
@@ -108,7 +109,7 @@ def test_a_validation_that_fails_part_way_is_incomplete_and_exits_3(setup, tmp_p
 
     monkeypatch.setattr(passes, "real_time_pass", broken)
     out = tmp_path / "report"
-    assert main(_argv(setup, out)[:-4]) == 3
+    assert main(_argv(setup, out)[:-5]) == 3  # without the thresholds (and --exist-ok)
     assert "INCOMPLETE" in capsys.readouterr().err
     verdict = json.loads((out / "validation.json").read_text())["verdict"]
     assert verdict["status"] == "INCOMPLETE" and not verdict["passed"]
@@ -147,7 +148,8 @@ def test_a_stopped_eval_leaves_incomplete_not_an_earlier_report(setup, tmp_path,
     out.mkdir()
     (out / "comparison.json").write_text(json.dumps({"status": "complete", "models": "an earlier run"}))
     child = nerveseg_child("eval", "gate", *map(str, models), "--data", str(data), "--splits",
-                           str(tmp_path / "splits"), "--out", str(out), "--backend", "onnxruntime")
+                           str(tmp_path / "splits"), "--out", str(out), "--backend", "onnxruntime",
+                           "--exist-ok")  # over the earlier report on purpose
     seen = _wait_line(child, "g1.onnx: backend")
     child.send_signal(sig)
     _, rest = child.communicate(timeout=60)
