@@ -69,10 +69,11 @@ def deferred_signals() -> Iterator[list[int]]:
 
 
 def temp_beside(path: str | Path) -> Path:
-    """A new empty file in ``path``'s folder for :func:`commit` to rename onto ``path``."""
+    """A new empty file in ``path``'s folder for :func:`commit` to rename onto ``path``.
+    Its name is short: the target's own may already be as long as names can be."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=".nerveseg-", suffix=".partial", dir=path.parent)
     os.close(fd)
     return Path(name)
 
@@ -85,13 +86,15 @@ def commit(pairs: dict[Path, Path]) -> None:
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` whole or not at all (temp file, then rename)."""
+    """Write ``data`` (text as UTF-8) to ``path`` whole or not at all: a temporary file
+    beside it, flushed to disk, then renamed over it with signals held. A full disk or a
+    kill leaves the old file (or none), never half of one; the temporary file goes."""
     temp = temp_beside(path)
     try:
-        if isinstance(data, bytes):
-            temp.write_bytes(data)
-        else:
-            temp.write_text(data, encoding="utf-8")
+        with open(temp, "wb") as handle:
+            handle.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
         commit({temp: Path(path)})
     finally:
         temp.unlink(missing_ok=True)

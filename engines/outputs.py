@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,19 +176,8 @@ def claimed_by_this_run(path: str | Path) -> bool:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` whole or not at all: a temporary file beside it,
-    flushed to disk, then renamed over it. A full disk or a kill leaves the old file (or
-    none), never half of one; the temporary file is removed on failure."""
-    path = Path(path)
-    # A short temporary name: the target's own may already be as long as names can be.
-    fd, tmp = tempfile.mkstemp(prefix=".nerveseg-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all
+    (:func:`nerveseg.engines.interrupts.write_atomic`: one way to do it everywhere)."""
+    from .interrupts import write_atomic
+
+    write_atomic(path, text)
