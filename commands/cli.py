@@ -198,6 +198,12 @@ def entry() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
+    # The outcome stands: a stop signal from here on is ignored. Python's finalization puts
+    # the default action back on signals it handles (not on ignored ones), and a SIGTERM in
+    # that last instant would otherwise end a complete run as "killed" (-15), not its code.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     sys.exit(outcome["code"])
 
 
