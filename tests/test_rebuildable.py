@@ -83,3 +83,21 @@ def test_train_samples_script_dirties_nothing_tracked_before_its_last_step():
     assert publish == len(steps) - 1
     for line in steps[:publish]:
         assert "samples/" not in line and '"$MODELS"' not in line, line
+
+
+@pytest.mark.parametrize("name", ["gate.onnx", "unet.onnx", "gate_seg.onnx"])
+def test_the_shipped_engines_name_a_clean_commit_of_this_repository(name):
+    """Anyone can check out the revision a shipped engine records and rebuild it."""
+    import subprocess
+
+    from nerveseg.engines.onnxruntime_backend import read_onnx_meta
+
+    repo = Path(__file__).resolve().parents[1]
+    meta = read_onnx_meta(repo / "samples" / "models" / name)
+    revision = meta.revision
+    assert revision and "dirty" not in revision and not meta.extra.get("dirty"), (revision, meta.extra.get("dirty"))
+    assert meta.extra.get("export_revision") == revision
+    known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{revision}^{{commit}}"], capture_output=True)
+    if known.returncode != 0 and (repo / ".git" / "shallow").exists():
+        pytest.skip("a shallow clone: the engines' commit is not in this history")
+    assert known.returncode == 0, f"{name}: revision {revision} is not a commit of this repository"
