@@ -66,17 +66,7 @@ def make_poison_gate(path: Path, size: int = 32, limit: float = 240.0) -> Path:
         helper.make_node("Concat", ["minus_one", "width"], ["shape"], axis=0),
         helper.make_node("Reshape", ["raw", "shape"], ["logits"]),
     ]
-    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])
-    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
-    graph = helper.make_graph(nodes, "poison_gate", [image], [out], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = EngineMeta(model="poison_gate", task="classify", classes=("nerve", "opening_wound", "tendon"),
-                      input_size=(size, size), recipe_hash="test", revision="test")
-    model.metadata_props.add(key=META_KEY, value=meta.to_json())
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save_gate(path, "poison_gate", nodes, inits, size)
 
 
 class ScriptedCamera:
@@ -255,12 +245,18 @@ def make_stuck_gate(path: Path, size: int = 32, iterations_per_level: int = 10**
         helper.make_node("Add", ["mw", "b"], ["raw"]),
         helper.make_node("Add", ["raw", "nothing"], ["logits"]),
     ]
+    return _save_gate(path, "stuck_gate", nodes, inits, size)
+
+
+def _save_gate(path: Path, name: str, nodes: list, inits: list, size: int) -> Path:
+    """A checked ONNX classifier ``name`` (``image`` uint8 NHWC in, 3 ``logits`` out) with
+    nerveseg metadata, saved to ``path``."""
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
-    graph = helper.make_graph(nodes, "stuck_gate", [image], [out], inits)
+    graph = helper.make_graph(nodes, name, [image], [out], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    meta = EngineMeta(model="stuck_gate", task="classify", classes=("nerve", "opening_wound", "tendon"),
+    meta = EngineMeta(model=name, task="classify", classes=("nerve", "opening_wound", "tendon"),
                       input_size=(size, size), recipe_hash="test", revision="test")
     model.metadata_props.add(key=META_KEY, value=meta.to_json())
     onnx.checker.check_model(model)
