@@ -16,7 +16,8 @@ from nerveseg.realtime import config as cfg
 from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
-MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling")
+MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling",
+         "steadiness")
 ROUND_MODES = ("naive", "sequential", "bare", "replay", "single")  # interleaved per round, median round kept
 DEFAULT_SINGLE = "samples/models/gate_seg.onnx"
 DEFAULT_MODES = "naive,sequential,bare,replay,single,live,costs,formats"
@@ -159,8 +160,25 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
             results["soak"] = modes.soak(frames, engines, config, args.soak, args.out / "soak.avi")
         elif mode == "scaling":
             results["scaling"] = _scaling(frames, args)
+        elif mode == "steadiness":
+            results["steadiness"] = _steadiness(video, config, engines)
         interrupts.check_stop()
         results["measured"].append(mode)
+
+
+def _steadiness(video: Path, config, engines) -> dict:
+    """The steady overlay off, as configured (or the preset), scored on ``video``'s ground
+    truth (``VIDEO.gt/``: docs/VALIDATION.md); a video without one is said, not guessed."""
+    from nerveseg.realtime.steady import PRESET, SteadyConfig
+
+    from .bench.steadiness import steadiness
+    from .validation.groundtruth import find_video_truth
+
+    truth = find_video_truth(video, engines.gate.classes)
+    if truth is None:
+        return {"skipped": f"{video}: no ground truth beside it ({video.stem}.gt/)"}
+    steady = config.steady if not config.steady.off else PRESET
+    return steadiness(config, engines, video, truth, {"off": SteadyConfig(), "steady": steady})
 
 
 def _unless_missing(work, skipped=lambda why: {"skipped": why}):

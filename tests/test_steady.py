@@ -73,3 +73,28 @@ def test_a_replay_with_the_steady_overlay_on(tmp_path, tiny_engines):
     assert pipeline.ops.gate.steady.frames_in == 2 and pipeline.ops.segment._smoother.alpha == 0.6
     summary = pipeline.run()
     assert summary["frames"] == 16 and summary["segmented_frames"] >= 14
+
+
+def test_bench_scores_the_steady_overlay_against_the_video_s_truth(tmp_path, tiny_engines, capsys):
+    import json
+
+    from video_fixtures import write_truth, write_video
+
+    from nerveseg.commands.cli import main
+
+    video = write_video(tmp_path / "v.mp4", frames=24, nerve_every=3)
+    write_truth(video, 24, 3)
+    out = tmp_path / "bench"
+    assert main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--modes", "steadiness", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())["steadiness"]
+    assert set(result) == {"off", "steady"} and result["steady"]["config"]["frames_in"] == 2
+    for r in result.values():
+        assert r["frames"] == 24 and 0.0 <= r["label_accuracy"] <= 1.0 and r["label_changes_per_s"] >= 0
+    # nerve every third frame: off follows every change, the band holds through the short gaps
+    assert result["off"]["label_changes_per_s"] > result["steady"]["label_changes_per_s"]
+    assert "steadiness off:" in capsys.readouterr().out
+    plain = write_video(tmp_path / "plain.mp4", frames=6)
+    assert main(["bench", str(plain), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--modes", "steadiness", "--out", str(tmp_path / "b2")]) == 0
+    assert "no ground truth" in json.loads((tmp_path / "b2" / "bench.json").read_text())["steadiness"]["skipped"]

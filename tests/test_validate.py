@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from video_fixtures import band_row, write_video
+from video_fixtures import write_truth, write_video
 
 from nerveseg.engines.metadata import file_sha256
 from nerveseg.realtime import stages
@@ -25,22 +25,6 @@ from nerveseg.commands.cli import main
 
 FPS = 24
 SECTIONS = ("performance", "degradation", "annotation", "video", "model-card")
-
-
-def write_truth(video: Path, frames: int, nerve_every: int, height: int = 240, width: int = 640) -> Path:
-    """``<stem>.gt/`` for a :func:`write_video` video: its nerve band, left eye."""
-    gt = video.parent / f"{video.stem}.gt"
-    (gt / "masks").mkdir(parents=True)
-    rows = ["frame,class"]
-    for i in range(frames):
-        nerve = i % nerve_every == 0
-        mask = np.zeros((height, width // 2), np.uint8)
-        if nerve:
-            mask[band_row(i, height):band_row(i, height) + 16] = 1
-        cv2.imwrite(str(gt / "masks" / f"{i:06d}.png"), mask)
-        rows.append(f"{i},{'nerve' if nerve else 'opening_wound'}")
-    (gt / "labels.csv").write_text("\n".join(rows) + "\n")
-    return gt
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 
@@ -60,3 +61,19 @@ def pipeline_box(frame: np.ndarray, input_size: int = 32):
     from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
 
     return Preprocessor(PreprocessConfig(), (input_size, input_size))(frame)[2]
+
+
+def write_truth(video: Path, frames: int, nerve_every: int, height: int = 240, width: int = 640) -> Path:
+    """``<stem>.gt/`` for a :func:`write_video` video: its nerve band, left eye."""
+    gt = video.parent / f"{video.stem}.gt"
+    (gt / "masks").mkdir(parents=True)
+    rows = ["frame,class"]
+    for i in range(frames):
+        nerve = i % nerve_every == 0
+        mask = np.zeros((height, width // 2), np.uint8)
+        if nerve:
+            mask[band_row(i, height):band_row(i, height) + 16] = 1
+        cv2.imwrite(str(gt / "masks" / f"{i:06d}.png"), mask)
+        rows.append(f"{i},{'nerve' if nerve else 'opening_wound'}")
+    (gt / "labels.csv").write_text("\n".join(rows) + "\n")
+    return gt

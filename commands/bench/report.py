@@ -89,6 +89,13 @@ def table(results: dict) -> str:
         rounds = (results.get(name) or {}).get("fps_rounds")
         if rounds:
             lines.append(f"{name} FPS per round: {', '.join(f'{v:.1f}' for v in rounds)} (median round shown)")
+    steadiness = results.get("steadiness") or {}
+    if "skipped" in steadiness:
+        lines.append(f"steadiness: skipped: {steadiness['skipped']}")
+    for name, r in ({} if "skipped" in steadiness else steadiness).items():
+        lines.append(f"steadiness {name}: {r['label_changes_per_s']} label changes/s, consecutive-mask IoU "
+                     f"{r['consecutive_mask_iou']}, label accuracy {r['label_accuracy']}, nerve IoU {r['nerve_iou']} "
+                     f"({r['frames']} frames)")
     soak = results.get("soak")
     if soak:
         lines.append(f"soak: {soak['frames']} frames at {soak['fps']} FPS, RSS {soak['rss_start_mb']} → "
