@@ -4,7 +4,8 @@ crop → resize.
 The geometry is found once, at the first frame, and then fixed for the run: it is found
 again only when the frame size changes (a reconnect, another device mode) or when asked
 (:meth:`Preprocessor.redetect`). A crop that changed during a run would change what
-the surgeon sees and the recording's frame size. It is applied as array slicing, so the
+the surgeon sees and the recording's frame size (the gate also asks again when a live
+source reconnects). It is applied as array slicing, so the
 per-frame work is one ``cv2.resize`` into a preallocated engine input buffer.
 
 Stereo layouts (``layout``): ``side-by-side`` (left eye | right eye), ``side-by-side-half``

@@ -32,13 +32,16 @@ def stage_ms(stamps: tuple[Stamp, ...]) -> dict[str, float]:
 class Frame:
     """A decoded frame. ``image``: ``(H, W, 3) uint8 RGB``, owned by this record (the
     source allocates a new array per frame). ``captured_ns``: when the frame became
-    available to the pipeline. ``pts``: source time in seconds (None for cameras)."""
+    available to the pipeline. ``pts``: source time in seconds (None for cameras).
+    ``connection``: how many times a live source had reconnected when it took this frame
+    (a new connection may bring another picture: the crop is found again)."""
 
     index: int
     captured_ns: int
     image: np.ndarray
     pts: float | None = None
     stamps: tuple[Stamp, ...] = ()
+    connection: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)

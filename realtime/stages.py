@@ -152,6 +152,7 @@ class GateOp(Operator):
         self.steady = steady
         self._hysteresis = Hysteresis(steady)
         self._shown: int | None = None  # the class shown for the previous frame
+        self._connection = 0  # the source's reconnect count at the last frame
 
     @property
     def eye(self) -> str:
@@ -166,6 +167,9 @@ class GateOp(Operator):
 
     def process(self, frame: Frame) -> GateResult:
         t0 = now_ns()
+        if frame.connection != self._connection:  # a live source came back: maybe another picture
+            self._connection = frame.connection
+            self.preprocess.redetect()
         view, engine_input, box = self.preprocess(frame.image)
         t1 = now_ns()
         outputs = self.engine.run(engine_input)

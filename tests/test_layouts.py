@@ -131,3 +131,17 @@ def test_the_layout_pictures_of_docs_sources_are_drawn_by_their_script(tmp_path)
                                          "layout_top-bottom.png", "layout_mono.png"]
     docs = (script.parents[1] / "docs" / "SOURCES.md").read_text()
     assert all(f"img/{p.name}" in docs for p in written)
+
+
+def test_a_reconnected_source_gets_its_crop_found_again(tiny_engines):
+    """Same size, another picture after a reconnect (another input on the capture card):
+    the crop is found again; within one connection it stays put."""
+    from nerveseg.engines.loader import load_engine
+    from nerveseg.realtime.frames import Frame, now_ns
+    from nerveseg.realtime.stages import GateOp
+
+    gate = GateOp(load_engine(tiny_engines[0], task="classify"), PreprocessConfig())
+    first = gate.process(Frame(0, now_ns(), glare(540, 1920, 120))).box
+    same = gate.process(Frame(1, now_ns(), glare(540, 1920, 300))).box
+    again = gate.process(Frame(2, now_ns(), glare(540, 1920, 300), connection=1)).box
+    assert same == first and again != first and again.x0 >= 300

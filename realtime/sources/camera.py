@@ -165,7 +165,7 @@ class CameraSource(Source):
                         self._read_back(capture, image.shape)
                         self.status.set("ok", self.shortfall or "")
                         delivered = True
-                    yield Frame(index, t1, image, pts=None, stamps=(("decode", t0, t1),))
+                    yield Frame(index, t1, image, pts=None, stamps=(("decode", t0, t1),), connection=self.reconnects)
                     index += 1
             finally:
                 self._call("release", capture.release)

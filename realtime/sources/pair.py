@@ -109,4 +109,4 @@ class PairedSource(Source):
         t0 = min(s[1] for s in left.stamps + right.stamps) if left.stamps and right.stamps else left.captured_ns
         captured = max(left.captured_ns, right.captured_ns)
         return Frame(index, captured, np.concatenate([left.image, image], axis=1), pts=None,
-                     stamps=(("decode", t0, captured),))
+                     stamps=(("decode", t0, captured),), connection=left.connection + right.connection)

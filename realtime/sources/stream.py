@@ -108,7 +108,8 @@ class StreamSource(Source):
                             delivered = True
                             self.sizes.append((image.shape[1], image.shape[0]))
                             self.status.set("ok")
-                        yield Frame(index, t1, image, pts=decoded.time, stamps=(("decode", t0, t1),))
+                        yield Frame(index, t1, image, pts=decoded.time, stamps=(("decode", t0, t1),),
+                                    connection=self.reconnects)
                         index += 1
             except (av.FFmpegError, OSError) as exc:  # a read timeout, a reset connection, bad data
                 why = " ".join(str(exc).split())[:120]
