@@ -84,6 +84,9 @@ class PreprocessConfig:
     blown_fraction: float = bounded(0.6, UNIT)
     max_border: float = bounded(0.35, Range(0.0, 0.5, hi_open=True), why="of each side")
     square: bool = True
+    # 0: the crop is fixed for the run. N: found again every N frames, for a field whose
+    # overexposed border moves (a recording then starts a new segment at each new size).
+    recrop_every: int = bounded(0, Range(0, 100_000), why="frames; 0 keeps the crop for the run")
 
     def __post_init__(self) -> None:
         if self.eye not in EYES:
@@ -220,6 +223,7 @@ class Preprocessor:
         self._shape: tuple[int, ...] | None = None
         self._redetect = False
         self._layout: tuple[str, str] | None = None
+        self._count = 0
 
     @property
     def box(self) -> Box | None:
@@ -251,7 +255,9 @@ class Preprocessor:
         shape = frame.shape
         if self.config.layout == "side-by-side-half":
             frame = self._unsqueezed(frame)
-        if self._box is None or shape != self._shape or self._redetect:
+        every = self.config.recrop_every
+        self._count += 1
+        if self._box is None or shape != self._shape or self._redetect or (every and self._count % every == 0):
             self._redetect = False
             self._layout = resolve_layout(shape[0], shape[1], self.config.layout)
             # a stretched eye is one eye: its geometry is a mono frame's

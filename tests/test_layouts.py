@@ -145,3 +145,14 @@ def test_a_reconnected_source_gets_its_crop_found_again(tiny_engines):
     same = gate.process(Frame(1, now_ns(), glare(540, 1920, 300))).box
     again = gate.process(Frame(2, now_ns(), glare(540, 1920, 300), connection=1)).box
     assert same == first and again != first and again.x0 >= 300
+
+
+def test_recrop_every_n_frames_follows_a_border_that_moves():
+    pre = Preprocessor(PreprocessConfig(recrop_every=10), (64, 64))
+    boxes = [pre(glare(540, 1920, 120 if i < 5 else 300))[2] for i in range(12)]
+    assert boxes[0] == boxes[8] and boxes[9] != boxes[0] and boxes[9].x0 >= 300, "found again at frame 10"
+    from nerveseg.engines.errors import UserError
+    from nerveseg.realtime import config as cfg
+
+    with pytest.raises(UserError, match="recrop_every"):
+        cfg.from_dict({"preprocess": {"recrop_every": -1}})
