@@ -41,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "median round: on a shared machine, load moves between modes otherwise")
     parser.add_argument("--soak", type=int, default=10000, help="frames in the soak replay (memory growth)")
     parser.add_argument("--sizes", default="224,320,512", help="input sizes for the scaling mode")
-    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt",
-                        help="formats to compare (torch, onnxruntime, tensorrt); missing ones say why")
+    parser.add_argument("--backends", default="torch,onnxruntime,openvino,int8,tensorrt",
+                        help="formats to compare (torch, onnxruntime, openvino, int8: INT8 files made now by "
+                             "`nerveseg quantize` on the video and run by the CPU runtimes listed, tensorrt); "
+                             "missing ones say why")
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
     parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
@@ -268,9 +270,10 @@ def _formats(args, config, gate_pt, seg_pt) -> tuple[list[dict], str]:
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     data, described = formats.held_out_set(args.test_set)
+    gate, seg = Path(config.gate.engine), Path(config.segment.engine)
+    int8 = formats.int8_engines(gate, seg, Path(args.video), args.out, data, described) if "int8" in backends else None
     rows = [formats.measure(f, data, args.splits)
-            for f in formats.candidate_formats(Path(config.gate.engine), Path(config.segment.engine),
-                                               gate_pt, seg_pt, backends)]
+            for f in formats.candidate_formats(gate, seg, gate_pt, seg_pt, backends, int8)]
     return rows, described
 
 

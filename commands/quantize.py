@@ -143,6 +143,44 @@ def compare(fp32: dict, int8: dict, max_drop: float, max_iou_drop: float, test_s
             "max_drop": {k: limits[k] for k in fp32}, "passed": not failed, "failed": failed}
 
 
-def publish(tmp: Path, out: Path) -> None:
-    """Move the finished file into place in one step (same folder, so a rename)."""
-    os.replace(tmp, out)
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How :func:`build` quantizes and what it allows (the CLI's options)."""
+
+    calib_frames: int = 256
+    calib_every: int = 1
+    per_channel: bool = True
+    keep_first: int = 1
+    max_drop: float = 0.005
+    max_iou_drop: float = 0.01
+    keep_failed: bool = False
+
+
+def build(parent: Path, out: Path, calib: str | Path, data: Path, described: str, options: Options) -> dict:
+    """Quantize ``parent`` into ``out``, score both on ``data`` and write ``out`` (whole: a
+    partial file beside it, then a rename) if the drops are within the limits or
+    ``options.keep_failed``. Returns the accuracy check, with ``frames`` (calibration
+    frames used) and ``written``."""
+    from nerveseg.engines.loader import load_engine
+
+    fp32 = load_engine(parent, "onnxruntime")  # missing, unreadable, no metadata: one line
+    if fp32.meta.task not in QUANTIZABLE:
+        raise EngineError(f"{parent}: a {fp32.meta.task!r} engine; quantize takes {', '.join(QUANTIZABLE)}")
+    if fp32.meta.extra.get("precision", "fp32") != "fp32":
+        raise EngineError(f"{parent}: already {fp32.meta.extra['precision']}; quantize its FP32 parent")
+    frames = calibration(calib, fp32.input_size, options.calib_frames, options.calib_every)
+    tmp = out.with_name(f".{out.stem}.partial.onnx")
+    try:
+        kept = quantize_file(parent, tmp, frames, options.per_channel, options.keep_first)
+        with load_engine(tmp, "onnxruntime", task=fp32.meta.task) as int8:
+            check = compare(accuracy(fp32, data), accuracy(int8, data), options.max_drop, options.max_iou_drop,
+                            described)
+        write_meta(tmp, int8_meta(fp32.meta, parent, calib, len(frames), options.calib_every,
+                                  options.per_channel, kept, check))
+        written = check["passed"] or options.keep_failed
+        if written:
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        fp32.close()
+    return {**check, "frames": len(frames), "written": written}

@@ -54,36 +54,26 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nerveseg.commands.bench.formats import held_out_set
-    from nerveseg.commands.quantize import (QUANTIZABLE, accuracy, calibration, compare, int8_meta, publish,
-                                            quantize_file, write_meta)
+    from nerveseg.commands.quantize import Options, build
     from nerveseg.engines import extras
-    from nerveseg.engines.loader import load_engine
+
+    from nerveseg.engines.onnxruntime_backend import read_onnx_meta
 
     _check(args)
     extras.require("onnx", "nerveseg quantize")
-    fp32 = load_engine(args.engine, "onnxruntime")  # missing, unreadable, no metadata: one line
-    if fp32.meta.task not in QUANTIZABLE:
-        raise UserError(f"{args.engine}: a {fp32.meta.task!r} engine; quantize takes {', '.join(QUANTIZABLE)}")
-    if fp32.meta.extra.get("precision", "fp32") != "fp32":
-        raise UserError(f"{args.engine}: already {fp32.meta.extra['precision']}; quantize its FP32 parent")
-    frames = calibration(args.calib, fp32.input_size, args.calib_frames, args.calib_every)
-    tmp = args.out.with_name(f".{args.out.stem}.partial.onnx")
+    read_onnx_meta(args.engine)  # missing, unreadable, no metadata: said before the test set is made
+    if not Path(args.calib).exists():
+        raise UserError(f"{args.calib}: calibration video or folder not found")
+    options = Options(args.calib_frames, args.calib_every, not args.per_tensor, args.keep_first,
+                      args.max_drop, args.max_iou_drop, args.keep_failed)
     # 300 gate images: one image is a third of a point, finer than the default --max-drop
     data, said = held_out_set(args.test_set, per_class=100, seg_count=60)
     try:
-        kept = quantize_file(args.engine, tmp, frames, per_channel=not args.per_tensor, keep_first=args.keep_first)
-        int8 = load_engine(tmp, "onnxruntime", task=fp32.meta.task)
-        check = compare(accuracy(fp32, data), accuracy(int8, data), args.max_drop, args.max_iou_drop, said)
-        int8.close()
-        write_meta(tmp, int8_meta(fp32.meta, args.engine, args.calib, len(frames), args.calib_every,
-                                  not args.per_tensor, kept, check))
-        if check["passed"] or args.keep_failed:
-            publish(tmp, args.out)
+        check = build(args.engine, args.out, args.calib, data, said, options)
     finally:
-        tmp.unlink(missing_ok=True)
         if args.test_set is None:
             shutil.rmtree(data, ignore_errors=True)
-    _say(args, check, len(frames))
+    _say(args, check, check["frames"])
     return 0 if check["passed"] else 1
 
 
