@@ -17,7 +17,7 @@ from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
 MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling",
-         "steadiness")
+         "steadiness", "4k")
 ROUND_MODES = ("naive", "sequential", "bare", "replay", "single")  # interleaved per round, median round kept
 DEFAULT_SINGLE = "samples/models/gate_seg.onnx"
 DEFAULT_MODES = "naive,sequential,bare,replay,single,live,costs,formats"
@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
     parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
+    parser.add_argument("--uhd-video", type=Path, help="3840x2160 side-by-side video for the 4k mode (default: "
+                                                       "synthesised once into --out as uhd_sample.mp4)")
     parser.add_argument("--test-set", type=Path, help="folder with classify/ and segment/ (default: a held-out "
                                                       "synthetic set made now)")
     parser.add_argument("--splits", type=Path, help="split lists (classify/test.txt, segment/test.txt) in --test-set")
@@ -164,8 +166,16 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
             results["scaling"] = _scaling(frames, args)
         elif mode == "steadiness":
             results["steadiness"] = _steadiness(video, config, engines)
+        elif mode == "4k":
+            results["4k"] = _unless_missing(lambda: _uhd(args, config, engines))
         interrupts.check_stop()
         results["measured"].append(mode)
+
+
+def _uhd(args, config, engines) -> dict:
+    from .bench import uhd
+
+    return uhd.paced(uhd.uhd_video(args.out, args.uhd_video), engines, config)
 
 
 def _steadiness(video: Path, config, engines) -> dict:

@@ -109,6 +109,10 @@ def table(results: dict) -> str:
     r = results.get("ratios", {})
     if any(v is not None for v in r.values()):
         lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in r.items() if v is not None))
+    if results.get("4k"):
+        from .uhd import lines as uhd_lines
+
+        lines += uhd_lines(results["4k"])
     for row in results.get("formats", []):
         if "skipped" in row:
             lines.append(f"format {row['format']:<30} skipped: {row['skipped']}")
