@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .base import Engine
-from .metadata import file_sha256
+from .metadata import EngineError, file_sha256
 from .tensorrt_paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,14 @@ def fastest(path: Path, names: list[str], threads: int,
     if isinstance(hit, dict) and hit.get("winner") in names and set(hit.get("ms", {})) == set(names):
         return load(hit["winner"]), _reason(hit["ms"], hit["winner"], cached=True), dict(hit["ms"])
     figures: dict[str, float] = {}
+    failed: list[tuple[str, EngineError]] = []
     best: Engine | None = None
     for name in names:
-        engine = load(name)
+        try:
+            engine = load(name)
+        except EngineError as exc:  # one runtime refusing a graph leaves the others
+            failed.append((name, exc))
+            continue
         figures[name] = median_ms(engine)
         if best is None or figures[name] < figures[best.provenance.backend]:
             if best is not None:
@@ -122,8 +127,14 @@ def fastest(path: Path, names: list[str], threads: int,
             best = engine
         else:
             engine.close()
+    if best is None:
+        raise failed[0][1]  # every runtime refused it: the first one's words
     winner = best.provenance.backend
+    reason = _reason(figures, winner, cached=False)
+    if failed:
+        reason += "; " + "; ".join(f"{LABELS.get(n, n)} could not load it ({exc})" for n, exc in failed)
+        return best, reason, figures  # not cached: a fixed install should be measured again
     entries.pop(key, None)
     entries[key] = {"winner": winner, "ms": figures, "engine": str(path), "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _write_cache(entries)
-    return best, _reason(figures, winner, cached=False), figures
+    return best, reason, figures

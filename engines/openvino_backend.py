@@ -62,14 +62,24 @@ def device_for(available: list[str] | tuple[str, ...]) -> str:
     return "GPU" if any(d == "GPU" or d.startswith("GPU.") for d in available) else "CPU"
 
 
+def _said(exc: Exception) -> str:
+    """OpenVINO's message in one short phrase: its most telling line, not the C++ location
+    (``Exception from src/...``, ``Check 'false' failed at ...``) it starts with."""
+    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(("Exception from", "Check ", "To facilitate"))]
+    for line in telling:
+        if "No conversion rule" in line or "not supported" in line.lower():
+            return line[:200]
+    return (telling[-1] if telling else lines[0] if lines else type(exc).__name__)[:200]
+
+
 def _read_model(path: Path):
     if not path.is_file():
         raise EngineError(f"{path}: engine file not found")
     try:
         return _core().read_model(str(path))
     except Exception as exc:  # the ONNX frontend raises its own types for every parse failure
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"{path}: not a loadable ONNX model ({first[:200]})") from None
+        raise EngineError(f"{path}: not a loadable ONNX model ({_said(exc)})") from None
 
 
 def _meta_from_model(model, path: Path) -> EngineMeta:
@@ -143,8 +153,7 @@ class OpenVinoEngine(Engine):
         try:
             self._compiled = _core().compile_model(model, device, config)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineError(f"{path}: OpenVINO cannot compile it for {device} ({first[:200]})") from None
+            raise EngineError(f"{path}: OpenVINO cannot compile it for {device} ({_said(exc)})") from None
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()
         precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()

@@ -218,3 +218,34 @@ def test_an_unreadable_choice_cache_is_measured_again_and_rewritten(tiny_engines
     assert "measured here" in engine.provenance.reason or probe().gpu is not None
     if probe().gpu is None:
         assert len(json.loads(backend_choice.cache_path().read_text())) == 1
+
+
+def test_a_runtime_that_refuses_the_graph_leaves_the_other_and_is_named(tmp_path):
+    """An ONNX Runtime contrib op (com.microsoft Inverse) that OpenVINO does not know:
+    auto keeps ONNX Runtime and says why OpenVINO is not in the measurement."""
+    eye = numpy_helper.from_array(np.eye(32, dtype=np.float32), "eye")
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["g"], axes=[3], keepdims=1),
+             helper.make_node("Transpose", ["g"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Add", ["t", "eye"], ["m"]),
+             helper.make_node("Inverse", ["m"], ["mask_logits"], domain="com.microsoft")]
+    out = helper.make_tensor_value_info("mask_logits", TensorProto.FLOAT, ["N", 1, 32, 32])
+    graph = helper.make_graph(nodes, "contrib", [_image_input(32)], [out], [eye])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    meta = EngineMeta(model="contrib", task="segment", classes=("background", "nerve"), input_size=(32, 32))
+    model.metadata_props.add(key="nerveseg", value=meta.to_json())
+    path = tmp_path / "contrib.onnx"
+    path.write_bytes(model.SerializeToString())
+    try:
+        OpenVinoEngine(path).close()
+        pytest.skip("this OpenVINO reads com.microsoft FastGelu: nothing to refuse")
+    except EngineError:
+        pass
+    engine, reason, figures = backend_choice.fastest(path, ["openvino", "onnxruntime"], 0,
+                                                     lambda n: load_engine(path, n, task="segment"))
+    assert engine.provenance.backend == "onnxruntime" and list(figures) == ["onnxruntime"]
+    assert "OpenVINO could not load it (" in reason and "contrib.onnx" in reason
+    assert "No conversion rule found for operations: com.microsoft.Inverse" in reason
+    assert not backend_choice.cache_path().exists()  # measured again once the install is fixed
