@@ -74,12 +74,21 @@ def _said(exc: Exception) -> str:
 
 
 def _read_model(path: Path):
+    """The ONNX file through OpenVINO's ONNX frontend only: ``Core.read_model`` tries every
+    frontend on a file it cannot parse, and TensorFlow's writes its parse errors to stderr."""
     if not path.is_file():
         raise EngineError(f"{path}: engine file not found")
+    _core()  # imports openvino the offline way first
+    from openvino.frontend import FrontEndManager
+
     try:
-        return _core().read_model(str(path))
-    except Exception as exc:  # the ONNX frontend raises its own types for every parse failure
+        onnx = FrontEndManager().load_by_framework("onnx")
+        model = onnx.convert(onnx.load(str(path)))
+    except Exception as exc:  # the frontend raises its own types for every parse failure
         raise EngineError(f"{path}: not a loadable ONNX model ({_said(exc)})") from None
+    if not model.outputs:  # an empty file parses as an empty graph
+        raise EngineError(f"{path}: not a loadable ONNX model (no graph: {path.stat().st_size} bytes)")
+    return model
 
 
 def _meta_from_model(model, path: Path) -> EngineMeta:

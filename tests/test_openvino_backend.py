@@ -249,3 +249,20 @@ def test_a_runtime_that_refuses_the_graph_leaves_the_other_and_is_named(tmp_path
     assert "OpenVINO could not load it (" in reason and "contrib.onnx" in reason
     assert "No conversion rule found for operations: com.microsoft.Inverse" in reason
     assert not backend_choice.cache_path().exists()  # measured again once the install is fixed
+
+
+def test_a_corrupt_file_is_one_line_on_the_real_stderr(tmp_path):
+    """Through OpenVINO's ONNX frontend only: the other frontends it would try on a file
+    it cannot parse (TensorFlow's) write their own errors straight to the process's stderr."""
+    gate = make_gate(tmp_path / "gate.onnx")
+    data = bytearray(gate.read_bytes())
+    data[int(len(data) * 0.35):int(len(data) * 0.35) + 64] = b"\xff" * 64
+    gate.write_bytes(bytes(data))
+    video = write_video(tmp_path / "in.mp4", frames=3)
+    result = subprocess.run([sys.executable, "-m", "nerveseg.commands.cli", "replay", str(video), "--out",
+                             str(tmp_path / "o.avi"), "--gate", str(gate), "--seg",
+                             str(make_segmenter(tmp_path / "seg.onnx")), "--backend", "openvino", "--no-progress"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("INFO ")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "gate.onnx: not a loadable ONNX model" in lines[0]
