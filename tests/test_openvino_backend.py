@@ -266,3 +266,27 @@ def test_a_corrupt_file_is_one_line_on_the_real_stderr(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("INFO ")]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "gate.onnx: not a loadable ONNX model" in lines[0]
+
+
+def test_an_instance_engine_is_refused_and_auto_keeps_onnx_runtime(tmp_path):
+    """Mask R-CNN engines: OpenVINO turned "no detection" into one garbage detection
+    (tests/test_instance.py caught it), so it refuses them and auto says why."""
+    outputs = {"boxes": (TensorProto.FLOAT, np.zeros((0, 4), np.float32)),
+               "labels": (TensorProto.INT64, np.zeros((0,), np.int64)),
+               "scores": (TensorProto.FLOAT, np.zeros((0,), np.float32)),
+               "masks": (TensorProto.FLOAT, np.zeros((0, 1, 28, 28), np.float32))}
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMax", ["f"], ["peak"], keepdims=0)]
+    nodes += [helper.make_node("Identity", [f"{name}_none"], [name]) for name in outputs]
+    graph = helper.make_graph(
+        nodes, "no_detections", [_image_input(32)],
+        [helper.make_tensor_value_info(n, t, list(v.shape)) for n, (t, v) in outputs.items()],
+        [numpy_helper.from_array(v, f"{n}_none") for n, (_, v) in outputs.items()])
+    meta = EngineMeta(model="none", task="instance", classes=("background", "nerve"), input_size=(32, 32))
+    path = save_onnx(graph, meta, tmp_path / "instance.onnx")
+    with pytest.raises(EngineError, match=r"instance\.onnx: the OpenVINO backend does not run 'instance' engines"):
+        load_engine(path, "openvino", task="instance")
+    if probe().gpu is None:
+        engine = load_engine(path, "auto", task="instance")
+        assert engine.provenance.backend == "onnxruntime" and "OpenVINO could not load it" in engine.provenance.reason
+        assert engine.run(np.zeros((1, 32, 32, 3), np.uint8))["scores"].shape == (0,)
