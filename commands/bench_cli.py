@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
     parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
+    parser.add_argument("--screen", choices=("qt", "subscriber"), default="qt",
+                        help="live mode: where a frame counts as shown: the end of the Qt view's paint "
+                             "(offscreen without a display; the default) or the hand-off to the view")
     parser.add_argument("--test-set", type=Path, help="folder with classify/ and segment/ (default: a held-out "
                                                       "synthetic set made now)")
     parser.add_argument("--splits", type=Path, help="split lists (classify/test.txt, segment/test.txt) in --test-set")
@@ -149,7 +152,10 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
     for mode in [m for m in modes_wanted if m not in ROUND_MODES]:
         log.info("bench: %s", mode)
         if mode == "live":
-            results["live"] = [modes.live(frames, rate, engines, config) for rate in _rates(args.live_fps)]
+            # Side by side in one run: the picture straight to the screen, and each frame
+            # waiting for its own mask (docs/LIVE.md).
+            results["live"] = [modes.live(frames, rate, engines, config, display=display, screen=args.screen)
+                               for rate in _rates(args.live_fps) for display in ("passthrough", "per-frame")]
         elif mode == "costs":
             results["costs"] = stage_costs(video, frames, engines, config)
         elif mode == "formats":

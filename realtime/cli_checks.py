@@ -16,10 +16,12 @@ import sys
 from nerveseg.engines.checks import MAX_THREADS, THREADS, UNIT, Range, field_problem, problem
 
 from .config import GateConfig, SegmentConfig
+from .layer import DisplayConfig
 from nerveseg.engines.errors import UserError
 
 # Flags that override a config key: checked by that key's own declaration.
-CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence")}
+CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence"),
+                "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms")}
 
 POSITIVE = Range(0, lo_open=True)
 AT_LEAST_ONE = Range(1)

@@ -129,6 +129,9 @@ class Rendered:
     fps: float = 0.0
     extra: dict = field(default_factory=dict)
     marks: tuple[Box, ...] = ()
+    #: live passthrough (:mod:`.layer`): ``image`` is the raw view and this the overlay layer
+    #: in force when the frame passed (a ``Layer``; None: none yet, or per-frame drawing)
+    layer: object | None = None
 
     @property
     def frame(self) -> Frame:

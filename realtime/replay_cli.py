@@ -43,6 +43,28 @@ def add_camera_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how a frame holds the eyes (default: auto, from the frame's shape)")
 
 
+def add_display_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the live picture is shown and recorded (``display`` and ``record.content`` in the YAML)."""
+    parser.add_argument("--display", choices=["auto", "passthrough", "per-frame"],
+                        help="passthrough: every frame shown at once, the overlay a layer over it; per-frame: "
+                             "each frame shown with its own mask, after its inference (default: auto, "
+                             "passthrough for live sources; docs/LIVE.md)")
+    parser.add_argument("--fade-after-ms", type=float, help="passthrough: the overlay's age at which it starts "
+                        "to fade (default 100)")
+    parser.add_argument("--hide-after-ms", type=float, help="passthrough: the overlay's age at which it is "
+                        "hidden (default 250)")
+    parser.add_argument("--record-content", choices=["annotated", "as-shown"],
+                        help="what a recording holds: annotated (each frame inference took, drawn with its "
+                             "mask; the default) or as-shown (passthrough: every frame shown, with the overlay "
+                             "as it was on screen)")
+
+
+def display_overrides(args: argparse.Namespace) -> dict:
+    return {"display": {"mode": args.display, "fade_after_ms": args.fade_after_ms,
+                        "hide_after_ms": args.hide_after_ms},
+            "record": {"content": args.record_content}}
+
+
 def camera_overrides(args: argparse.Namespace) -> dict:
     return {"source": {"camera": {"size": args.camera_size, "fps": args.camera_fps,
                                   "format": args.camera_format, "api": args.camera_api},

@@ -36,12 +36,14 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
         if stage == "segment" and seg.mask is None:
             value = None  # skipped branch: no segmentation time, not zero
         row[f"{stage}_ms"] = None if value is None else round(value, 3)
-    last_overlay = dict((name, end) for name, _, end in r.stamps).get("overlay", done_ns)
-    row["annotation_delay_ms"] = round((last_overlay - frame.captured_ns) / 1e6, 3)
+    last_overlay = dict((name, end) for name, _, end in r.stamps).get("overlay")
+    # A frame shown raw (live passthrough) carries no mask of its own: its overlay's age says it.
+    row["annotation_delay_ms"] = None if last_overlay is None else round((last_overlay - frame.captured_ns) / 1e6, 3)
     row["latency_ms"] = round((done_ns - frame.captured_ns) / 1e6, 3)
     row["dropped"] = gate.dropped
     row["roi"] = roi_text(seg.roi)
     row["status"] = "ok" if not r.errors else "failed: " + "; ".join(r.errors)
+    row.update((k, v) for k, v in r.extra.items() if k.startswith("overlay_"))
     return row
 
 

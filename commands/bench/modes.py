@@ -201,34 +201,46 @@ def replay(video: Path, engines: Engines, config: PipelineConfig, out: Path) -> 
 
 
 def live(frames: list[np.ndarray], fps: float, engines: Engines, config: PipelineConfig,
-         loops: int = 1, record: Path | None = None) -> dict:
-    """Frames offered at ``fps`` with the newest-frame policy. Video delay: capture → the
-    frame reaches the display; annotation delay: capture → a frame with its mask does."""
+         loops: int = 1, record: Path | None = None, display: str = "passthrough", screen: str = "qt") -> dict:
+    """Frames offered at ``fps`` with the newest-frame policy, shown as ``display`` says
+    (``passthrough`` or ``per-frame``, docs/LIVE.md) on ``screen`` (``qt``: the view's own
+    widget painting, offscreen without a display; ``subscriber``: the hand-off to it).
+    Video delay: capture → the frame painted; annotation delay: capture → its mask painted
+    (passthrough: the first paint that showed its layer). As ``nerveseg validate`` measures them."""
+    from ..validation.delays import delay_report
+    from ..validation.display import make_probe
+
     config = dataclasses.replace(
         config, source=dataclasses.replace(config.source, live=True),
+        display=dataclasses.replace(config.display, mode=display),
         record=dataclasses.replace(config.record, path=str(record) if record else None))
     source = MemorySource(frames, fps, loops)
     pipeline = NervePipeline(config, source=source, engines=engines)
-    shown: list[tuple[int, int, bool]] = []  # (index, delay_ns, has_mask)
-
-    def on_frame(r: Rendered) -> None:
-        shown.append((r.index, now_ns() - r.frame.captured_ns, r.seg.mask is not None))
-
-    pipeline.subscribe(on_frame)
-    summary = pipeline.run()
-    kept = trimmed(shown)
-    video = [d / 1e6 for _, d, _ in kept]
-    annotation = [d / 1e6 for _, d, m in kept if m]
+    probe = make_probe(screen)
+    try:
+        probe.attach(pipeline)
+        probe.drive(pipeline, lambda: None, deadline_s=3 * source.frame_count / fps + 60)
+        shown, layers = probe.shown(), probe.layers_shown() if pipeline.passthrough else None
+        where = probe.describe()
+    finally:
+        probe.close()
+    summary = pipeline.summary()
+    report = delay_report(shown, fps, {}, layers)
+    video, annotation = report["video"], report["annotation"]
     channels = summary["channels"]
-    return {"what": f"live at {fps:g} FPS, newest-frame policy", "fps_offered": fps, "offered": source.frame_count,
-            "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
-            "video_delay_ms": describe(video), "annotation_delay_ms": describe(annotation),
+    offered = source.frame_count
+    return {"what": f"live at {fps:g} FPS, newest-frame policy, {report['display_mode']} display",
+            "display": report["display_mode"], "screen": where["on_screen_means"], "fps_offered": fps,
+            "offered": offered, "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
+            # frames offered that never reached the screen: held back (or lost) on the way
+            "not_shown_pct": round(100.0 * (offered - len(shown)) / offered, 2) if offered else None,
+            "video_delay_ms": video["stats"], "annotation_delay_ms": annotation["stats"],
+            "video_delay_parts_ms": video["parts_median_ms"], "annotation_delay_parts_ms": annotation["parts_median_ms"],
             "capture_to_overlay_ms": summary["annotation_delay_ms"],
             "queue_high_water": {name: c["high_water"] for name, c in channels.items()},
             "stages_ms": summary["stages_ms"], "note": summary["note"],
-            "video_delay_values": [round(v, 3) for v in video],
-            "annotation_delay_values": [round(v, 3) for v in annotation]}
-
+            "video_delay_values": video["per_frame"]["delay_ms"],
+            "annotation_delay_values": annotation["per_frame"]["delay_ms"]}
 
 
 def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, total: int, out: Path,

@@ -200,7 +200,11 @@ def delay(results: dict, key: str, number: int, title: str) -> Section:
         f"at the start (1/5/15 min): {', '.join(map(str, load)) if load else 'n/a'}.")
     if d["display"].get("fallback_reason"):
         s.p(f"Fallback: {d['display']['fallback_reason']}.")
-    if key == "video":
+    if key == "video" and d.get("display_mode") == "passthrough":
+        s.p("Live passthrough (docs/LIVE.md): every frame goes to the screen without waiting for inference; the "
+            "overlay is a layer of its own, drawn over whatever frame is shown. The annotation delay runs from "
+            "the capture of a mask's frame to the first paint that showed that layer.")
+    elif key == "video":
         s.p("Each mask is drawn on its own frame, so the raw picture waits for its frame's inference: on a "
             "segmented frame the video delay equals the annotation delay.")
     stats = d[key]["stats"] or {}
