@@ -69,13 +69,17 @@ class DisplayConfig:
 class Patch:
     """A piece of the layer at ``(x, y)`` of the view: ``rgba`` ``(h, w, 4) uint8``,
     premultiplied (for Qt); ``rgb`` ``(h, w, 3) uint8`` the premultiplied colour and
-    ``alpha3`` ``(h, w, 3) uint8`` the opacity per channel (for compositing with OpenCV)."""
+    ``alpha3`` ``(h, w, 3) uint8`` the opacity per channel (for compositing with OpenCV);
+    ``bgrx``/``alpha4`` the same in the screen's 32-bit order, the fourth channel 0."""
 
     x: int
     y: int
     rgba: np.ndarray
     rgb: np.ndarray
     alpha3: np.ndarray
+    #: the same for a 32-bit BGRX picture (the screen's ``Format_RGB32``): ``(h, w, 4) uint8``
+    bgrx: np.ndarray
+    alpha4: np.ndarray
 
     @property
     def box(self) -> Box:
@@ -138,7 +142,10 @@ def patches_of(black: np.ndarray, white: np.ndarray, boxes: list[Box]) -> tuple[
         c0, c1, c2 = cv2.split(alpha3)
         alpha = cv2.max(cv2.max(c0, c1), c2)  # the channel least cut by rounding
         rgb = b.copy()
-        out.append(Patch(box.x0, box.y0, cv2.merge((*cv2.split(rgb), alpha)), rgb, alpha3))
+        r, g, bl = cv2.split(rgb)
+        zero = np.zeros_like(alpha)
+        out.append(Patch(box.x0, box.y0, cv2.merge((r, g, bl, alpha)), rgb, alpha3, cv2.merge((bl, g, r, zero)),
+                         cv2.merge((c2, c1, c0, zero))))
     return tuple(out)
 
 
@@ -185,6 +192,19 @@ def composite(image: np.ndarray, layer: Layer | None, alpha: float = 1.0) -> np.
         # out = picture·(1 − a) + a·colour, the premultiplied colour being a·colour
         region[:] = cv2.add(cv2.subtract(region, cv2.multiply(region, alpha3, scale=1 / 255)), rgb)
     return out
+
+
+def blend_bgrx(bgrx: np.ndarray, layer: Layer | None, alpha: float = 1.0) -> None:
+    """Composite ``layer`` at ``alpha`` into ``bgrx`` (``(h, w, 4) uint8``, the view converted
+    for the screen), in place: what :func:`composite` does, without a copy of the frame."""
+    if layer is None or alpha <= 0.0 or bgrx.shape[:2] != layer.shape:
+        return
+    for patch in layer.patches:
+        region = patch.box.slice(bgrx)
+        colour, alpha4 = patch.bgrx, patch.alpha4
+        if alpha < 1.0:
+            colour, alpha4 = cv2.convertScaleAbs(colour, alpha=alpha), cv2.convertScaleAbs(alpha4, alpha=alpha)
+        region[:] = cv2.add(cv2.subtract(region, cv2.multiply(region, alpha4, scale=1 / 255)), colour)
 
 
 class LayerBoard:

@@ -5,6 +5,11 @@
                                                                  └▶ taps (validation, tests)
     watchdog (own thread): the source's state ─▶ status listeners
 
+Live passthrough (docs/LIVE.md, the default for live sources) adds a display path that
+waits for no inference: source ─▶ show ─┬▶ subscribers (the view) and ─▶ the "as shown"
+recorder; the overlay posts each new layer on a :class:`~.layer.LayerBoard`, read by show
+and told to the view. Edges name the display modes they belong to.
+
 Replay (files, tests) uses ``BLOCK`` on every edge: every frame, in order. Live sources
 put a one-slot ``DROP_OLDEST`` edge after the source, so inference always takes the
 newest frame and the drops are counted; every later edge holds one frame, so no queue

@@ -30,7 +30,7 @@ from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from nerveseg.realtime.events import SourceState
 from nerveseg.realtime.frames import Rendered, now_ns
-from nerveseg.realtime.layer import DisplayConfig, Layer, composite
+from nerveseg.realtime.layer import DisplayConfig, Layer, blend_bgrx, composite
 from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.roi import Polygon
 
@@ -239,8 +239,8 @@ class FrameView(QWidget):
         key = (self._array, layer, self.layer_alpha, w, h)
         cached = self._scaled
         if cached is None or any(a is not b for a, b in zip(cached[0][:2], key[:2])) or cached[0][2:] != key[2:]:
-            picture = composite(self._array, layer, self.layer_alpha)
-            bgrx = cv2.cvtColor(picture, cv2.COLOR_RGB2BGRA)  # Format_RGB32's byte order, ready to blit
+            bgrx = cv2.cvtColor(self._array, cv2.COLOR_RGB2BGRA)  # Format_RGB32's byte order, ready to blit
+            blend_bgrx(bgrx, layer, self.layer_alpha)  # as composite() does for a recording
             if (w, h) != self._frame_size():  # converted first: 4-channel resizing is faster
                 larger = w > bgrx.shape[1]
                 bgrx = cv2.resize(bgrx, (w, h), interpolation=cv2.INTER_LINEAR if larger else cv2.INTER_AREA)
