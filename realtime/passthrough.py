@@ -14,6 +14,7 @@ scaling for the screen happen in the view, compositing in the view's paint or, f
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -22,6 +23,8 @@ from .frames import Frame, GateResult, Rendered, Segmentation, now_ns
 from .graph import Operator
 from .layer import DisplayConfig, Layer, LayerBoard, composite
 
+#: overlay ages kept for the summary: ten minutes at 60 fps (a long case keeps its latest)
+AGES_KEPT = 36_000
 NO_PROBS = np.zeros(0, np.float32)
 NO_INPUT = np.empty((1, 0, 0, 3), np.uint8)
 
@@ -40,6 +43,7 @@ class ShowOp(Operator):
         self._stretch: dict = {}
         self.frames = 0
         self.hidden = 0  # frames shown without their layer because it was too old
+        self.ages: collections.deque = collections.deque(maxlen=AGES_KEPT)  # overlay age per frame shown (ms)
 
     def process(self, frame: Frame) -> Rendered:
         t0 = now_ns()
@@ -49,6 +53,8 @@ class ShowOp(Operator):
             layer = None  # made on another crop or eye: it would sit on the wrong tissue
         extra = overlay_fields(layer, self.display, t0)
         self.frames += 1
+        if extra["overlay_age_ms"] is not None:
+            self.ages.append(extra["overlay_age_ms"])
         self.hidden += bool(layer is not None and extra["overlay_alpha"] == 0.0)
         label = layer.label if layer is not None and extra["overlay_alpha"] > 0 else "none"
         confidence = layer.confidence if label != "none" else 0.0

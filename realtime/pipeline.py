@@ -45,6 +45,7 @@ from .passthrough import ShowOp, as_shown
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
+from .stats import describe
 from .steady import SteadyConfig
 from .watchdog import Watchdog
 
@@ -392,8 +393,11 @@ class NervePipeline:
         out = {"mode": "passthrough" if self.passthrough else "per-frame",
                "recording": self.config.record.content if self.passthrough else "annotated"}
         if self.passthrough:
-            out.update(fade_after_ms=d.fade_after_ms, hide_after_ms=d.hide_after_ms, frames_shown=self.ops.show.frames,
-                       shown_without_overlay_too_old=self.ops.show.hidden, layers=self.board.posted)
+            show = self.ops.show
+            out.update(fade_after_ms=d.fade_after_ms, hide_after_ms=d.hide_after_ms, frames_shown=show.frames,
+                       shown_without_overlay_too_old=show.hidden, layers=self.board.posted,
+                       # capture of the overlay's frame → the frame it was shown with (the view adds its paint)
+                       overlay_age_ms=describe(list(show.ages)) if show.ages else None)
         return out
 
     def finish(self) -> dict:

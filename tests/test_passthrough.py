@@ -257,3 +257,50 @@ def test_the_picture_of_the_two_paths_is_drawn_from_a_real_run(tmp_path):
     image.close()
     assert frame.shape[0] > 400 and frame.shape[1] > 800
     assert (frame[..., 0].astype(int) - frame[..., 2] > 80).any(), "the red inference spans are drawn"
+
+
+def test_a_layer_is_never_drawn_on_another_eye_and_its_age_is_summarised(engines):
+    """Switching eye mid-run: frames of the right eye never carry a layer made on the left
+    one (it would sit on other tissue); the summary gives the overlay's age per frame shown."""
+    gate, seg = engines
+    config = PipelineConfig(display=DisplayConfig(mode="passthrough"))
+    frames = [stereo_frame(i) for i in range(60)]
+    pipeline = NervePipeline(config, source=MemorySource(frames, 30.0, 1), engines=Engines(Slow(gate, 0.02), seg))
+    shown = []
+
+    def on_frame(r) -> None:
+        shown.append(r)
+        if len(shown) == 25:
+            pipeline.set_eye("right")
+
+    pipeline.subscribe(on_frame)
+    summary = pipeline.run()
+    boxes = {r.seg.gate.box for r in shown}
+    assert len(boxes) == 2, "both eyes were shown"
+    assert all(r.layer is None or r.layer.box == r.seg.gate.box for r in shown)
+    right = [r for r in shown[30:] if r.seg.gate.box.x0 > 0]
+    assert right and any(r.layer is not None for r in right), "the right eye got its own layers"
+    ages = summary["display"]["overlay_age_ms"]
+    assert ages["n"] > 0 and 20.0 <= ages["p50"] <= ages["max"]
+
+
+def test_the_view_hides_an_old_overlay_even_when_no_frame_comes(qtbot, engines):
+    """A source that stalls sends no frame: the view still repaints while a layer is on
+    screen, so the layer fades and hides by its age instead of staying painted."""
+    from nerveseg.ui.frame_view import FrameView
+
+    summary, shown, layers = run_live(engines, 0.0, mode="passthrough")
+    r = next(r for r, _ in reversed(shown) if r.layer is not None)
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.resize(320, 240)
+    view.show()
+    qtbot.waitExposed(view)
+    age = r.layer.age_ms()
+    view.display = DisplayConfig(fade_after_ms=age + 50, hide_after_ms=age + 300)
+    view.set_frame(r)
+    qtbot.waitUntil(lambda: view.layer_age_ms is not None)
+    assert view.layer_alpha == 1.0 and view.layer_age_ms < age + 50
+    qtbot.waitUntil(lambda: 0.0 < view.layer_alpha < 1.0, timeout=3000)  # fading, no new frame
+    qtbot.waitUntil(lambda: view.layer_alpha == 0.0, timeout=3000)
+    assert np.array_equal(view.shown_image(), r.image)

@@ -24,7 +24,7 @@ import time
 
 import cv2
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
@@ -39,6 +39,7 @@ BANNERS = {"no signal": ("NO SIGNAL", QColor(255, 70, 70)), "ended": ("END OF VI
            "paused": ("PAUSED", QColor(255, 210, 90)), "failed": ("STOPPED", QColor(255, 70, 70)),
            "starting": ("STARTING", QColor(200, 200, 200)), "no source": ("NO SOURCE", QColor(200, 200, 200))}
 MIN_DRAG = 4  # frame pixels: a shorter drag is a click, not a region
+FADE_TICK_MS = 40  # without new frames, a visible overlay layer is repainted this often
 
 
 def fit_rect(image_w: int, image_h: int, area: QRectF) -> QRectF:
@@ -71,6 +72,7 @@ class FrameView(QWidget):
         self.layer: Layer | None = None
         self.layer_alpha = 0.0
         self.layer_age_ms: float | None = None
+        self._fade_clock = QTimer(self, interval=FADE_TICK_MS, timeout=self._fade_tick)
         self.roi_mode = "rect"
         self._drag: tuple[QPointF, QPointF] | None = None
         self._corners: list[QPointF] = []
@@ -89,10 +91,19 @@ class FrameView(QWidget):
         if self._newer_layer(layer):
             self.update()
 
+    def _fade_tick(self) -> None:
+        """Repaint while a layer is on screen, so it fades and hides by its age even when no
+        frame comes (a source that stalled): an old mask must not stay painted."""
+        if self.layer is None or (self.layer_age_ms is not None and self.layer_alpha == 0.0):
+            self._fade_clock.stop()
+        elif self.rendered is not None and (now_ns() - self.rendered.frame.captured_ns) / 1e6 > FADE_TICK_MS:
+            self.update()
+
     def _newer_layer(self, layer: Layer | None) -> bool:
         if layer is None or (self.layer is not None and layer.captured_ns <= self.layer.captured_ns):
             return False
         self.layer = layer
+        self._fade_clock.start()
         return True
 
     def shown_image(self):
