@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
     parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
+    parser.add_argument("--perturb", type=float, default=0.0,
+                        help="steadiness mode: make the video's frames flicker first (exposure, noise, blur; "
+                             "0 = as recorded, 1 = strong), the same frames for both variants")
     parser.add_argument("--screen", choices=("qt", "subscriber"), default="qt",
                         help="live mode: where a frame counts as shown: the end of the Qt view's paint "
                              "(offscreen without a display; the default) or the hand-off to the view")
@@ -167,12 +170,12 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
         elif mode == "scaling":
             results["scaling"] = _scaling(frames, args)
         elif mode == "steadiness":
-            results["steadiness"] = _steadiness(video, config, engines)
+            results["steadiness"] = _steadiness(video, config, engines, args.perturb)
         interrupts.check_stop()
         results["measured"].append(mode)
 
 
-def _steadiness(video: Path, config, engines) -> dict:
+def _steadiness(video: Path, config, engines, perturb: float = 0.0) -> dict:
     """The steady overlay off, as configured (or the preset), scored on ``video``'s ground
     truth (``VIDEO.gt/``: docs/VALIDATION.md); a video without one is said, not guessed."""
     from nerveseg.realtime.steady import PRESET, SteadyConfig
@@ -184,7 +187,7 @@ def _steadiness(video: Path, config, engines) -> dict:
     if truth is None:
         return {"skipped": f"{video}: no ground truth beside it ({video.stem}.gt/)"}
     steady = config.steady if not config.steady.off else PRESET
-    return steadiness(config, engines, video, truth, {"off": SteadyConfig(), "steady": steady})
+    return steadiness(config, engines, video, truth, {"off": SteadyConfig(), "steady": steady}, perturb)
 
 
 def _unless_missing(work, skipped=lambda why: {"skipped": why}):
