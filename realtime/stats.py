@@ -121,8 +121,14 @@ def format_table(summary: dict) -> str:
              f"{'stage':<18}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
     rows = [(s, summary["stages_ms"].get(s)) for s in STAGES]
     rows += [("annotation delay", summary["annotation_delay_ms"]), ("capture→written", summary["latency_ms"])]
+    display = summary.get("display") or {}
+    rows.append(("overlay age shown", display.get("overlay_age_ms")))  # live passthrough only
     for name, d in rows:
         if d:
             lines.append(f"{name:<18}{d['p50']:>9.2f}{d['p95']:>9.2f}{d['p99']:>9.2f}{d['max']:>9.2f}")
+    if display.get("mode") == "passthrough":
+        lines.append(f"passthrough: {display['frames_shown']} frames shown, {display['layers']} overlay layers, "
+                     f"{display['shown_without_overlay_too_old']} shown without one past "
+                     f"{display['hide_after_ms']:g} ms")
     lines.append(f"({summary['note']})")
     return "\n".join(lines)

@@ -304,3 +304,29 @@ def test_the_view_hides_an_old_overlay_even_when_no_frame_comes(qtbot, engines):
     qtbot.waitUntil(lambda: 0.0 < view.layer_alpha < 1.0, timeout=3000)  # fading, no new frame
     qtbot.waitUntil(lambda: view.layer_alpha == 0.0, timeout=3000)
     assert np.array_equal(view.shown_image(), r.image)
+
+
+def test_nerveseg_run_records_what_was_shown(tmp_path, tiny_engines, capsys):
+    """The command line: a video played live (passthrough by default) recorded "as shown":
+    the AVI holds every frame shown, NAME.shown.csv one row each, NAME.csv the inference
+    log, the JSON the display's summary; the printed table says what was shown."""
+    import json
+
+    from video_fixtures import count_frames, write_video
+
+    from nerveseg.commands.cli import main
+
+    video = write_video(tmp_path / "in.mp4", frames=24, fps=24)
+    avi = tmp_path / "case.avi"
+    code = main(["run", "--source", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--record", str(avi), "--record-content", "as-shown", "--hide-after-ms", "400"])
+    assert code == 0
+    summary = json.loads(avi.with_suffix(".json").read_text())
+    display = summary["display"]
+    assert display["mode"] == "passthrough" and display["recording"] == "as-shown" and display["hide_after_ms"] == 400
+    shown_rows = list(csv.DictReader((tmp_path / "case.shown.csv").open()))
+    assert count_frames(avi) == len(shown_rows) == display["frames_shown"] == summary["recorded_frames"]
+    assert len(shown_rows) >= 22 and {"overlay_frame", "overlay_age_ms", "overlay_alpha"} <= shown_rows[0].keys()
+    assert len(list(csv.DictReader(avi.with_suffix(".csv").open()))) == summary["frames"]
+    assert "passthrough: " in capsys.readouterr().out
+    assert config_mod.load(avi.with_suffix(".config.yaml")).record.content == "as-shown"
