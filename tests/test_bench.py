@@ -47,6 +47,10 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     soak = results["soak"]
     assert soak["frames"] == 90 and soak["rss_growth_mb"] is not None and soak["threads"]
     assert not (tmp_path / "bench" / "soak.avi").exists(), "the soak recording is removed"
+    # every frame's annotation delay, the first and last tenth (10,000 frames in a full soak) compared
+    assert soak["window"] == 9 and 0 < soak["annotation_p99_first_ms"] and 0 < soak["annotation_p99_last_ms"]
+    assert abs(soak["p99_ratio_last_first"] - soak["annotation_p99_last_ms"] / soak["annotation_p99_first_ms"]) < 0.01
+    assert isinstance(soak["targets"]["met"], bool) and soak["targets"]["rss_growth_mb"] == 50.0
     assert set(results["replay"]["stages_ms"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
     assert {"p50", "p95", "p99", "p99_9", "max", "std"} <= results["bare"]["ms_per_frame"].keys()
     # One live run per display, side by side: the picture straight to the (offscreen) Qt view, and

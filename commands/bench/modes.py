@@ -14,6 +14,7 @@ from nerveseg.engines.base import Engine
 
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.frames import Rendered, now_ns
+from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.overlay import draw_panel, text_lines, tint
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.engines.preprocess import Preprocessor, view_box
@@ -243,15 +244,41 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
             "annotation_delay_values": annotation["per_frame"]["delay_ms"]}
 
 
+class _DelayTap(Operator):
+    """Every frame's annotation delay (capture → overlay done, ms), in order, on a ``BLOCK``
+    edge of its own: a soak's first and last windows are compared on all their frames."""
+
+    name = "soak-delays"
+
+    def __init__(self, total: int):
+        self.delays = np.zeros(total, np.float32)
+        self.count = 0
+
+    def process(self, r: Rendered) -> None:
+        end = dict((name, b) for name, _, b in r.stamps).get("overlay")
+        if end is not None and self.count < self.delays.size:
+            self.delays[self.count] = (end - r.frame.captured_ns) / 1e6
+            self.count += 1
+        return None
+
+
+#: a soak's windows compared: the first and last 10,000 frames (a tenth of shorter runs)
+SOAK_WINDOW = 10_000
+#: the soak's targets (issue 18): memory growth, thread count, the tail's drift
+SOAK_TARGETS = {"rss_growth_mb": 50.0, "p99_ratio_last_first": 1.10}
+
+
 def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, total: int, out: Path,
          every: int = 250) -> dict:
     """A replay of ``total`` frames (the decoded frames over and over, recorded to AVI):
     resident memory and thread count sampled every ``every`` frames after a warm-up of
-    ``2 × every`` frames. The recording is deleted afterwards (it is large)."""
+    ``2 × every`` frames; every frame's annotation delay, its p99 over the first and the
+    last window compared. The recording is deleted afterwards (it is large)."""
     loops = -(-total // len(frames))
     config = dataclasses.replace(config, record=dataclasses.replace(config.record, path=str(out)))
     source = MemorySource(frames, 30.0, loops, name="soak", live=False)
-    pipeline = NervePipeline(config, source=source, engines=engines, history=1000)
+    tap = _DelayTap(source.frame_count)
+    pipeline = NervePipeline(config, source=source, engines=engines, history=1000, taps=[tap])
     samples: list[tuple[int, float, int]] = []
 
     def sample(r: Rendered) -> None:
@@ -263,7 +290,20 @@ def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, tot
     out.unlink(missing_ok=True)
     steady = [s for s in samples if s[0] >= 2 * every] or samples
     rss = [s[1] for s in steady]
+    delays = tap.delays[:tap.count]
+    window = min(SOAK_WINDOW, max(1, tap.count // 10))
+    first = float(np.percentile(delays[:window], 99)) if tap.count else None
+    last = float(np.percentile(delays[-window:], 99)) if tap.count else None
+    threads = sorted({s[2] for s in steady})
+    growth = round(rss[-1] - rss[0], 1)
+    ratio = round(last / first, 3) if first else None
     return {"what": f"replay of {summary['frames']} frames from memory, recorded", "frames": summary["frames"],
             "fps": summary.get("fps"), "rss_start_mb": round(rss[0], 1), "rss_end_mb": round(rss[-1], 1),
-            "rss_growth_mb": round(rss[-1] - rss[0], 1), "rss_max_mb": round(max(rss), 1),
-            "threads": sorted({s[2] for s in steady}), "samples": [list(s) for s in samples]}
+            "rss_growth_mb": growth, "rss_max_mb": round(max(rss), 1),
+            "threads": threads, "window": window,
+            "annotation_p99_first_ms": None if first is None else round(first, 3),
+            "annotation_p99_last_ms": None if last is None else round(last, 3), "p99_ratio_last_first": ratio,
+            "targets": {**SOAK_TARGETS, "threads_constant": True,
+                        "met": growth <= SOAK_TARGETS["rss_growth_mb"] and len(threads) == 1
+                        and ratio is not None and ratio <= SOAK_TARGETS["p99_ratio_last_first"]},
+            "samples": [list(s) for s in samples]}

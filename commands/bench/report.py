@@ -102,7 +102,11 @@ def table(results: dict) -> str:
     if soak:
         lines.append(f"soak: {soak['frames']} frames at {soak['fps']} FPS, RSS {soak['rss_start_mb']} → "
                      f"{soak['rss_end_mb']} MB (growth {soak['rss_growth_mb']} MB, max {soak['rss_max_mb']}), "
-                     f"threads {soak['threads']}")
+                     f"threads {soak['threads']}"
+                     + (f"; annotation p99 first {soak['window']} frames {soak['annotation_p99_first_ms']:.1f} ms, "
+                        f"last {soak['annotation_p99_last_ms']:.1f} ms (×{soak['p99_ratio_last_first']}); targets "
+                        f"{'met' if soak['targets']['met'] else 'NOT met'}"
+                        if soak.get("annotation_p99_first_ms") is not None else ""))
     if (results.get("scaling") or {}).get("markdown"):
         lines.append("engine ms by input size and backbone (random weights, speed only):")
         lines.append(results["scaling"]["markdown"])
