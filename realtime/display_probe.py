@@ -12,7 +12,7 @@ layer of its own, on screen from the first paint that draws it:
   fallback where Qt cannot start; it leaves out the GUI thread's hand-over and the paint.
 
 ``nerveseg.commands.validation.display.make_probe`` picks one and says why. A new way to stamp the screen (a photodiode,
-a frame grabber on the monitor's input) is a third class with the same five methods.
+a frame grabber on the monitor's input) is a third class with the same six methods.
 """
 
 from __future__ import annotations
