@@ -39,6 +39,7 @@ from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, Subscriber
 from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
 from .steady import SteadyConfig
+from .truth import TruthScorer
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -122,11 +123,15 @@ class NervePipeline:
     ``history``: rows kept for the latency statistics (None: all; a long-running view
     keeps a window). ``signal_timeout``: seconds without a frame from a live source
     before the watchdog says "no signal". ``taps``: operators fed every rendered frame
-    on a ``BLOCK`` edge of their own (validation's checks, tests)."""
+    on a ``BLOCK`` edge of their own (validation's checks, tests). ``scorer``: a
+    :class:`~.truth.TruthScorer`; the overlay scores each frame with it (panel, CSV
+    columns) and the summary gets its means as ``ground_truth``."""
 
     def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
-                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
+                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = (),
+                 scorer: TruthScorer | None = None):
         self.config = config
+        self.scorer = scorer  # replay --gt (realtime/truth.py): frames scored on their annotations
         s = config.source
         self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
         self.engines = engines or Engines.load(config)
@@ -172,7 +177,7 @@ class NervePipeline:
             gate=GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady),
             segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
                               smoothing=c.steady.alpha),
-            overlay=OverlayOp(c.overlay),
+            overlay=OverlayOp(c.overlay, scorer=self.scorer),
             record=RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None, self.notices),
             log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),
             subscribers=SubscriberOp(),
@@ -335,6 +340,7 @@ class NervePipeline:
                         "processor": platform.processor() or platform.machine()},
             "started_unix": self.started_unix,
             **stats,
+            **({"ground_truth": self.scorer.report()} if self.scorer is not None else {}),
         }
 
     def finish(self) -> dict:

@@ -23,6 +23,7 @@ from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
 from .steady import Hysteresis, MaskSmoother, SteadyConfig
 from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_mask
 from .sources import Source
+from .truth import TruthScorer, overlay_lines as truth_lines
 
 log = logging.getLogger(__name__)
 
@@ -354,8 +355,9 @@ class OverlayOp(Operator):
 
     name = "overlay"
 
-    def __init__(self, config: OverlayConfig, fps_window: int = 30):
+    def __init__(self, config: OverlayConfig, fps_window: int = 30, scorer: TruthScorer | None = None):
         self.config = config
+        self.scorer = scorer  # replay --gt: each frame scored on its annotation, drawn and logged
         self.opacity = config.opacity
         self._times: collections.deque = collections.deque(maxlen=fps_window)
         self._last_ms: dict[str, float] = {}
@@ -378,9 +380,14 @@ class OverlayOp(Operator):
         return (len(self._times) - 1) * 1e9 / span if span > 0 else 0.0
 
     def process(self, s: Segmentation) -> Rendered:
+        g = s.gate
+        stamps, scored = s.stamps, {}
+        if self.scorer is not None:  # timed on its own: the overlay's own time stays comparable
+            ts = now_ns()
+            scored = self.scorer(g.frame.index, g.label, s.mask, g.box, g.view.shape[:2])
+            stamps += (("score", ts, now_ns()),)
         t0 = now_ns()
         self._times.append(t0)
-        g = s.gate
         image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
         marks = ()
         if s.instances is not None:
@@ -399,7 +406,9 @@ class OverlayOp(Operator):
             errors = [e for e in (g.error, s.error) if e]
             lines = text_lines(g.label, g.confidence, ms, self.fps(), g.dropped,
                                [f"WARNING {e[:60]}" for e in errors])
+            lines[1:1] = truth_lines(scored)  # under the label: kept when a small picture cuts lines
             panel = draw_panel(image, lines, self.config.font_scale)
         t1 = now_ns()
         self._last_ms["ovl"] = (t1 - t0) / 1e6
-        return Rendered(s, image, panel, s.stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks)
+        return Rendered(s, image, panel, stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks,
+                        extra={"truth": scored} if self.scorer is not None else {})

@@ -42,6 +42,7 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
     row["dropped"] = gate.dropped
     row["roi"] = roi_text(seg.roi)
     row["status"] = "ok" if not r.errors else "failed: " + "; ".join(r.errors)
+    row.update(r.extra.get("truth", {}))  # replay --gt: the frame's score (empty when not annotated)
     return row
 
 
