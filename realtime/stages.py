@@ -174,15 +174,20 @@ class GateOp(Operator):
         view, engine_input, box = self.preprocess(frame.image)
         t1 = now_ns()
         outputs = self.engine.run(engine_input)
-        probs = softmax(outputs["logits"][0].astype(np.float32))
+        logits = outputs["logits"][0].astype(np.float32)  # calibrated by the engine (ℓ/T)
+        probs = softmax(logits)
         k = int(probs.argmax())
+        # The unfamiliar-view check is part of the gate's time (under a millisecond).
+        score, distance, unfamiliar = self.engine.calibration.judge(logits, engine_input[0])
         t2 = now_ns()
         is_nerve, k = self._decide(probs, k)
+        is_nerve = is_nerve and not unfamiliar  # an unfamiliar view gets no mask
         # Copied: it crosses to the segmenter's thread, and a backend may reuse its buffers.
         mask_logits = outputs["mask_logits"][0, 0].copy() if self.segments and is_nerve else None
         return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
                           probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
-                          dropped=self._dropped(), mask_logits=mask_logits)
+                          dropped=self._dropped(), mask_logits=mask_logits, energy=score,
+                          view_distance=distance, unfamiliar=unfamiliar)
 
     def set_steady(self, steady: SteadyConfig) -> None:
         """Switch the hysteresis while running: it starts afresh from the next frame."""
@@ -384,7 +389,7 @@ class OverlayOp(Operator):
         stamps, scored = s.stamps, {}
         if self.scorer is not None:  # timed on its own: the overlay's own time stays comparable
             ts = now_ns()
-            scored = self.scorer(g.frame.index, g.label, s.mask, g.box, g.view.shape[:2])
+            scored = self.scorer(g.frame.index, g.shown_label, s.mask, g.box, g.view.shape[:2])
             stamps += (("score", ts, now_ns()),)
         t0 = now_ns()
         self._times.append(t0)
@@ -404,7 +409,7 @@ class OverlayOp(Operator):
             # This frame's overlay and encode are not done yet: show the previous ones.
             ms.update({k: v for k, v in self._last_ms.items() if k not in ms})
             errors = [e for e in (g.error, s.error) if e]
-            lines = text_lines(g.label, g.confidence, ms, self.fps(), g.dropped,
+            lines = text_lines(g.shown_label, g.confidence, ms, self.fps(), g.dropped,
                                [f"WARNING {e[:60]}" for e in errors])
             lines[1:1] = truth_lines(scored)  # under the label: kept when a small picture cuts lines
             panel = draw_panel(image, lines, self.config.font_scale)

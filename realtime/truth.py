@@ -161,6 +161,7 @@ class TruthScorer:
     correct: list[bool] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     scored: set[int] = field(default_factory=set)
+    silent: dict[int, bool] = field(default_factory=dict)  # frame → shown as an unfamiliar view
 
     def __call__(self, index: int, label: str, mask: np.ndarray | None, box: Box,
                  view_shape: tuple[int, int]) -> dict:
@@ -171,6 +172,7 @@ class TruthScorer:
             return row
         row["gt_class"], row["gate_correct"] = annotated, label == annotated
         self.scored.add(index)
+        self.silent[index] = label == "unfamiliar"
         self.correct.append(label == annotated)
         path = self.truth.mask_path(index)
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -194,6 +196,7 @@ class TruthScorer:
         nerve = [v for v, n in zip(self.iou, self.has_nerve) if n]
         right = sum(self.correct)
         low, high = wilson(right, len(self.correct))
+        silent = sum(1 for i in self.scored if self.silent.get(i))
         return {"folder": str(self.truth.folder), "annotated_frames": len(self.truth.labels),
                 "scored_frames": len(self.correct), "masks_scored": len(self.iou),
                 "confidence": 0.95, "intervals": dict(METHODS),
@@ -202,6 +205,8 @@ class TruthScorer:
                                   **_finite({"ci_low": low, "ci_high": high})},
                 "iou": _finite(bounded_mean_ci(self.iou)), "dice": _finite(bounded_mean_ci(self.dice)),
                 "iou_nerve_frames": _finite(bounded_mean_ci(nerve)),
+                # an unfamiliar view shows no label: neither right nor a wrong label painted
+                "unfamiliar_frames": silent, "wrong_label_shown": len(self.correct) - right - silent,
                 "problems": self.problems[:20], "problem_count": len(self.problems)}
 
 
