@@ -248,3 +248,26 @@ def test_validation_calibration_block_runs_on_a_fresh_clone(tmp_path):
     assert json.loads((work / "runs/calibration/eval/ood.json").read_text())["sets"]
     summary = json.loads((work / "runs/calibration/sample.json").read_text())
     assert summary["unfamiliar_frames"] == summary["ground_truth"]["unfamiliar_frames"]
+
+
+def test_export_calibrate_stores_the_temperature_and_the_engine_applies_it(training_gate_run, training_gate_data,
+                                                                           tmp_path):
+    """export --calibrate fits on the val list into the metadata; the reload check passes
+    with the engine's logits divided by T, and they are the plain export's divided by T."""
+    from nerveseg.training.exporters import export
+
+    items = sorted(str(p.relative_to(training_gate_data)) for p in training_gate_data.rglob("*.png"))
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "train.txt").write_text("\n".join(items[0::3] + items[1::3]) + "\n")
+    (splits / "val.txt").write_text("\n".join(items[2::3]) + "\n")  # 12 images, 4 per class
+    plain, calibrated = tmp_path / "plain.onnx", tmp_path / "cal.onnx"
+    export(training_gate_run / "best.pt", plain, data=training_gate_data, splits=splits)
+    meta = export(training_gate_run / "best.pt", calibrated, data=training_gate_data, splits=splits, calibrate=True)
+    values = meta.extra["calibration"]
+    assert values["fitted_on"].startswith("val split") and "12 images" in values["fitted_on"]
+    assert values["view_statistics"]["threshold"] > 0 and values["temperature"] > 0
+    frames = np.random.default_rng(2).integers(0, 256, (3, *meta.input_size, 3), dtype=np.uint8)
+    raw = load_engine(plain, "onnxruntime").run(frames)["logits"]
+    got = load_engine(calibrated, "onnxruntime").run(frames)["logits"]
+    np.testing.assert_allclose(got, raw / values["temperature"], rtol=1e-5, atol=1e-6)

@@ -89,14 +89,23 @@ def network_logits(args, items: list[str]) -> tuple[np.ndarray, np.ndarray, obje
 
 def fitted_values(args, raw, truth, train, items, size) -> tuple[dict, dict]:
     """The metadata's ``calibration`` values, and the fit they come from."""
+    return calibration_values(raw, truth, Path(args.data), train, items, size, args.quantile,
+                              f"{args.split} split of {args.data} ({len(items)} images)")
+
+
+def calibration_values(raw, truth, root: Path, train: list[str], held: list[str], size, quantile: float,
+                       fitted_on: str) -> tuple[dict, dict]:
+    """``(values, fit)``: the temperature and energy threshold fitted on ``held``'s ``(N, C)``
+    network logits ``raw`` and labels ``truth``, the view statistics of ``train`` with
+    their threshold on ``held`` (export --calibrate uses it too)."""
     from nerveseg.engines.calibration import fit
 
-    fitted = fit(raw, truth, args.quantile)
+    fitted = fit(raw, truth, quantile)
     values = {"temperature": round(fitted["temperature"], 6), "energy_threshold": round(fitted["energy_threshold"], 6),
-              "quantile": args.quantile, "fitted_on": f"{args.split} split of {args.data} ({len(items)} images)",
+              "quantile": quantile, "fitted_on": fitted_on,
               "ece_before": round(fitted["ece_before"], 6), "ece_after": round(fitted["ece_after"], 6),
               "temperature_at_bound": fitted["at_bound"],
-              "view_statistics": view_statistics(Path(args.data), train, items, size, args.quantile)}
+              "view_statistics": view_statistics(root, train, held, size, quantile)}
     return values, fitted
 
 
