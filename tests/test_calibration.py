@@ -271,3 +271,19 @@ def test_export_calibrate_stores_the_temperature_and_the_engine_applies_it(train
     raw = load_engine(plain, "onnxruntime").run(frames)["logits"]
     got = load_engine(calibrated, "onnxruntime").run(frames)["logits"]
     np.testing.assert_allclose(got, raw / values["temperature"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case, says", [
+    ("segmenter", "engine has no gate to calibrate"),
+    ("not onnx", "calibrate rewrites ONNX metadata"),
+    ("quantile", "--quantile 1.0: must be a number within [0.5, 1)"),
+])
+def test_calibrate_refuses_what_it_cannot_do_in_one_line(gate_splits, tmp_path, capsys, case, says):
+    data, splits = gate_splits
+    engine = make_segmenter(tmp_path / "seg.onnx") if case == "segmenter" else make_gate(tmp_path / "gate.onnx")
+    out = tmp_path / ("new.pt" if case == "not onnx" else "new.onnx")
+    extra = ["--quantile", "1"] if case == "quantile" else []
+    code = main(["calibrate", str(engine), "--data", str(data), "--splits", str(splits), "--split", "train",
+                 "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and says in err[0] and not out.exists()
