@@ -54,19 +54,22 @@ def evaluate_gate(engine, root: str | Path, items: list[str], batch_size: int = 
     probs = metrics.softmax(logits)
     report = metrics.classification_report(truth, probs, classes)
     report["predictions"] = {item: classes[k] for item, k in zip(items, probs.argmax(1))}
-    report["calibration"] = calibration_report(engine.calibration, logits, truth)
+    report["calibration"] = calibration_report(engine, logits, truth, root, items)
     return {**report, **timing}
 
 
-def calibration_report(cal, logits: np.ndarray, truth: np.ndarray) -> dict:
+def calibration_report(engine, logits: np.ndarray, truth: np.ndarray, root: Path, items: list[str]) -> dict:
     """Expected calibration error of the engine's ``(N, C)`` logits as it gives them
     (``after``: divided by its temperature) and as the network made them (``before``:
-    ``T = 1``), and the share of images it would call unfamiliar."""
-    from nerveseg.engines.calibration import energy, reliability, softmax
+    ``T = 1``), and the share of images it would call unfamiliar (energy or view statistics)."""
+    from nerveseg.engines.calibration import reliability, softmax
 
+    cal = engine.calibration
     raw = logits.astype(np.float64) * cal.temperature
-    scores = energy(raw, cal.temperature)
-    flagged = None if cal.energy_threshold is None else float((scores > cal.energy_threshold).mean())
+    flagged = None
+    if cal.checks:  # the view statistics need the pictures: read again, one at a time
+        flagged = float(np.mean([cal.judge(z, read_rgb(root / item, engine.input_size))[2]
+                                 for z, item in zip(logits, items)]))
     return {"temperature": cal.temperature, "energy_threshold": cal.energy_threshold,
             "before": reliability(softmax(raw), truth), "after": reliability(softmax(logits), truth),
             "unfamiliar_fraction": flagged}
