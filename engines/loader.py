@@ -95,5 +95,6 @@ def load_engine(path: str | Path, backend: str = "auto", task: str | None = None
     kwargs = {"env": env} if name == "tensorrt" and env is not None else {}
     engine = getattr(module, spec.cls)(path, threads=threads, reason=reason, **kwargs)
     engine.meta.expect(path, task=task, classes=classes)
+    engine.calibration  # a malformed calibration is refused here, not at the first frame
     log.info("%s: backend %s (%s)", path, engine.provenance.backend, engine.provenance.reason)
     return engine

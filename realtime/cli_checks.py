@@ -38,7 +38,9 @@ RANGES: dict[str, Range] = {
     "width": Range(0, 4, lo_open=True, why="the model's width multiplier"),
     "seed": Range(0, 2**32 - 1), "split_seed": Range(0, 2**32 - 1),
     "duration": POSITIVE, "seconds": POSITIVE, "after": Range(0, 3600),
-    "annotation_threshold_ms": POSITIVE, "perturb": Range(0, 1), "video_threshold_ms": POSITIVE, "pixel_tolerance": Range(0, 255),
+    "ood_count": Range(1, 100_000), "quantile": Range(0.5, 1, hi_open=True, why="a quantile of the validation scores"),
+    "annotation_threshold_ms": POSITIVE, "perturb": Range(0, 1), "video_threshold_ms": POSITIVE,
+    "pixel_tolerance": Range(0, 255),
 }
 ANY_NUMBER = Range(0, why="not negative")
 

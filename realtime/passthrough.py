@@ -58,7 +58,8 @@ class ShowOp(Operator):
         self.hidden += bool(layer is not None and extra["overlay_alpha"] == 0.0)
         label = layer.label if layer is not None and extra["overlay_alpha"] > 0 else "none"
         confidence = layer.confidence if label != "none" else 0.0
-        g = GateResult(frame, view, box, NO_INPUT, label, confidence, NO_PROBS, False, frame.stamps)
+        g = GateResult(frame, view, box, NO_INPUT, label, confidence, NO_PROBS, False, frame.stamps,
+                       unfamiliar=label == "unfamiliar")
         stamps = frame.stamps + (("show", t0, now_ns()),)
         return Rendered(Segmentation(g, None, stamps), view, None, stamps, extra=extra, layer=layer)
 

@@ -47,6 +47,7 @@ from .sources import Source, open_source
 from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
 from .stats import describe
 from .steady import SteadyConfig
+from .truth import TruthScorer
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,15 @@ class NervePipeline:
     ``history``: rows kept for the latency statistics (None: all; a long-running view
     keeps a window). ``signal_timeout``: seconds without a frame from a live source
     before the watchdog says "no signal". ``taps``: operators fed every rendered frame
-    on a ``BLOCK`` edge of their own (validation's checks, tests)."""
+    on a ``BLOCK`` edge of their own (validation's checks, tests). ``scorer``: a
+    :class:`~.truth.TruthScorer`; the overlay scores each frame with it (panel, CSV
+    columns) and the summary gets its means as ``ground_truth``."""
 
     def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
-                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
+                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = (),
+                 scorer: TruthScorer | None = None):
         self.config = config
+        self.scorer = scorer  # replay --gt (realtime/truth.py): frames scored on their annotations
         s = config.source
         self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
         self.engines = engines or Engines.load(config)
@@ -199,7 +204,7 @@ class NervePipeline:
             gate=gate,
             segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
                               smoothing=c.steady.alpha),
-            overlay=OverlayOp(c.overlay, board=self.board),
+            overlay=OverlayOp(c.overlay, board=self.board, scorer=self.scorer),
             record=RecorderOp(self._recording(avi) if avi and not self.as_shown else None, self.notices),
             log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),
             subscribers=SubscriberOp(),
@@ -383,6 +388,7 @@ class NervePipeline:
                         "processor": platform.processor() or platform.machine()},
             "started_unix": self.started_unix,
             **stats,
+            **({"ground_truth": self.scorer.report()} if self.scorer is not None else {}),
         }
 
     def _recorders(self) -> list[RecorderOp]:

@@ -24,6 +24,7 @@ from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
 from .steady import Hysteresis, MaskSmoother, SteadyConfig
 from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_bounds, roi_mask
 from .sources import Source
+from .truth import TruthScorer, overlay_lines as truth_lines
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +175,20 @@ class GateOp(Operator):
         view, engine_input, box = self.preprocess(frame.image)
         t1 = now_ns()
         outputs = self.engine.run(engine_input)
-        probs = softmax(outputs["logits"][0].astype(np.float32))
+        logits = outputs["logits"][0].astype(np.float32)  # calibrated by the engine (ℓ/T)
+        probs = softmax(logits)
         k = int(probs.argmax())
+        # The unfamiliar-view check is part of the gate's time (under a millisecond).
+        score, distance, unfamiliar = self.engine.calibration.judge(logits, engine_input[0])
         t2 = now_ns()
         is_nerve, k = self._decide(probs, k)
+        is_nerve = is_nerve and not unfamiliar  # an unfamiliar view gets no mask
         # Copied: it crosses to the segmenter's thread, and a backend may reuse its buffers.
         mask_logits = outputs["mask_logits"][0, 0].copy() if self.segments and is_nerve else None
         return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
                           probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
-                          dropped=self._dropped(), mask_logits=mask_logits)
+                          dropped=self._dropped(), mask_logits=mask_logits, energy=score,
+                          view_distance=distance, unfamiliar=unfamiliar)
 
     def set_steady(self, steady: SteadyConfig) -> None:
         """Switch the hysteresis while running: it starts afresh from the next frame."""
@@ -356,8 +362,10 @@ class OverlayOp(Operator):
 
     name = "overlay"
 
-    def __init__(self, config: OverlayConfig, fps_window: int = 30, board: LayerBoard | None = None):
+    def __init__(self, config: OverlayConfig, fps_window: int = 30, board: LayerBoard | None = None,
+                 scorer: TruthScorer | None = None):
         self.config = config
+        self.scorer = scorer  # replay --gt: each frame scored on its annotation, drawn and logged
         self.opacity = config.opacity
         self.board = board
         self._canvases = Canvases()
@@ -381,7 +389,7 @@ class OverlayOp(Operator):
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) * 1e9 / span if span > 0 else 0.0
 
-    def _lines(self, s: Segmentation) -> list | None:
+    def _lines(self, s: Segmentation, scored: dict) -> list | None:
         if not self.config.panel:
             return None
         g = s.gate
@@ -391,7 +399,10 @@ class OverlayOp(Operator):
         # This frame's overlay and encode are not done yet: show the previous ones.
         ms.update({k: v for k, v in self._last_ms.items() if k not in ms})
         errors = [e for e in (g.error, s.error) if e]
-        return text_lines(g.label, g.confidence, ms, self.fps(), g.dropped, [f"WARNING {e[:60]}" for e in errors])
+        lines = text_lines(g.shown_label, g.confidence, ms, self.fps(), g.dropped,
+                           [f"WARNING {e[:60]}" for e in errors])
+        lines[1:1] = truth_lines(scored)  # under the label: kept when a small picture cuts lines
+        return lines
 
     def _draw(self, image: np.ndarray, s: Segmentation, lines: list | None, opacity: float):
         """Draw ``s`` on ``image`` in place; returns ``(panel box, marks, boxes touched)``."""
@@ -412,19 +423,26 @@ class OverlayOp(Operator):
         return panel, marks, [b for b in touched if b is not None]
 
     def process(self, s: Segmentation) -> Rendered:
+        g = s.gate
+        stamps, scored = s.stamps, {}
+        if self.scorer is not None:  # timed on its own: the overlay's own time stays comparable
+            ts = now_ns()
+            scored = self.scorer(g.frame.index, g.shown_label, s.mask, g.box, g.view.shape[:2])
+            stamps += (("score", ts, now_ns()),)
         t0 = now_ns()
         self._times.append(t0)
-        g = s.gate
-        opacity, lines = self.opacity, self._lines(s)
+        opacity, lines = self.opacity, self._lines(s, scored)
         image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
         panel, marks, touched = self._draw(image, s, lines, opacity)
         t1 = now_ns()
         if self.board is not None:
             layer = make_layer(image.shape[:2], lambda canvas: self._draw(canvas, s, lines, opacity)[2],
                                self._canvases, index=g.frame.index, captured_ns=g.frame.captured_ns,
-                               box=g.box, label=g.label, confidence=g.confidence, segmented=s.mask is not None,
-                               stamps=s.stamps + (("overlay", t0, now_ns()),), panel=panel, seg=s)
+                               box=g.box, label=g.shown_label, confidence=g.confidence,
+                               segmented=s.mask is not None, stamps=stamps + (("overlay", t0, now_ns()),),
+                               panel=panel, seg=s)
             self.board.post(layer)
             t1 = now_ns()
         self._last_ms["ovl"] = (t1 - t0) / 1e6
-        return Rendered(s, image, panel, s.stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks)
+        return Rendered(s, image, panel, stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks,
+                        extra={"truth": scored} if self.scorer is not None else {})
