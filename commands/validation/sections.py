@@ -137,6 +137,13 @@ def performance(results: dict, samples: dict) -> Section:
                                ("video-seg", video.get("segmentation"), "Video, gate + segmenter in pipeline")):
         if report:
             _segmentation(s, key, report, title, samples.get(key, []))
+    shown = video.get("shown")
+    if shown and shown["silent"]:
+        s.p(f"What the surgeon was shown: on {shown['silent']} of {shown['frames']} labelled video frames the "
+            f"gate found the view unfamiliar and showed no label and no mask (its label would have been wrong "
+            f"on {shown['silent_where_the_label_would_be_wrong']} of them, right on "
+            f"{shown['silent_where_the_label_would_be_right']}); of the {shown['labels_shown']} labels shown, "
+            f"{shown['wrong_labels_shown']} were wrong. The scores above are the network's own, silence aside.")
     if video.get("problem_count"):
         s.blocks.append(("list", [f"{video['problem_count']} video frames not scored; first: "
                                   + "; ".join(video["problems"][:3])]))
