@@ -44,7 +44,8 @@ from .layer import Layer, LayerBoard
 from .passthrough import ShowOp, as_shown
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
-from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
+from .overlay_op import OverlayOp
+from .stages import GateOp, SegmentOp, SourceOp, frame_size_problem, too_small
 from .stats import describe
 from .steady import SteadyConfig
 from .truth import TruthScorer

@@ -31,7 +31,7 @@ from nerveseg.realtime.layer import DisplayConfig, LayerBoard, composite
 from nerveseg.realtime.overlay import OverlayConfig
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.roi import Polygon
-from nerveseg.realtime.stages import OverlayOp
+from nerveseg.realtime.overlay_op import OverlayOp
 
 
 class Slow:

@@ -27,7 +27,7 @@ from nerveseg.realtime.pipeline import Engines
 from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.layer import composite
 from nerveseg.realtime.roi import Polygon, roi_mask
-from nerveseg.realtime.stages import ROI_COLOUR
+from nerveseg.realtime.overlay_op import ROI_COLOUR
 from nerveseg.ui.snapshot import TEXT_KEY, read_png_text
 from nerveseg.ui.window import ViewWindow
 
