@@ -67,23 +67,21 @@ class DisplayConfig:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Patch:
-    """A piece of the layer at ``(x, y)`` of the view: ``rgba`` ``(h, w, 4) uint8``,
-    premultiplied (for Qt); ``rgb`` ``(h, w, 3) uint8`` the premultiplied colour and
-    ``alpha3`` ``(h, w, 3) uint8`` the opacity per channel (for compositing with OpenCV);
-    ``bgrx``/``alpha4`` the same in the screen's 32-bit order, the fourth channel 0."""
+    """A piece of the layer at ``(x, y)`` of the view: ``rgb`` ``(h, w, 3) uint8`` the
+    premultiplied colour and ``alpha3`` ``(h, w, 3) uint8`` the opacity (×255) per channel,
+    for an RGB picture (a recording); ``bgrx``/``alpha4`` the same for the screen's 32-bit
+    picture (``QImage.Format_RGB32``), the fourth channel 0."""
 
     x: int
     y: int
-    rgba: np.ndarray
     rgb: np.ndarray
     alpha3: np.ndarray
-    #: the same for a 32-bit BGRX picture (the screen's ``Format_RGB32``): ``(h, w, 4) uint8``
     bgrx: np.ndarray
     alpha4: np.ndarray
 
     @property
     def box(self) -> Box:
-        h, w = self.rgba.shape[:2]
+        h, w = self.rgb.shape[:2]
         return Box(self.x, self.y, self.x + w, self.y + h)
 
 
@@ -130,9 +128,15 @@ class Canvases:
         return black, white
 
 
-def patches_of(black: np.ndarray, white: np.ndarray, boxes: list[Box]) -> tuple[Patch, ...]:
+#: rows per patch: a nerve crossing the view diagonally gets a narrow patch per strip, not
+#: one as large as the view (the blend's cost is the patches' area, per painted frame)
+STRIP = 32
+
+
+def patches_of(black: np.ndarray, white: np.ndarray, boxes: list[Box], strip: int = STRIP) -> tuple[Patch, ...]:
     """The layer's pieces inside ``boxes`` (where the drawing touched: the mask's box, the
-    panel's, ...); ``black``/``white``: ``(h, w, 3) uint8`` the drawing on each canvas."""
+    panel's, ...; they must not overlap), cut into strips of ``strip`` rows, each as narrow
+    as its drawn pixels. ``black``/``white``: ``(h, w, 3) uint8`` the drawing on each canvas."""
     out = []
     for box in boxes:
         if box.width <= 0 or box.height <= 0:
@@ -140,12 +144,20 @@ def patches_of(black: np.ndarray, white: np.ndarray, boxes: list[Box]) -> tuple[
         b, w = box.slice(black), box.slice(white)
         alpha3 = cv2.subtract(np.full_like(b, 255), cv2.subtract(w, b))  # 255·a, per channel
         c0, c1, c2 = cv2.split(alpha3)
-        alpha = cv2.max(cv2.max(c0, c1), c2)  # the channel least cut by rounding
-        rgb = b.copy()
-        r, g, bl = cv2.split(rgb)
-        zero = np.zeros_like(alpha)
-        out.append(Patch(box.x0, box.y0, cv2.merge((r, g, bl, alpha)), rgb, alpha3, cv2.merge((bl, g, r, zero)),
-                         cv2.merge((c2, c1, c0, zero))))
+        drawn = cv2.max(cv2.max(c0, c1), c2) > 0
+        zero = None
+        for y in range(0, box.height, strip):
+            cols = np.flatnonzero(drawn[y:y + strip].any(axis=0))
+            if cols.size == 0:
+                continue
+            ys, xs = slice(y, min(y + strip, box.height)), slice(int(cols[0]), int(cols[-1]) + 1)
+            rgb, a3 = b[ys, xs].copy(), alpha3[ys, xs].copy()
+            if zero is None or zero.shape != rgb.shape[:2]:
+                zero = np.zeros(rgb.shape[:2], np.uint8)
+            r, g, bl = cv2.split(rgb)
+            a0, a1, a2 = cv2.split(a3)
+            out.append(Patch(box.x0 + xs.start, box.y0 + y, rgb, a3, cv2.merge((bl, g, r, zero)),
+                             cv2.merge((a2, a1, a0, zero))))
     return tuple(out)
 
 

@@ -222,7 +222,7 @@ def test_the_view_paints_the_layer_over_the_newest_frame_and_hides_an_old_one(qt
     view.repaint()
     # a pixel of the tint (green, premultiplied), not of the panel (dark) or the outline
     patch = max(r.layer.patches, key=lambda p: int((p.rgb[..., 1].astype(int) > p.rgb[..., 0] + 50).sum()))
-    ys, xs = np.nonzero((patch.rgb[..., 1].astype(int) > patch.rgb[..., 0] + 50) & (patch.rgba[..., 3] < 200))
+    ys, xs = np.nonzero((patch.rgb[..., 1].astype(int) > patch.rgb[..., 0] + 50) & (patch.alpha3.max(axis=2) < 200))
     y, x = patch.box.y0 + int(ys[len(ys) // 2]), patch.box.x0 + int(xs[len(xs) // 2])
     target = view.image_rect()
     point = QPoint(int(target.x() + (x + 0.5) * target.width() / r.image.shape[1]),

@@ -40,6 +40,7 @@ BANNERS = {"no signal": ("NO SIGNAL", QColor(255, 70, 70)), "ended": ("END OF VI
            "starting": ("STARTING", QColor(200, 200, 200)), "no source": ("NO SOURCE", QColor(200, 200, 200))}
 MIN_DRAG = 4  # frame pixels: a shorter drag is a click, not a region
 FADE_TICK_MS = 40  # without new frames, a visible overlay layer is repainted this often
+LAYER_WAIT_MS = 20  # a new layer waits this long at most for the next frame's paint
 
 
 def fit_rect(image_w: int, image_h: int, area: QRectF) -> QRectF:
@@ -73,6 +74,9 @@ class FrameView(QWidget):
         self.layer_alpha = 0.0
         self.layer_age_ms: float | None = None
         self._fade_clock = QTimer(self, interval=FADE_TICK_MS, timeout=self._fade_tick)
+        self._layer_wait = QTimer(self, interval=LAYER_WAIT_MS, singleShot=True, timeout=self._layer_waited)
+        self._received_ns: int | None = None  # when the newest frame arrived
+        self._painted_layer: Layer | None = None  # the layer the last paint drew
         self.roi_mode = "rect"
         self._drag: tuple[QPointF, QPointF] | None = None
         self._corners: list[QPointF] = []
@@ -82,13 +86,25 @@ class FrameView(QWidget):
 
     def set_frame(self, rendered: Rendered) -> None:
         self._array, self.rendered = rendered.image, rendered
+        self._received_ns = now_ns()
         self.display_ms = (now_ns() - rendered.frame.captured_ns) / 1e6
         self._newer_layer(getattr(rendered, "layer", None))
         self.update()
 
     def set_layer(self, layer: Layer) -> None:
-        """A new overlay layer (live passthrough): shown over the current frame at once."""
-        if self._newer_layer(layer):
+        """A new overlay layer (live passthrough). Frames arriving: the next frame's paint
+        shows it (within :data:`LAYER_WAIT_MS`, else a paint of its own); no frame lately: at
+        once. A paint per layer on top of a paint per frame would double the GUI's work."""
+        if not self._newer_layer(layer):
+            return
+        if self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 < LAYER_WAIT_MS:
+            if not self._layer_wait.isActive():
+                self._layer_wait.start()
+        else:
+            self.update()
+
+    def _layer_waited(self) -> None:
+        if self.layer is not None and self._painted_layer is not self.layer:
             self.update()
 
     def _fade_tick(self) -> None:
@@ -239,6 +255,7 @@ class FrameView(QWidget):
             self.layer_age_ms = self.layer.age_ms()
             # steps of 1/64: a fade is smooth, and a still picture is not re-blended each paint
             self.layer_alpha = round(self.display.alpha(self.layer_age_ms) * 64) / 64
+            self._painted_layer = self.layer
 
     def _scaled_image(self, target: QRectF) -> tuple[QImage, int, int]:
         """The frame (with the overlay layer at its opacity, live passthrough) at the size
