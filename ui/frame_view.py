@@ -40,7 +40,8 @@ BANNERS = {"no signal": ("NO SIGNAL", QColor(255, 70, 70)), "ended": ("END OF VI
            "starting": ("STARTING", QColor(200, 200, 200)), "no source": ("NO SOURCE", QColor(200, 200, 200))}
 MIN_DRAG = 4  # frame pixels: a shorter drag is a click, not a region
 FADE_TICK_MS = 40  # without new frames, a visible overlay layer is repainted this often
-LAYER_WAIT_MS = 20  # a new layer waits this long at most for the next frame's paint
+LAYER_WAIT_MS = 50  # a new layer waits this long at most for the next frame's paint
+STALL_MS = 80  # no frame for this long: the source has stalled, the view repaints by itself
 
 
 def fit_rect(image_w: int, image_h: int, area: QRectF) -> QRectF:
@@ -74,8 +75,9 @@ class FrameView(QWidget):
         self.layer_alpha = 0.0
         self.layer_age_ms: float | None = None
         self._fade_clock = QTimer(self, interval=FADE_TICK_MS, timeout=self._fade_tick)
-        self._layer_wait = QTimer(self, interval=LAYER_WAIT_MS, singleShot=True, timeout=self._layer_waited)
+        self._layer_wait = QTimer(self, singleShot=True, timeout=self._layer_waited)
         self._received_ns: int | None = None  # when the newest frame arrived
+        self._frame_ms = 0.0  # the frames' recent interval (ms, a running average)
         self._painted_layer: Layer | None = None  # the layer the last paint drew
         self.roi_mode = "rect"
         self._drag: tuple[QPointF, QPointF] | None = None
@@ -86,20 +88,26 @@ class FrameView(QWidget):
 
     def set_frame(self, rendered: Rendered) -> None:
         self._array, self.rendered = rendered.image, rendered
-        self._received_ns = now_ns()
+        now = now_ns()
+        if self._received_ns is not None:
+            gap = min((now - self._received_ns) / 1e6, 1000.0)
+            self._frame_ms = gap if not self._frame_ms else 0.9 * self._frame_ms + 0.1 * gap
+        self._received_ns = now
         self.display_ms = (now_ns() - rendered.frame.captured_ns) / 1e6
         self._newer_layer(getattr(rendered, "layer", None))
         self.update()
 
     def set_layer(self, layer: Layer) -> None:
         """A new overlay layer (live passthrough). Frames arriving: the next frame's paint
-        shows it (within :data:`LAYER_WAIT_MS`, else a paint of its own); no frame lately: at
-        once. A paint per layer on top of a paint per frame would double the GUI's work."""
+        shows it (within one and a half frame periods, at most :data:`LAYER_WAIT_MS`, else a
+        paint of its own); no frame lately: at once. A paint per layer on top of a paint per
+        frame would double the GUI's work, and slow the picture."""
         if not self._newer_layer(layer):
             return
-        if self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 < LAYER_WAIT_MS:
+        wait = min(LAYER_WAIT_MS, 1.5 * self._frame_ms) if self._frame_ms else 0
+        if self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 < wait:
             if not self._layer_wait.isActive():
-                self._layer_wait.start()
+                self._layer_wait.start(round(wait))
         else:
             self.update()
 
@@ -112,7 +120,7 @@ class FrameView(QWidget):
         frame comes (a source that stalled): an old mask must not stay painted."""
         if self.layer is None or (self.layer_age_ms is not None and self.layer_alpha == 0.0):
             self._fade_clock.stop()
-        elif self.rendered is not None and (now_ns() - self.rendered.frame.captured_ns) / 1e6 > FADE_TICK_MS:
+        elif self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 > STALL_MS:
             self.update()
 
     def _newer_layer(self, layer: Layer | None) -> bool:
