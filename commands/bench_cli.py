@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
     parser.add_argument("--uhd-video", type=Path, help="3840x2160 side-by-side video for the 4k mode (default: "
                                                        "synthesised once into --out as uhd_sample.mp4)")
+    parser.add_argument("--perturb", type=float, default=0.0,
+                        help="steadiness mode: make the video's frames flicker first (exposure, noise, blur; "
+                             "0 = as recorded, 1 = strong), the same frames for both variants")
+    parser.add_argument("--screen", choices=("qt", "subscriber"), default="qt",
+                        help="live mode: where a frame counts as shown: the end of the Qt view's paint "
+                             "(offscreen without a display; the default) or the hand-off to the view")
     parser.add_argument("--test-set", type=Path, help="folder with classify/ and segment/ (default: a held-out "
                                                       "synthetic set made now)")
     parser.add_argument("--splits", type=Path, help="split lists (classify/test.txt, segment/test.txt) in --test-set")
@@ -153,7 +159,10 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
     for mode in [m for m in modes_wanted if m not in ROUND_MODES]:
         log.info("bench: %s", mode)
         if mode == "live":
-            results["live"] = [modes.live(frames, rate, engines, config) for rate in _rates(args.live_fps)]
+            # Side by side in one run: the picture straight to the screen, and each frame
+            # waiting for its own mask (docs/LIVE.md).
+            results["live"] = [modes.live(frames, rate, engines, config, display=display, screen=args.screen)
+                               for rate in _rates(args.live_fps) for display in ("passthrough", "per-frame")]
         elif mode == "costs":
             results["costs"] = stage_costs(video, frames, engines, config)
         elif mode == "formats":
@@ -165,7 +174,7 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
         elif mode == "scaling":
             results["scaling"] = _scaling(frames, args)
         elif mode == "steadiness":
-            results["steadiness"] = _steadiness(video, config, engines)
+            results["steadiness"] = _steadiness(video, config, engines, args.perturb)
         elif mode == "4k":
             results["4k"] = _unless_missing(lambda: _uhd(args, config, engines))
         interrupts.check_stop()
@@ -175,10 +184,10 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
 def _uhd(args, config, engines) -> dict:
     from .bench import uhd
 
-    return uhd.paced(uhd.uhd_video(args.out, args.uhd_video), engines, config)
+    return uhd.paced(uhd.uhd_video(args.out, args.uhd_video), engines, config, args.screen)
 
 
-def _steadiness(video: Path, config, engines) -> dict:
+def _steadiness(video: Path, config, engines, perturb: float = 0.0) -> dict:
     """The steady overlay off, as configured (or the preset), scored on ``video``'s ground
     truth (``VIDEO.gt/``: docs/VALIDATION.md); a video without one is said, not guessed."""
     from nerveseg.realtime.steady import PRESET, SteadyConfig
@@ -190,7 +199,7 @@ def _steadiness(video: Path, config, engines) -> dict:
     if truth is None:
         return {"skipped": f"{video}: no ground truth beside it ({video.stem}.gt/)"}
     steady = config.steady if not config.steady.off else PRESET
-    return steadiness(config, engines, video, truth, {"off": SteadyConfig(), "steady": steady})
+    return steadiness(config, engines, video, truth, {"off": SteadyConfig(), "steady": steady}, perturb)
 
 
 def _unless_missing(work, skipped=lambda why: {"skipped": why}):

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("nerveseg.training.cli", "train the classifier gate or a segmenter"),
     "eval": ("nerveseg.training.eval_cli", "evaluate a model on a test split"),
     "export": ("nerveseg.training.exporters", "export a checkpoint to ONNX with metadata"),
+    "calibrate": ("nerveseg.training.calibrate_cli",
+                  "fit a gate's temperature and unfamiliar-view threshold on the validation split; write a new engine"),
     "replay": ("nerveseg.realtime.replay_cli", "replay a video or image folder to an annotated AVI"),
     "bench": ("nerveseg.commands.bench_cli", "benchmark: naive loop vs bare engines vs pipelined replay, live delays"),
     "run": ("nerveseg.realtime.run_cli", "run live on a camera (headless) with recording"),

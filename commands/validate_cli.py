@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotation-threshold-ms", type=float, default=120.0,
                         help="acceptance threshold of the annotation delay (default 120)")
     parser.add_argument("--video-threshold-ms", type=float,
-                        help="acceptance threshold of the video delay (default: one frame period of the video)")
+                        help="acceptance threshold of the video delay (default: 5.75 ms with live passthrough, "
+                             "else one frame period of the video)")
     parser.add_argument("--delay-statistic", choices=["p50", "p95", "p99", "max"], default="p95",
                         help="the delay statistic held against the thresholds (default p95)")
     parser.add_argument("--pixel-tolerance", type=int, default=0,

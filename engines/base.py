@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 
 import numpy as np
 
+from .calibration import Calibration
 from .metadata import EngineMeta, Provenance
 
 
@@ -21,6 +23,10 @@ class Engine(ABC):
 
     Buffer ownership: a backend may return views of buffers it reuses on the next call
     (TensorRT does); callers that keep outputs past the next ``run`` copy them.
+
+    A gate's ``logits`` come out calibrated: every backend passes its outputs through
+    :meth:`calibrated`, which divides them by the temperature in the engine's metadata
+    (:mod:`.calibration`; none: unchanged).
     """
 
     provenance: Provenance
@@ -36,6 +42,19 @@ class Engine(ABC):
     @property
     def classes(self) -> tuple[str, ...]:
         return self.meta.classes
+
+    @functools.cached_property
+    def calibration(self) -> Calibration:
+        """The temperature and unfamiliar-view threshold in the metadata (checked at load)."""
+        return Calibration.of(self.meta, self.provenance.path)
+
+    def calibrated(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``outputs`` with ``logits`` divided by the temperature (a new array: a backend's
+        reused buffer is left as it was); ``T = 1``: returned as they are."""
+        t = self.calibration.temperature
+        if t != 1.0 and "logits" in outputs:
+            outputs["logits"] = (outputs["logits"] / np.float32(t)).astype(np.float32, copy=False)
+        return outputs
 
     @abstractmethod
     def run(self, batch: np.ndarray, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:

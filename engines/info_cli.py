@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     for role, (path, origin) in engines.items():
         with load_engine(path, args.backend) as engine:
             report[role] = {"from": origin, "provenance": engine.provenance.to_dict(),
+                            "calibration": engine.calibration.describe(),
                             "metadata": json.loads(engine.meta.to_json())}
     print(json.dumps(report["engine"] if args.engine is not None else report, indent=2))
     return 0

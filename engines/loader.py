@@ -124,4 +124,5 @@ def _load(path: Path, name: str, reason: str, threads: int, env: Environment | N
     kwargs = {"env": env} if name == "tensorrt" and env is not None else {}
     engine = getattr(module, spec.cls)(path, threads=threads, reason=reason, **kwargs)
     engine.meta.expect(path, task=task, classes=classes)
+    engine.calibration  # a malformed calibration is refused here, not at the first frame
     return engine

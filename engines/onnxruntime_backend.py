@@ -109,7 +109,7 @@ class OnnxRuntimeEngine(Engine):
         else:
             self.refuse_region(region)
         results = self._session.run(self._outputs, feeds)
-        return dict(zip(self._outputs, results))
+        return self.calibrated(dict(zip(self._outputs, results)))
 
     def close(self) -> None:
         self._session = None

@@ -190,7 +190,7 @@ class OpenVinoEngine(Engine):
             self.refuse_region(region)
         with self._lock:
             results = self._request.infer(feeds, share_outputs=False)
-            return {name: np.asarray(results[port]) for name, port in self._ports.items()}
+            return self.calibrated({name: np.asarray(results[port]) for name, port in self._ports.items()})
 
     def close(self) -> None:
         self._request = None

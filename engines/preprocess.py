@@ -253,6 +253,37 @@ class Preprocessor:
         cv2.resize(eye.slice(frame), (2 * eye.width, eye.height), dst=self._stretch, interpolation=cv2.INTER_LINEAR)
         return self._stretch
 
+    def view_of(self, frame: np.ndarray, stretch: dict) -> tuple[np.ndarray, Box]:
+        """The view of ``frame`` at the crop in force, finding none: for the live display
+        path, from its own thread (``stretch``: that caller's own buffer for a
+        ``side-by-side-half`` eye). Before the first crop, or when the frame's size has
+        changed and the crop is not found again yet, the whole eye."""
+        shape = frame.shape
+        if self.config.layout == "side-by-side-half":
+            h, w = shape[:2]
+            eye = eye_box(h, w, self.config.eye, "side-by-side-half")
+            buffer = stretch.get("buffer")
+            if buffer is None or buffer.shape[:2] != (eye.height, 2 * eye.width):
+                buffer = stretch["buffer"] = np.empty((eye.height, 2 * eye.width, 3), np.uint8)
+            cv2.resize(eye.slice(frame), (2 * eye.width, eye.height), dst=buffer, interpolation=cv2.INTER_LINEAR)
+            frame = buffer
+        box, known = self._box, self._shape
+        if box is None or known != shape:
+            # Found as the gate will find it (usually on this very frame): the display
+            # does not jump, nor a recording split, when the gate's crop arrives.
+            if stretch.get("shape") != shape:
+                stretch["shape"], stretch["box"] = shape, self._find(frame, shape)[0]
+            box = stretch["box"]
+        return box.slice(frame), box
+
+    def _find(self, frame: np.ndarray, shape: tuple[int, ...]) -> tuple[Box, tuple[str, str]]:
+        """The crop of ``frame`` (already unsqueezed) whose original shape is ``shape``, and its layout."""
+        layout = resolve_layout(shape[0], shape[1], self.config.layout)
+        # a stretched eye is one eye: its geometry is a mono frame's
+        config = self.config if layout[0] != "side-by-side-half" else \
+            dataclasses.replace(self.config, layout="mono", square=self.config.square and self.config.eye != "full")
+        return snap_to_multiple(view_box(frame, config), self.input_size), layout
+
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, Box]:
         """``frame``: ``(H, W, 3) uint8 RGB`` → ``(view, engine_input, box)``."""
         shape = frame.shape
@@ -262,11 +293,7 @@ class Preprocessor:
         self._count += 1
         if self._box is None or shape != self._shape or self._redetect or (every and self._count % every == 0):
             self._redetect = False
-            self._layout = resolve_layout(shape[0], shape[1], self.config.layout)
-            # a stretched eye is one eye: its geometry is a mono frame's
-            config = self.config if self._layout[0] != "side-by-side-half" else \
-                dataclasses.replace(self.config, layout="mono", square=self.config.square and self.config.eye != "full")
-            self._box = snap_to_multiple(view_box(frame, config), self.input_size)
+            self._box, self._layout = self._find(frame, shape)
             self._shape = shape
             d = self.describe()
             log.info("view: %s layout (%s), %s; %dx%d of the %s frame", d["layout"], d["layout_reason"],

@@ -155,7 +155,7 @@ class TensorRTEngine(Engine):
             cm.copy_to_host(host, self._device[name], nbytes, self._stream)
             out[name] = host.array[:n]
         self._stream.synchronize()
-        return out
+        return self.calibrated(out)
 
     def close(self) -> None:
         """Free buffers and the stream; the engine is unusable afterwards."""

@@ -16,10 +16,12 @@ import sys
 from nerveseg.engines.checks import MAX_THREADS, THREADS, UNIT, Range, field_problem, problem
 
 from .config import GateConfig, SegmentConfig
+from .layer import DisplayConfig
 from nerveseg.engines.errors import UserError
 
 # Flags that override a config key: checked by that key's own declaration.
-CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence")}
+CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence"),
+                "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms")}
 
 POSITIVE = Range(0, lo_open=True)
 AT_LEAST_ONE = Range(1)
@@ -36,7 +38,9 @@ RANGES: dict[str, Range] = {
     "width": Range(0, 4, lo_open=True, why="the model's width multiplier"),
     "seed": Range(0, 2**32 - 1), "split_seed": Range(0, 2**32 - 1),
     "duration": POSITIVE, "seconds": POSITIVE, "after": Range(0, 3600),
-    "annotation_threshold_ms": POSITIVE, "video_threshold_ms": POSITIVE, "pixel_tolerance": Range(0, 255),
+    "ood_count": Range(1, 100_000), "quantile": Range(0.5, 1, hi_open=True, why="a quantile of the validation scores"),
+    "annotation_threshold_ms": POSITIVE, "perturb": Range(0, 1), "video_threshold_ms": POSITIVE,
+    "pixel_tolerance": Range(0, 255),
 }
 ANY_NUMBER = Range(0, why="not negative")
 

@@ -20,6 +20,7 @@ from nerveseg.engines import outputs
 from nerveseg.engines.checks import THREADS, UNIT, Range, bounded, field_problem, shown
 from nerveseg.engines.defaults import GATE, SEGMENTER, default_engine
 from nerveseg.engines.errors import UserError
+from .layer import DisplayConfig
 from .overlay import OverlayConfig
 from nerveseg.engines.preprocess import PreprocessConfig
 
@@ -67,9 +68,12 @@ class SegmentConfig:
 
 @dataclass(frozen=True)
 class RecordConfig:
-    """``path``: the annotated AVI (None: no recording)."""
+    """``path``: the AVI (None: no recording); ``content``: what it holds (docs/LIVE.md)."""
 
     path: str | None = None
+    # annotated: each frame inference took, drawn with its own mask (replay's only kind);
+    # as-shown: live passthrough, every frame shown with the overlay as it was on screen
+    content: str = bounded("annotated", ("annotated", "as-shown"))
     codec: str = bounded("mjpeg", ("mjpeg", "ffv1", "h264"))
     quality: int = bounded(90, Range(1, 100), why="JPEG quality, mjpeg only")
 
@@ -92,6 +96,7 @@ class PipelineConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     log: LogConfig = field(default_factory=LogConfig)
     steady: SteadyConfig = field(default_factory=SteadyConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
     # Frames wait in each queue; a few hundred full-HD frames is already gigabytes.
     queue_capacity: int = bounded(4, Range(1, 256))
 

@@ -1,6 +1,8 @@
 """Where "on screen" is stamped, for the delay measurement.
 
-Two probes with one interface (``attach``, ``drive``, ``shown``, ``describe``, ``close``):
+Two probes with one interface (``attach``, ``drive``, ``shown``, ``layers_shown``, ``describe``,
+``close``); ``layers_shown`` is for live passthrough (docs/LIVE.md), where the overlay is a
+layer of its own, on screen from the first paint that draws it:
 
 * ``qt-paint`` (:mod:`nerveseg.ui.paint_probe`, the default): the view's own ``FrameView`` behind the
   view's own ``Bridge``, wired as ``nerveseg view`` wires them; a frame is on screen when
@@ -10,7 +12,7 @@ Two probes with one interface (``attach``, ``drive``, ``shown``, ``describe``, `
   fallback where Qt cannot start; it leaves out the GUI thread's hand-over and the paint.
 
 ``nerveseg.commands.validation.display.make_probe`` picks one and says why. A new way to stamp the screen (a photodiode,
-a frame grabber on the monitor's input) is a third class with the same five methods.
+a frame grabber on the monitor's input) is a third class with the same six methods.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Handoff:
     def of(cls, r: Rendered) -> "Handoff":
         return cls(r.frame.captured_ns, r.stamps, r.seg.mask is not None, now_ns())
 
+    @classmethod
+    def of_layer(cls, layer) -> "Handoff":
+        """A live passthrough overlay layer (:class:`~nerveseg.realtime.layer.Layer`)."""
+        return cls(layer.captured_ns, layer.stamps, layer.segmented, now_ns())
+
 
 def run_until_done(pipeline, tick: Callable[[], None], deadline_s: float, step: Callable[[float], None]) -> None:
     """Start ``pipeline`` and wait for its frames to end, calling ``tick`` between waits
@@ -79,14 +86,27 @@ class SubscriberProbe:
     def __init__(self, reason: str = ""):
         self.reason = reason
         self._handoffs: dict[int, Handoff] = {}
+        self._layers: dict[int, Handoff] = {}
         self._lock = threading.Lock()
 
     def attach(self, pipeline) -> None:
         pipeline.subscribe(self._on_frame)
+        pipeline.subscribe_layers(self._on_layer)
 
     def _on_frame(self, r: Rendered) -> None:
         with self._lock:
             self._handoffs.setdefault(r.index, Handoff.of(r))
+
+    def _on_layer(self, layer) -> None:
+        with self._lock:
+            self._layers.setdefault(layer.index, Handoff.of_layer(layer))
+
+    def layers_shown(self) -> list[Shown]:
+        """Live passthrough: the overlay layers, as handed to the view (none per-frame)."""
+        with self._lock:
+            items = sorted(self._layers.items())
+        return [Shown(i, h.captured_ns, h.stamps, h.segmented, h.handoff_ns, h.handoff_ns, h.handoff_ns)
+                for i, h in items]
 
     def drive(self, pipeline, tick: Callable[[], None], deadline_s: float) -> None:
         run_until_done(pipeline, tick, deadline_s, time.sleep)

@@ -51,7 +51,10 @@ class GateResult:
     resized view, owned by this record. ``probs``: ``(C,) float32`` softmax.
     ``dropped``: frames dropped (by the live policy) before this one, cumulative.
     ``mask_logits``: ``(H, W) float32`` at engine resolution when the gate is a
-    ``gate_segment`` engine and called the frame nerve (the segmenter then runs nothing)."""
+    ``gate_segment`` engine and called the frame nerve (the segmenter then runs nothing).
+    ``energy`` and ``view_distance``: the unfamiliar-view scores (engines/calibration.py,
+    engines/familiarity.py); ``unfamiliar``: one is above the engine's threshold, so no
+    label is shown and nothing is segmented."""
 
     frame: Frame
     view: np.ndarray
@@ -65,6 +68,14 @@ class GateResult:
     dropped: int = 0
     error: str | None = None
     mask_logits: np.ndarray | None = None
+    energy: float | None = None
+    view_distance: float | None = None
+    unfamiliar: bool = False
+
+    @property
+    def shown_label(self) -> str:
+        """The label the surgeon is shown: none (``unfamiliar``) on an unfamiliar view."""
+        return "unfamiliar" if self.unfamiliar else self.label
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -129,6 +140,9 @@ class Rendered:
     fps: float = 0.0
     extra: dict = field(default_factory=dict)
     marks: tuple[Box, ...] = ()
+    #: live passthrough (:mod:`.layer`): ``image`` is the raw view and this the overlay layer
+    #: in force when the frame passed (a ``Layer``; None: none yet, or per-frame drawing)
+    layer: object | None = None
 
     @property
     def frame(self) -> Frame:

@@ -19,7 +19,9 @@ from nerveseg.engines.checks import UNIT, Range, bounded
 from nerveseg.engines.preprocess import Box
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-LABEL_COLOURS = {"nerve": (60, 255, 90), "tendon": (255, 190, 60), "opening_wound": (255, 90, 90)}
+LABEL_COLOURS = {"nerve": (60, 255, 90), "tendon": (255, 190, 60), "opening_wound": (255, 90, 90),
+                 "unfamiliar": (255, 255, 0)}
+UNFAMILIAR = "UNFAMILIAR VIEW"
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ def tint(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], opac
 
 def text_lines(label: str, confidence: float, ms: dict[str, float], fps: float, dropped: int,
                extra: list[str] | None = None) -> list[tuple[str, tuple[int, int, int]]]:
-    """The panel's lines with their colours."""
-    head = f"{label.replace('_', ' ').upper()} {confidence:.2f}"
+    """The panel's lines with their colours. ``label`` ``"unfamiliar"``: the gate does not
+    know this view, so the panel says so and shows no class and no confidence."""
+    head = UNFAMILIAR if label == "unfamiliar" else f"{label.replace('_', ' ').upper()} {confidence:.2f}"
     parts = [f"{k} {v:4.1f}" for k, v in ms.items()]
     lines = [(head, LABEL_COLOURS.get(label, (255, 255, 255))),
              (" ".join(parts[:3]) + " ms", (230, 230, 230))]

@@ -5,6 +5,11 @@
                                                                  └▶ taps (validation, tests)
     watchdog (own thread): the source's state ─▶ status listeners
 
+Live passthrough (docs/LIVE.md, the default for live sources) adds a display path that
+waits for no inference: source ─▶ show ─┬▶ subscribers (the view) and ─▶ the "as shown"
+recorder; the overlay posts each new layer on a :class:`~.layer.LayerBoard`, read by show
+and told to the view. Edges name the display modes they belong to.
+
 Replay (files, tests) uses ``BLOCK`` on every edge: every frame, in order. Live sources
 put a one-slot ``DROP_OLDEST`` edge after the source, so inference always takes the
 newest frame and the drops are counted; every later edge holds one frame, so no queue
@@ -35,10 +40,15 @@ from nerveseg.engines.errors import UserError
 from .events import Listeners, Notice, SourceState
 from .frames import Rendered
 from .graph import Operator, Graph, Policy
+from .layer import Layer, LayerBoard
+from .passthrough import ShowOp, as_shown
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
-from .stages import GateOp, OverlayOp, SegmentOp, SourceOp, frame_size_problem, too_small
+from .overlay_op import OverlayOp
+from .stages import GateOp, SegmentOp, SourceOp, frame_size_problem, too_small
+from .stats import describe
 from .steady import SteadyConfig
+from .truth import TruthScorer
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,8 @@ class Ops:
     log: LogOp
     subscribers: SubscriberOp
     taps: tuple[Operator, ...] = ()
+    show: ShowOp | None = None  # live passthrough only (:mod:`.passthrough`)
+    shown_record: RecorderOp | None = None
 
 
 @dataclass(frozen=True)
@@ -69,17 +81,24 @@ class Edge:
     downstream: str
     live: tuple[int | str, Policy]
     replay: tuple[int | str, Policy]
+    modes: tuple[str, ...] = ("per-frame", "passthrough")
 
 
 BLOCK, DROP = Policy.BLOCK, Policy.DROP_OLDEST
 # Live: latency over completeness. The newest frame enters, one waits per edge, the view
 # is fed before the recorder, and a recorder more than a second behind loses its oldest
 # frames (counted) rather than stall the view. Replay: every frame, in order, lossless.
+# Passthrough (docs/LIVE.md): the source also feeds the display path, which waits for no
+# inference; the view and the "as shown" recorder hang off it instead of the overlay.
+PASS = ("passthrough",)
 EDGES: tuple[Edge, ...] = (
+    Edge("source", "show", live=(1, DROP), replay=("q", BLOCK), modes=PASS),
     Edge("source", "gate", live=(1, DROP), replay=("q", BLOCK)),
     Edge("gate", "segment", live=(1, BLOCK), replay=("q", BLOCK)),
     Edge("segment", "overlay", live=(1, BLOCK), replay=("q", BLOCK)),
-    Edge("overlay", "subscribers", live=(2, DROP), replay=(2, DROP)),
+    Edge("overlay", "subscribers", live=(2, DROP), replay=(2, DROP), modes=("per-frame",)),
+    Edge("show", "subscribers", live=(2, DROP), replay=(2, DROP), modes=PASS),
+    Edge("show", "shown_record", live=("1s", DROP), replay=("q", BLOCK), modes=PASS),
     Edge("overlay", "record", live=("1s", DROP), replay=("q", BLOCK)),
     Edge("record", "log", live=("q", BLOCK), replay=("q", BLOCK)),
 )
@@ -122,15 +141,25 @@ class NervePipeline:
     ``history``: rows kept for the latency statistics (None: all; a long-running view
     keeps a window). ``signal_timeout``: seconds without a frame from a live source
     before the watchdog says "no signal". ``taps``: operators fed every rendered frame
-    on a ``BLOCK`` edge of their own (validation's checks, tests)."""
+    on a ``BLOCK`` edge of their own (validation's checks, tests). ``scorer``: a
+    :class:`~.truth.TruthScorer`; the overlay scores each frame with it (panel, CSV
+    columns) and the summary gets its means as ``ground_truth``."""
 
     def __init__(self, config: PipelineConfig, source: Source | None = None, engines: Engines | None = None,
-                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = ()):
+                 history: int | None = None, signal_timeout: float = 0.5, taps: Sequence[Operator] = (),
+                 scorer: TruthScorer | None = None):
         self.config = config
+        self.scorer = scorer  # replay --gt (realtime/truth.py): frames scored on their annotations
         s = config.source
         self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
+        self.passthrough = config.display.passthrough(self.live)
+        self.board = LayerBoard() if self.passthrough else None
+        self.as_shown = self.passthrough and config.record.content == "as-shown"
+        if config.record.content == "as-shown" and not self.passthrough and config.record.path:
+            log.info("%s: per-frame display: what is shown is each frame with its own mask, so the "
+                     "'as shown' recording is the annotated one", self.source.name)
         size = getattr(self.source, "size", None)  # a file says its frame size when opened
         if size and too_small(size):
             raise UserError(f"{self.source.name}: {frame_size_problem(*size)}")
@@ -166,21 +195,29 @@ class NervePipeline:
         edge; each of ``taps`` gets its own ``BLOCK`` edge from the overlay."""
         c = self.config
         # The configured recording (replay, run --record) starts with the run; its CSV is
-        # the log's. The view starts and stops its own, each with a CSV beside it.
+        # the log's (an "as shown" one has its own, of the frames shown). The view starts
+        # and stops its own, each with a CSV beside it.
+        avi = self.outputs["avi"]
+        gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady)
+        shown = self._recording(avi, self._shown_csv(avi)) if avi and self.as_shown else None
         ops = Ops(
             source=SourceOp(self.source),
-            gate=GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady),
+            gate=gate,
             segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
                               smoothing=c.steady.alpha),
-            overlay=OverlayOp(c.overlay),
-            record=RecorderOp(self._recording(self.outputs["avi"]) if self.outputs["avi"] else None, self.notices),
+            overlay=OverlayOp(c.overlay, board=self.board, scorer=self.scorer),
+            record=RecorderOp(self._recording(avi) if avi and not self.as_shown else None, self.notices),
             log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),
             subscribers=SubscriberOp(),
             taps=tuple(taps),
+            show=ShowOp(gate, self.board, c.display) if self.passthrough else None,
+            shown_record=(RecorderOp(shown, self.notices, prepare=as_shown, name="shown_record")
+                          if self.passthrough else None),
         )
         sizes = {"q": c.queue_capacity, "1s": max(2, round(self.source.fps))}
         p = Graph("nerveseg")
-        for edge in EDGES:
+        mode = "passthrough" if self.passthrough else "per-frame"
+        for edge in (e for e in EDGES if mode in e.modes):
             capacity, policy = edge.live if self.live else edge.replay
             p.connect(getattr(ops, edge.upstream), getattr(ops, edge.downstream),
                       capacity=sizes.get(capacity, capacity), policy=policy)
@@ -196,9 +233,19 @@ class NervePipeline:
         avi_recorder = AviRecorder(avi, self.source.fps, c.codec, c.quality, meta)
         return Recording(avi_recorder, CsvLog(csv, self.provenance) if csv is not None else None)
 
+    @staticmethod
+    def _shown_csv(avi: Path) -> Path:
+        return avi.with_name(avi.stem + ".shown.csv")
+
     def subscribe(self, callback: Callable[[Rendered], None]) -> None:
-        """``callback(rendered)`` for every frame shown (on a pipeline thread; newest-frame policy)."""
+        """``callback(rendered)`` for every frame shown (on a pipeline thread; newest-frame
+        policy). Passthrough: the raw view with the layer then in force (``rendered.layer``)."""
         self.ops.subscribers.subscribe(callback)
+
+    def subscribe_layers(self, callback: Callable[[Layer], None]) -> None:
+        """``callback(layer)`` for every new overlay layer (passthrough only; the overlay's thread)."""
+        if self.board is not None:
+            self.board.subscribe(callback)
 
     def subscribe_status(self, callback: Callable[[SourceState], None]) -> None:
         """``callback(state)`` whenever the source's state changes (on the watchdog's thread)."""
@@ -260,10 +307,15 @@ class NervePipeline:
             raise UserError(f"{avi}: the recording must be an .avi file")
         if self.started_unix is not None and not self.graph.alive:  # before start() it waits for frames
             raise UserError(f"{self.source.name}: has ended, nothing to record")
-        self.ops.record.start(lambda: self._recording(avi, avi.with_suffix(".csv")), str(avi))
+        if self.as_shown:  # every frame shown, as it was shown; its CSV has a row per frame shown
+            self.ops.shown_record.start(lambda: self._recording(avi, self._shown_csv(avi)), str(avi))
+        else:
+            self.ops.record.start(lambda: self._recording(avi, avi.with_suffix(".csv")), str(avi))
 
     def stop_recording(self) -> None:
         self.ops.record.stop()
+        if self.ops.shown_record is not None:
+            self.ops.shown_record.stop()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -322,10 +374,12 @@ class NervePipeline:
             "mode": "live" if self.live else "replay",
             "interrupted": self.interrupted,
             "outputs": {k: str(v) for k, v in self.outputs.items() if v is not None},
-            "recorded_frames": self.ops.record.frames,
-            "recordings": list(self.ops.record.files),  # a new segment whenever the frame size changed
+            "display": self._display_summary(),
+            "recorded_frames": sum(op.frames for op in self._recorders()),
+            # a new segment whenever the frame size changed
+            "recordings": [f for op in self._recorders() for f in op.files],
             # live only: frames the recorder lost because it fell a second behind
-            "recording_dropped": sum(ch.dropped for ch in self.graph.channels if ch.name.endswith("->record")),
+            "recording_dropped": sum(ch.dropped for ch in self.graph.channels if ch.name.endswith("record")),
             "stage_errors": dict(self.graph.item_errors),
             "output_errors": list(self.output_errors),
             "errors": [f"{name}: {exc}" for name, exc in self.graph.errors],
@@ -335,7 +389,23 @@ class NervePipeline:
                         "processor": platform.processor() or platform.machine()},
             "started_unix": self.started_unix,
             **stats,
+            **({"ground_truth": self.scorer.report()} if self.scorer is not None else {}),
         }
+
+    def _recorders(self) -> list[RecorderOp]:
+        return [op for op in (self.ops.record, self.ops.shown_record) if op is not None]
+
+    def _display_summary(self) -> dict:
+        d = self.config.display
+        out = {"mode": "passthrough" if self.passthrough else "per-frame",
+               "recording": self.config.record.content if self.passthrough else "annotated"}
+        if self.passthrough:
+            show = self.ops.show
+            out.update(fade_after_ms=d.fade_after_ms, hide_after_ms=d.hide_after_ms, frames_shown=show.frames,
+                       shown_without_overlay_too_old=show.hidden, layers=self.board.posted,
+                       # capture of the overlay's frame → the frame it was shown with (the view adds its paint)
+                       overlay_age_ms=describe(list(show.ages)) if show.ages else None)
+        return out
 
     def finish(self) -> dict:
         summary = self.summary()

@@ -43,6 +43,28 @@ def add_camera_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how a frame holds the eyes (default: auto, from the frame's shape)")
 
 
+def add_display_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the live picture is shown and recorded (``display`` and ``record.content`` in the YAML)."""
+    parser.add_argument("--display", choices=["auto", "passthrough", "per-frame"],
+                        help="passthrough: every frame shown at once, the overlay a layer over it; per-frame: "
+                             "each frame shown with its own mask, after its inference (default: auto, "
+                             "passthrough for live sources; docs/LIVE.md)")
+    parser.add_argument("--fade-after-ms", type=float, help="passthrough: the overlay's age at which it starts "
+                        "to fade (default 100)")
+    parser.add_argument("--hide-after-ms", type=float, help="passthrough: the overlay's age at which it is "
+                        "hidden (default 250)")
+    parser.add_argument("--record-content", choices=["annotated", "as-shown"],
+                        help="what a recording holds: annotated (each frame inference took, drawn with its "
+                             "mask; the default) or as-shown (passthrough: every frame shown, with the overlay "
+                             "as it was on screen)")
+
+
+def display_overrides(args: argparse.Namespace) -> dict:
+    return {"display": {"mode": args.display, "fade_after_ms": args.fade_after_ms,
+                        "hide_after_ms": args.hide_after_ms},
+            "record": {"content": args.record_content}}
+
+
 def camera_overrides(args: argparse.Namespace) -> dict:
     return {"source": {"camera": {"size": args.camera_size, "fps": args.camera_fps,
                                   "format": args.camera_format, "api": args.camera_api},
@@ -65,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="video file or image folder")
     parser.add_argument("--out", required=True, type=Path, help="annotated AVI to write (CSV and JSON beside it)")
     add_engine_arguments(parser)
+    parser.add_argument("--gt", type=Path, metavar="DIR",
+                        help="the video's annotations (labels.csv + masks/, as samples/stereo_sample.gt): each "
+                             "frame scored (IoU, Dice, gate right/wrong) on the overlay, in the CSV and the summary")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -75,13 +100,58 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: the recording must be an .avi file")
     extra = {"source": {"spec": args.input, "pace": False, "live": False}, "record": {"path": str(args.out)}}
     config = cfg.load(args.config, cfg.merge(overrides(args), extra))
+    parts = _scored_parts(config, args.gt) if getattr(args, "gt", None) else {}
     saved_config = outputs.claim(args.out.with_suffix(".config.yaml"))  # before any output is opened
-    pipeline = NervePipeline(config)
+    pipeline = NervePipeline(config, **parts)
     cfg.save(config, saved_config)
     summary = _run_with_progress(pipeline, show=not args.no_progress)
     print(format_table(summary))
+    if "ground_truth" in summary:
+        print(truth_table(summary["ground_truth"]))
     print(written(pipeline, summary))
     return exit_status("replay", pipeline, summary)
+
+
+def _scored_parts(config: cfg.PipelineConfig, gt: Path) -> dict:
+    """The source, engines and scorer of a replay scored on ``gt``, the annotations
+    checked against the video before anything runs (a mismatch: UserError, exit 2)."""
+    from .pipeline import Engines
+    from .sources import open_source
+    from .truth import TruthScorer, load_truth
+
+    source = open_source(config.source.spec, pace=False)
+    engines = Engines.load(config)
+    size = getattr(source, "size", None) or _first_image_size(source)
+    p = config.preprocess
+    truth = load_truth(gt, engines.gate.classes, size, getattr(source, "frame_count", 0) or 0, p.layout, p.eye)
+    return {"source": source, "engines": engines, "scorer": TruthScorer(truth, p.eye)}
+
+
+def _first_image_size(source) -> tuple[int, int]:
+    """``(H, W)`` of an image folder's first image (a video says its size when opened)."""
+    import cv2
+
+    files = getattr(source, "files", None) or []
+    image = cv2.imread(str(files[0])) if files else None
+    if image is None:
+        raise UserError(f"{source.name}: cannot tell the frame size to check the annotations against")
+    return image.shape[:2]
+
+
+def truth_table(report: dict) -> str:
+    """The ground-truth score in a few lines: means with their 95 % intervals."""
+    def mean(m: dict) -> str:
+        if m.get("mean") is None:
+            return "n/a"
+        ci = "" if m.get("ci_low") is None else f" (95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f})"
+        return f"{m['mean']:.3f}{ci}, n={m['n']}"
+
+    return "\n".join([f"ground truth {report['folder']}: {report['scored_frames']} of "
+                      f"{report['annotated_frames']} annotated frames scored",
+                      f"  gate accuracy   {mean(report['gate_accuracy'])}",
+                      f"  IoU             {mean(report['iou'])}",
+                      f"  Dice            {mean(report['dice'])}",
+                      f"  IoU (nerve)     {mean(report['iou_nerve_frames'])}"])
 
 
 def written(pipeline, summary: dict) -> str:
@@ -144,6 +214,9 @@ def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
         where = ", ".join(f"{op} {n}" for op, n in failed.items())
         found.append(f"{name}: {sum(failed.values())} frame(s) failed ({where}): "
                      f"shown raw with a warning, status 'failed' in the CSV")
+    scorer = getattr(pipeline, "scorer", None)
+    if scorer is not None:
+        found += scorer.run_problems(complete=not pipeline.interrupted and pipeline.graph.fatal is None)
     return found + (summary["output_errors"] if outputs else [])
 
 

@@ -89,6 +89,18 @@ def draw_roi(image: np.ndarray, roi: Roi, colour: tuple[int, int, int], thicknes
         cv2.polylines(image, [np.array(roi.points, np.int32)], True, colour, thickness, cv2.LINE_AA)
 
 
+def roi_bounds(roi: Roi, thickness: int, shape: tuple[int, int]) -> Box:
+    """The box :func:`draw_roi` may touch with ``thickness`` in a view of ``shape`` ``(h, w)``."""
+    if isinstance(roi, Box):
+        x0, y0, x1, y1 = roi
+    else:
+        xs, ys = [x for x, _ in roi.points], [y for _, y in roi.points]
+        x0, y0, x1, y1 = min(xs), min(ys), max(xs) + 1, max(ys) + 1
+    pad = thickness + 1  # the line's half width and its anti-aliasing
+    h, w = shape
+    return Box(max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad))
+
+
 def roi_text(roi: Roi | None) -> str:
     if roi is None:
         return ""

@@ -16,7 +16,8 @@ from nerveseg.engines import interrupts, outputs
 
 from . import config as cfg
 from nerveseg.engines.errors import UserError
-from .replay_cli import add_camera_arguments, add_engine_arguments, camera_overrides, exit_status, overrides
+from .replay_cli import (add_camera_arguments, add_display_arguments, add_engine_arguments, camera_overrides,
+                         display_overrides, exit_status, overrides)
 from .stats import format_table
 
 
@@ -25,11 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera index (0, 1, ...) or device path (/dev/video2), stream URL (rtsp://, "
                              "http://, tcp://, udp://, srt://, ...), or a video file / image folder played at "
                              "its frame rate")
-    parser.add_argument("--record", type=Path, help="annotated AVI to write (CSV and JSON beside it)")
+    parser.add_argument("--record", type=Path, help="AVI to write (CSV and JSON beside it; --record-content "
+                        "as-shown adds NAME.shown.csv)")
     parser.add_argument("--log", type=Path, help="per-frame CSV (default: beside the recording)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     add_engine_arguments(parser)
     add_camera_arguments(parser)
+    add_display_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     extra = {"source": {"spec": args.source, "pace": True, "live": True},
              "record": {"path": str(args.record) if args.record else None},
              "log": {"csv": str(args.log) if args.log else None}}
-    config = cfg.load(args.config, cfg.merge(cfg.merge(overrides(args), camera_overrides(args)), extra))
+    config = cfg.load(args.config, cfg.merge(cfg.merge(cfg.merge(overrides(args), camera_overrides(args)),
+                                                       display_overrides(args)), extra))
     if args.record:
         outputs.claim(args.record.with_suffix(".config.yaml"))  # before any output is opened
     pipeline = NervePipeline(config)

@@ -1,8 +1,7 @@
-"""The pipeline's processing operators: source, gate, segment, overlay."""
+"""The pipeline's processing operators: source, gate, segment (the overlay: :mod:`.overlay_op`)."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import math
@@ -15,22 +14,15 @@ import numpy as np
 from nerveseg.engines.base import Engine
 from nerveseg.engines.metadata import EngineError
 
-from .frames import Frame, GateResult, Rendered, Segmentation, now_ns, stage_ms
+from .frames import Frame, GateResult, Segmentation, now_ns
 from .graph import Operator, SourceOperator
 from .instances import check_instance_engine, find_instances
-from .overlay import OverlayConfig, draw_instances, draw_panel, text_lines, tint
 from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
 from .steady import Hysteresis, MaskSmoother, SteadyConfig
-from .roi import Roi, check_roi, draw_roi, region_raster, restrict, roi_mask
+from .roi import Roi, check_roi, region_raster, restrict, roi_mask
 from .sources import Source
 
 log = logging.getLogger(__name__)
-
-#: the region-of-interest outline: cyan, apart from the nerve's green and the scale bar's red
-ROI_COLOUR = (40, 200, 255)
-
-SHORT = {"decode": "dec", "preprocess": "pre", "gate": "gate", "segment": "seg", "overlay": "ovl",
-         "encode": "enc"}
 
 
 # The smallest frame the stages can work on: preprocessing halves a stereo frame and
@@ -173,15 +165,20 @@ class GateOp(Operator):
         view, engine_input, box = self.preprocess(frame.image)
         t1 = now_ns()
         outputs = self.engine.run(engine_input)
-        probs = softmax(outputs["logits"][0].astype(np.float32))
+        logits = outputs["logits"][0].astype(np.float32)  # calibrated by the engine (ℓ/T)
+        probs = softmax(logits)
         k = int(probs.argmax())
+        # The unfamiliar-view check is part of the gate's time (under a millisecond).
+        score, distance, unfamiliar = self.engine.calibration.judge(logits, engine_input[0])
         t2 = now_ns()
         is_nerve, k = self._decide(probs, k)
+        is_nerve = is_nerve and not unfamiliar  # an unfamiliar view gets no mask
         # Copied: it crosses to the segmenter's thread, and a backend may reuse its buffers.
         mask_logits = outputs["mask_logits"][0, 0].copy() if self.segments and is_nerve else None
         return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
                           probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
-                          dropped=self._dropped(), mask_logits=mask_logits)
+                          dropped=self._dropped(), mask_logits=mask_logits, energy=score,
+                          view_distance=distance, unfamiliar=unfamiliar)
 
     def set_steady(self, steady: SteadyConfig) -> None:
         """Switch the hysteresis while running: it starts afresh from the next frame."""
@@ -346,60 +343,3 @@ class SegmentOp(Operator):
         t = now_ns()
         return Segmentation(g, None, g.stamps + (("segment", t, t),), roi=self.roi,
                             error=f"segment: {one_line(exc)}")
-
-
-class OverlayOp(Operator):
-    """Draws the mask tint, the region's outline and the text panel on a copy of the
-    view. ``opacity`` may be changed while running (from the UI)."""
-
-    name = "overlay"
-
-    def __init__(self, config: OverlayConfig, fps_window: int = 30):
-        self.config = config
-        self.opacity = config.opacity
-        self._times: collections.deque = collections.deque(maxlen=fps_window)
-        self._last_ms: dict[str, float] = {}
-
-    @property
-    def opacity(self) -> float:
-        return self._opacity
-
-    @opacity.setter
-    def opacity(self, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"opacity must be within [0, 1], not {value}")
-        self._opacity = float(value)
-
-    def fps(self) -> float:
-        """Running frame rate over the last ``fps_window`` rendered frames."""
-        if len(self._times) < 2:
-            return 0.0
-        span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) * 1e9 / span if span > 0 else 0.0
-
-    def process(self, s: Segmentation) -> Rendered:
-        t0 = now_ns()
-        self._times.append(t0)
-        g = s.gate
-        image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
-        marks = ()
-        if s.instances is not None:
-            marks = draw_instances(image, s.instances, self.opacity, self.config.outline)
-        elif s.mask is not None:
-            tint(image, s.mask, self.config.colour, self.opacity, self.config.outline)
-        if s.roi is not None:
-            draw_roi(image, s.roi, ROI_COLOUR, max(1, image.shape[0] // 360))
-        panel = None
-        if self.config.panel:
-            ms = {SHORT[k]: v for k, v in stage_ms(s.stamps).items() if k in SHORT}
-            if s.mask is None:
-                ms.pop("seg", None)
-            # This frame's overlay and encode are not done yet: show the previous ones.
-            ms.update({k: v for k, v in self._last_ms.items() if k not in ms})
-            errors = [e for e in (g.error, s.error) if e]
-            lines = text_lines(g.label, g.confidence, ms, self.fps(), g.dropped,
-                               [f"WARNING {e[:60]}" for e in errors])
-            panel = draw_panel(image, lines, self.config.font_scale)
-        t1 = now_ns()
-        self._last_ms["ovl"] = (t1 - t0) / 1e6
-        return Rendered(s, image, panel, s.stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks)

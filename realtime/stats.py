@@ -29,6 +29,9 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
         "class": gate.label,
         "confidence": round(gate.confidence, 4),
         "segmented": seg.mask is not None,
+        "unfamiliar": gate.unfamiliar,
+        "energy": None if gate.energy is None else round(gate.energy, 4),
+        "view_distance": None if gate.view_distance is None else round(gate.view_distance, 3),
         "mask_fraction": round(seg.mask_fraction, 5),
     }
     for stage in STAGES:
@@ -36,12 +39,15 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
         if stage == "segment" and seg.mask is None:
             value = None  # skipped branch: no segmentation time, not zero
         row[f"{stage}_ms"] = None if value is None else round(value, 3)
-    last_overlay = dict((name, end) for name, _, end in r.stamps).get("overlay", done_ns)
-    row["annotation_delay_ms"] = round((last_overlay - frame.captured_ns) / 1e6, 3)
+    last_overlay = dict((name, end) for name, _, end in r.stamps).get("overlay")
+    # A frame shown raw (live passthrough) carries no mask of its own: its overlay's age says it.
+    row["annotation_delay_ms"] = None if last_overlay is None else round((last_overlay - frame.captured_ns) / 1e6, 3)
     row["latency_ms"] = round((done_ns - frame.captured_ns) / 1e6, 3)
     row["dropped"] = gate.dropped
     row["roi"] = roi_text(seg.roi)
     row["status"] = "ok" if not r.errors else "failed: " + "; ".join(r.errors)
+    row.update((k, v) for k, v in r.extra.items() if k.startswith("overlay_"))
+    row.update(r.extra.get("truth", {}))  # replay --gt: the frame's score (empty when not annotated)
     return row
 
 
@@ -60,12 +66,14 @@ class LatencyStats:
     count: int = 0
     segmented: int = 0
     failed: int = 0
+    unfamiliar: int = 0  # frames the gate did not recognise: shown with no label
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
         self.count += 1
         self.segmented += bool(row["segmented"])
         self.failed += row["status"] != "ok"
+        self.unfamiliar += row.get("unfamiliar") is True
         if self.keep is not None and len(self.rows) >= 2 * self.keep:
             del self.rows[:-self.keep]  # amortised: one trim per `keep` frames
 
@@ -85,6 +93,8 @@ class LatencyStats:
             out["fps"] = round((len(rows) - 1) / span, 2) if span > 0 else None
         out["segmented_frames"] = self.segmented
         out["failed_frames"] = self.failed
+        out["unfamiliar_frames"] = self.unfamiliar
+        out["unfamiliar_fraction"] = round(self.unfamiliar / self.count, 4) if self.count else 0.0
         out["dropped"] = self.rows[-1]["dropped"] if self.rows else 0
         out["stages_ms"] = {s: describe([r[f"{s}_ms"] for r in rows]) for s in STAGES}
         out["annotation_delay_ms"] = describe([r["annotation_delay_ms"] for r in rows])
@@ -115,12 +125,18 @@ def format_table(summary: dict) -> str:
     """The short FPS report printed at the end of a replay."""
     lines = [f"frames {summary['frames']}  FPS {summary.get('fps')}  "
              f"segmented {summary['segmented_frames']}  dropped {summary['dropped']}  "
-             f"failed {summary['failed_frames']}",
+             f"failed {summary['failed_frames']}  unfamiliar {summary.get('unfamiliar_frames', 0)}",
              f"{'stage':<18}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
     rows = [(s, summary["stages_ms"].get(s)) for s in STAGES]
     rows += [("annotation delay", summary["annotation_delay_ms"]), ("capture→written", summary["latency_ms"])]
+    display = summary.get("display") or {}
+    rows.append(("overlay age shown", display.get("overlay_age_ms")))  # live passthrough only
     for name, d in rows:
         if d:
             lines.append(f"{name:<18}{d['p50']:>9.2f}{d['p95']:>9.2f}{d['p99']:>9.2f}{d['max']:>9.2f}")
+    if display.get("mode") == "passthrough":
+        lines.append(f"passthrough: {display['frames_shown']} frames shown, {display['layers']} overlay layers, "
+                     f"{display['shown_without_overlay_too_old']} shown without one past "
+                     f"{display['hide_after_ms']:g} ms")
     lines.append(f"({summary['note']})")
     return "\n".join(lines)

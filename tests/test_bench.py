@@ -47,12 +47,25 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     soak = results["soak"]
     assert soak["frames"] == 90 and soak["rss_growth_mb"] is not None and soak["threads"]
     assert not (tmp_path / "bench" / "soak.avi").exists(), "the soak recording is removed"
+    # every frame's annotation delay, the first and last tenth (10,000 frames in a full soak) compared
+    assert soak["window"] == 9 and 0 < soak["annotation_p99_first_ms"] and 0 < soak["annotation_p99_last_ms"]
+    assert abs(soak["p99_ratio_last_first"] - soak["annotation_p99_last_ms"] / soak["annotation_p99_first_ms"]) < 0.01
+    assert isinstance(soak["targets"]["met"], bool) and soak["targets"]["rss_growth_mb"] == 50.0
     assert set(results["replay"]["stages_ms"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
     assert {"p50", "p95", "p99", "p99_9", "max", "std"} <= results["bare"]["ms_per_frame"].keys()
-    live = results["live"][0]
-    assert live["fps_offered"] == 60 and live["offered"] == 30 and live["processed"] + live["dropped"] == 30
-    assert {"p50", "p95", "p99"} <= live["video_delay_ms"].keys() and "annotation_delay_ms" in live
-    assert live["queue_high_water"]
+    # One live run per display, side by side: the picture straight to the (offscreen) Qt view, and
+    # each frame waiting for its own mask; delays measured to the end of the view's paint.
+    by_display = {r["display"]: r for r in results["live"]}
+    assert set(by_display) == {"passthrough", "per-frame"}
+    for live in by_display.values():
+        assert live["fps_offered"] == 60 and live["offered"] == 30 and live["processed"] + live["dropped"] == 30
+        assert {"p50", "p95", "p99"} <= live["video_delay_ms"].keys() and "annotation_delay_ms" in live
+        assert live["queue_high_water"] and "paint" in live["screen"] and 0 <= live["not_shown_pct"] <= 100
+    passthrough = by_display["passthrough"]
+    assert set(passthrough["video_delay_parts_ms"]) == {"to the display path", "to the view", "to the GUI thread",
+                                                        "paint"}
+    # the annotation delay is timed on the layers with a mask, when the gate passed any
+    assert ("gate" in passthrough["annotation_delay_parts_ms"]) == bool(passthrough["annotation_delay_ms"])
     costs = results["costs"]
     assert set(costs["cpu_ms_per_frame"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
     assert costs["cores"] >= 1 and "bound_fps" not in costs, "stages timed alone are no bound"
@@ -75,6 +88,7 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     assert "replay" in text and "ratios:" in text
     out = capsys.readouterr().out
     assert "replay/naive" in out and "statistics skip the first and last" in out
+    assert "live 60 passthrough video" in out and "live 60 per-frame annotation" in out
 
 
 def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, training_gate_data, training_seg_data,

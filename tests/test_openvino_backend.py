@@ -290,3 +290,16 @@ def test_an_instance_engine_is_refused_and_auto_keeps_onnx_runtime(tmp_path):
         engine = load_engine(path, "auto", task="instance")
         assert engine.provenance.backend == "onnxruntime" and "OpenVINO could not load it" in engine.provenance.reason
         assert engine.run(np.zeros((1, 32, 32, 3), np.uint8))["scores"].shape == (0,)
+
+
+def test_openvino_divides_the_gate_logits_by_the_temperature(tmp_path):
+    """The calibration every backend applies (engines/calibration.py), here too."""
+    from test_calibration import calibrated_gate
+
+    plain, calibrated = calibrated_gate(tmp_path, 2.0, None)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    raw = load_engine(plain, "openvino").run(frames)["logits"]
+    cal = load_engine(calibrated, "openvino")
+    assert cal.calibration.temperature == 2.0
+    np.testing.assert_allclose(cal.run(frames)["logits"], raw / 2.0, rtol=1e-5)
+    np.testing.assert_allclose(raw, load_engine(plain, "onnxruntime").run(frames)["logits"], rtol=1e-4, atol=1e-4)

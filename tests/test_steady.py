@@ -98,3 +98,29 @@ def test_bench_scores_the_steady_overlay_against_the_video_s_truth(tmp_path, tin
     assert main(["bench", str(plain), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
                  "--modes", "steadiness", "--out", str(tmp_path / "b2")]) == 0
     assert "no ground truth" in json.loads((tmp_path / "b2" / "bench.json").read_text())["steadiness"]["skipped"]
+
+
+def test_a_flickering_camera_is_made_from_a_video_with_truth(tmp_path, tiny_engines):
+    """``bench --perturb``: the frames flicker (exposure, noise, blur), the same frames for
+    both variants, geometry untouched; the tiny gate (which reads mean brightness) flickers
+    on them and the steady overlay calms it."""
+    import json
+
+    from video_fixtures import write_truth, write_video
+
+    from nerveseg.commands.bench.steadiness import perturbed
+    from nerveseg.commands.cli import main
+
+    frames = [np.full((40, 60, 3), v, np.uint8) for v in (100, 150, 200)]
+    a, b = perturbed(frames, 0.5), perturbed(frames, 0.5)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)), "seeded: both variants see the same frames"
+    assert all(x.shape == f.shape and not np.array_equal(x, f) for x, f in zip(a, frames))
+    assert all(np.array_equal(x, f) for x, f in zip(perturbed(frames, 0.0), frames))
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    write_truth(video, 30, 2)
+    out = tmp_path / "bench"
+    assert main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--modes", "steadiness", "--perturb", "0.8", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())["steadiness"]
+    assert {r["perturb"] for r in result.values()} == {0.8} and all(r["frames"] == 30 for r in result.values())
+    assert main(["bench", str(video), "--modes", "steadiness", "--perturb", "2", "--out", str(tmp_path / "x")]) == 2

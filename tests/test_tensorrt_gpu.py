@@ -99,3 +99,18 @@ def test_a_corrupt_engine_with_a_consistent_sidecar_fails_to_deserialize(tiny_en
         load_engine(path, "tensorrt")
     assert "cannot deserialize" in str(info.value) and "\n" not in str(info.value)
     assert read_sidecar(path).key == sidecar.key
+
+
+def test_a_calibrated_gate_is_divided_by_its_temperature_on_tensorrt_too(tmp_path, frames):
+    """The temperature rides in the sidecar's metadata: TensorRT's logits are ONNX
+    Runtime's calibrated ones (raw / T)."""
+    from test_calibration import calibrated_gate
+
+    plain, calibrated = calibrated_gate(tmp_path, 2.0, None)
+    engine_path = tmp_path / "gate_cal.fp32.engine"
+    build_engine(calibrated, engine_path, BuildOptions("fp32", **FAST))
+    trt = load_engine(engine_path, "auto", task="classify")
+    raw = load_engine(plain, "onnxruntime", task="classify").run(frames[:4])["logits"]
+    assert trt.calibration.temperature == 2.0
+    np.testing.assert_allclose(trt.run(frames[:4])["logits"], raw / 2.0, rtol=1e-4, atol=1e-4)
+    trt.close()

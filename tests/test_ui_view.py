@@ -25,8 +25,9 @@ from nerveseg.commands.cli import main
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.engines.preprocess import Box
+from nerveseg.realtime.layer import composite
 from nerveseg.realtime.roi import Polygon, roi_mask
-from nerveseg.realtime.stages import ROI_COLOUR
+from nerveseg.realtime.overlay_op import ROI_COLOUR
 from nerveseg.ui.snapshot import TEXT_KEY, read_png_text
 from nerveseg.ui.window import ViewWindow
 
@@ -88,7 +89,10 @@ def test_view_shows_tint_text_and_provenance_and_keeps_the_aspect_ratio(make_win
     wait_frames(qtbot, window, 5)
     view = window.view
     fh, fw = view.rendered.image.shape[:2]
-    panel = view.rendered.panel
+    # a file in the view plays live: passthrough, the panel is on the overlay layer
+    qtbot.waitUntil(lambda: view.layer is not None and view.layer.panel is not None)
+    assert window.session.pipeline.passthrough and view.rendered.panel is None
+    panel = view.layer.panel
     for size, bars in (((1000, 560), "sides"), ((520, 900), "top and bottom")):
         window.resize(*size)
         wait_frames(qtbot, window, 2)
@@ -149,8 +153,8 @@ def test_dragged_region_restricts_the_mask_and_clearing_restores_it(make_window,
     window = make_window()
     window.open_source(str(videos["long"]))
     wait_frames(qtbot, window, 2)
-    seen = []
-    window.session.pipeline.subscribe(seen.append)
+    seen = []  # the overlay layers (live passthrough), each with the segmentation it shows
+    window.session.pipeline.subscribe_layers(seen.append)
     view = window.view
     drag(qtbot, view, view.from_frame(40, 20), view.from_frame(140, 220))
     roi = window.session.settings.roi
@@ -159,8 +163,9 @@ def test_dragged_region_restricts_the_mask_and_clearing_restores_it(make_window,
     r = next(r for r in seen if r.seg.roi == roi and r.seg.mask is not None)
     outside = ~roi_mask(roi, r.seg.mask.shape)
     assert r.seg.mask.any() and not (r.seg.mask & outside).any(), "no mask outside the region"
-    assert tuple(r.image[roi.y0 + 60, roi.x0]) == ROI_COLOUR, "the region's outline is drawn"
-    qtbot.waitUntil(lambda: view.rendered.seg.roi == roi)
+    drawn = composite(r.seg.gate.view, r)
+    assert tuple(drawn[roi.y0 + 60, roi.x0]) == ROI_COLOUR, "the region's outline is drawn"
+    qtbot.waitUntil(lambda: view.layer is not None and view.layer.seg.roi == roi and view.layer_alpha > 0)
     grabbed = grab(view, Path(window.session.out_dir).parent / "roi.png").astype(int)
     edge = view.from_frame(roi.x0 + 0.5, roi.y0 + 60)
     near = grabbed[int(edge.y()), int(edge.x()) - 3:int(edge.x()) + 4]
@@ -178,7 +183,7 @@ def test_polygon_region_by_clicks(make_window, qtbot, videos):
     window.open_source(str(videos["long"]))
     wait_frames(qtbot, window, 2)
     seen = []
-    window.session.pipeline.subscribe(seen.append)
+    window.session.pipeline.subscribe_layers(seen.append)
     view = window.view
     qtbot.keyClick(view, Qt.Key.Key_P)
     assert view.roi_mode == "polygon"

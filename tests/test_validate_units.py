@@ -126,3 +126,30 @@ def test_a_recording_resized_to_its_first_size_is_compared_as_the_recorder_store
     assert outside_difference(leaked, raw, region)[0] >= 100
     same = as_recorded(view, allowed, view.shape)
     assert same[0] is view and same[1] is allowed
+
+
+def test_the_video_score_says_where_the_product_stayed_silent(tmp_path):
+    """An unfamiliar view shows no label: the video's score counts those frames apart, with
+    whether the network's label would have been right, and the accuracy of labels shown."""
+    import numpy as np
+
+    from nerveseg.commands.validation.groundtruth import TruthScore, VideoTruth
+    from nerveseg.engines.preprocess import Box
+    from nerveseg.realtime.frames import Frame, GateResult, Rendered, Segmentation
+
+    classes = ("nerve", "opening_wound", "tendon")
+    truth = VideoTruth(tmp_path, {0: "nerve", 1: "nerve", 2: "tendon", 3: "tendon"})
+    score = TruthScore(truth, classes, eye="right")  # labels only: no masks needed
+    # network's top class: right, wrong, wrong, right; frames 1 and 3 were unfamiliar (silent)
+    tops, silent = [0, 2, 0, 2], [False, True, False, True]
+    for i, (top, quiet) in enumerate(zip(tops, silent)):
+        probs = np.full(3, 0.1, np.float32)
+        probs[top] = 0.8
+        view = np.zeros((8, 8, 3), np.uint8)
+        g = GateResult(Frame(i, 0, view), view, Box(0, 0, 8, 8), view[None], classes[top], 0.8, probs,
+                       False, (), unfamiliar=quiet)
+        score(Rendered(Segmentation(g, None, ()), view, None, ()))
+    shown = score.report()["shown"]
+    assert shown == {"frames": 4, "silent": 2, "silent_fraction": 0.5, "silent_where_the_label_would_be_wrong": 1,
+                     "silent_where_the_label_would_be_right": 1, "labels_shown": 2, "wrong_labels_shown": 1,
+                     "accuracy_of_labels_shown": 0.5}

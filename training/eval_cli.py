@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per engine call")
     parser.add_argument("--threshold", type=float, default=None,
                         help="seg: nerve where sigmoid > this (default: the engine's, else 0.5)")
+    parser.add_argument("--ood", action="store_true",
+                        help="gate: also score shifted synthetic scenes and pictures that are not surgery; "
+                             "how often the product stays silent (unfamiliar view) or paints a wrong label")
+    parser.add_argument("--ood-count", type=int, default=30,
+                        help="--ood: pictures per class of each shifted set and per kind of non-surgery picture")
 
 
 def shared_items(models: list[Path], given: str | None, split: str, data: str) -> list[str]:
@@ -125,8 +130,32 @@ def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
     try:
         if args.task == "region":
             return region_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
-        return run_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
+        report = run_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
+        if getattr(args, "ood", False):
+            report["ood"] = write_ood(engine, Path(args.data), items, out, args.ood_count)
+        return report
     finally:
         engine.close()
 
 
+
+
+def write_ood(engine, root: Path, items: list[str], out: Path, count: int) -> dict:
+    """``out/ood.json`` and the table appended to ``out/report.txt`` (:mod:`.ood`)."""
+    import json
+
+    import numpy as np
+
+    from nerveseg.engines.errors import UserError
+    from nerveseg.engines.interrupts import write_atomic
+
+    from .data import label_of, read_rgb
+    from .ood import ood_lines, ood_report
+
+    if engine.meta.task != "classify":
+        raise UserError(f"{engine.provenance.path}: --ood scores a gate (nerveseg eval gate ... --ood)")
+    images = np.stack([read_rgb(root / item, engine.input_size) for item in items])
+    report = ood_report(engine, images, [engine.classes[label_of(item, engine.classes)] for item in items], count)
+    write_atomic(out / "ood.json", json.dumps(report, indent=1))
+    write_atomic(out / "report.txt", (out / "report.txt").read_text() + "\n".join(ood_lines(report)) + "\n")
+    return report

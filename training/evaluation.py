@@ -50,10 +50,29 @@ def evaluate_gate(engine, root: str | Path, items: list[str], batch_size: int = 
     timing: dict = {}
     logits = [out["logits"].copy()
               for _, out in _batches(engine, root, items, batch_size, "eval gate", timing)]
-    probs = metrics.softmax(np.concatenate(logits))
+    logits = np.concatenate(logits)
+    probs = metrics.softmax(logits)
     report = metrics.classification_report(truth, probs, classes)
     report["predictions"] = {item: classes[k] for item, k in zip(items, probs.argmax(1))}
+    report["calibration"] = calibration_report(engine, logits, truth, root, items)
     return {**report, **timing}
+
+
+def calibration_report(engine, logits: np.ndarray, truth: np.ndarray, root: Path, items: list[str]) -> dict:
+    """Expected calibration error of the engine's ``(N, C)`` logits as it gives them
+    (``after``: divided by its temperature) and as the network made them (``before``:
+    ``T = 1``), and the share of images it would call unfamiliar (energy or view statistics)."""
+    from nerveseg.engines.calibration import reliability, softmax
+
+    cal = engine.calibration
+    raw = logits.astype(np.float64) * cal.temperature
+    flagged = None
+    if cal.checks:  # the view statistics need the pictures: read again, one at a time
+        flagged = float(np.mean([cal.judge(z, read_rgb(root / item, engine.input_size))[2]
+                                 for z, item in zip(logits, items)]))
+    return {"temperature": cal.temperature, "energy_threshold": cal.energy_threshold,
+            "before": reliability(softmax(raw), truth), "after": reliability(softmax(logits), truth),
+            "unfamiliar_fraction": flagged}
 
 
 def evaluate_seg(engine, root: str | Path, items: list[str], batch_size: int = 16,
@@ -154,6 +173,9 @@ def run_eval(engine, root: str | Path, items: list[str], out: str | Path, split:
                             f"{name}: {split} (n={report['n']})")
         plots.roc_png(report["roc"], {c: v["auc"] for c, v in report["per_class"].items()},
                       out / "roc.png", f"{name}: ROC one-vs-rest ({split})")
+        cal = report["calibration"]
+        plots.reliability_png({"T = 1": cal["before"], f"T = {cal['temperature']:.2f}": cal["after"]},
+                              out / "reliability.png", f"{name}: reliability ({split})")
     else:
         plots.histogram_png(report["per_image"]["iou"], out / "iou_hist.png", "IoU",
                             f"{name}: per-image IoU ({split}, n={report['n']})")
@@ -217,6 +239,13 @@ def _gate_lines(report: dict) -> list[str]:
     for name, row in report["per_class"].items():
         lines.append(f"{name:<16}" + "  ".join(f"{k[:5]} {_pair(row['ci'][k])}" for k in metrics.BINARY_KEYS))
     lines += ["", "one-vs-rest per class; a ratio with a zero denominator is n/a.", *interval_lines(report)]
+    cal = report.get("calibration")
+    if cal:
+        flagged = "" if cal["unfamiliar_fraction"] is None else \
+            f"; {fmt(cal['unfamiliar_fraction'])} of images above the unfamiliar-view threshold"
+        lines += ["", f"expected calibration error ({cal['after']['bins']} bins): {fmt(cal['before']['ece'])} "
+                      f"at T = 1, {fmt(cal['after']['ece'])} at the engine's T = {cal['temperature']:.3f}"
+                      + flagged + " (reliability.png)"]
     return lines
 
 

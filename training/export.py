@@ -71,6 +71,10 @@ def export_dense(checkpoint: Path, out: Path, o):
     frames = parity_frames(meta, ckpt, checkpoint, o.data, o.splits)
     parity, reference = step("parity", checkpoint, check_parity, model, proto, meta, frames)
     extra = engine_extra(meta, ckpt, checkpoint, o.exporter, opset, parity, o.metrics)
+    if o.calibrate:  # the engine's backends then divide its logits by T: so must the reference
+        extra["calibration"] = step("calibration", checkpoint, calibrate_model, model, meta, ckpt, checkpoint, o)
+        t = extra["calibration"]["temperature"]
+        reference = [r / t if name == "logits" else r for name, r in zip(OUTPUT_ORDER(meta), reference)]
     final = dataclasses.replace(meta, created=export_time(), extra=extra)
     step("metadata", out, embed_and_save, proto, final, out)
     step("reload", out, reload_check, out, final, frames, reference)
@@ -79,6 +83,41 @@ def export_dense(checkpoint: Path, out: Path, o):
              arch=ckpt["arch"], arch_kwargs=ckpt["arch_kwargs"], args=ckpt.get("args", {}))
     log.info("exported %s → %s (%s exporter, opset %d)", checkpoint, out, o.exporter, opset)
     return final
+
+
+def OUTPUT_ORDER(meta) -> tuple[str, ...]:  # noqa: N802 (reads as the constant it looks up)
+    from nerveseg.engines.metadata import OUTPUT_NAMES
+
+    return OUTPUT_NAMES[meta.task]
+
+
+def calibrate_model(model, meta, ckpt: dict, checkpoint: Path, o) -> dict:
+    """A gate's ``extra.calibration`` (:mod:`nerveseg.engines.calibration`): the temperature
+    and thresholds fitted on the validation split of the checkpoint's data, the network's
+    logits computed by ``model`` itself."""
+    import torch
+
+    from .calibrate_cli import calibration_values
+    from .data import label_of, read_rgb
+    from .splits import read_scored
+
+    if meta.task not in ("classify", "gate_segment"):
+        raise ExportError(f"{checkpoint}: --calibrate applies to gates, this is a {meta.task!r} checkpoint")
+    data = Path(o.data or ckpt.get("args", {}).get("data", ""))
+    folder = Path(o.splits) if o.splits else checkpoint.parent / "splits"
+    held, train = read_scored(folder, "val", data), read_scored(folder, "train", data)
+    if len(held) < 10:
+        raise ExportError(f"{folder}/val.txt: {len(held)} images; --calibrate needs at least 10")
+    logits = []
+    with torch.inference_mode():
+        for start in range(0, len(held), 16):
+            batch = np.stack([read_rgb(data / item, meta.input_size) for item in held[start:start + 16]])
+            out = model(torch.from_numpy(batch))
+            logits.append((out[0] if isinstance(out, tuple) else out).numpy().astype(np.float64))
+    truth = np.array([label_of(item, meta.classes) for item in held])
+    values, _ = calibration_values(np.concatenate(logits), truth, data, train, held, meta.input_size, 0.99,
+                                   f"val split of {data} ({len(held)} images), at export")
+    return values
 
 
 def to_onnx(model, meta, exporter: str, opset: int):

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 class ExportOptions:
     """What every exporter may use; ``input_size`` ``(h, w)`` exports at another size than
     trained, ``reference_pt`` also writes the weights-only torch checkpoint with the same
-    metadata, ``min_score`` (instance only) moves the detector's score cut into the graph."""
+    metadata, ``min_score`` (instance only) moves the detector's score cut into the graph,
+    ``calibrate`` (gates) fits the temperature and unfamiliar-view thresholds on the
+    validation split into the metadata (:mod:`nerveseg.engines.calibration`)."""
 
     exporter: str = "legacy"
     opset: int | None = None
@@ -34,6 +36,7 @@ class ExportOptions:
     input_size: tuple[int, int] | None = None
     reference_pt: str | Path | None = None
     min_score: float | None = None
+    calibrate: bool = False
 
 
 # task (the checkpoint's meta.task) → exporter
@@ -86,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-dirty", action="store_true",
                         help="export although the checkpoint was trained from, or this checkout holds, "
                              "uncommitted changes; the engine is marked dirty (default: refuse)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="gates: fit the temperature and the unfamiliar-view thresholds on the validation "
+                             "split (splits/val.txt) into the engine's metadata (docs/VALIDATION.md)")
     parser.add_argument("--min-score", type=float, default=None, metavar="S",
                         help="instance engines: drop detections scoring under S inside the graph, so their "
                              "masks are never computed (default: as trained, 0.05; 0.5 is ~3x faster)")
@@ -100,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
     provenance = rebuildable.check(args.checkpoint, trained, args.allow_dirty)
     meta = export(args.checkpoint, args.out, exporter=args.exporter, opset=args.opset,
                   data=args.data, splits=args.splits, metrics=args.metrics, input_size=size,
-                  reference_pt=args.reference_pt, min_score=args.min_score, provenance=provenance)
+                  reference_pt=args.reference_pt, min_score=args.min_score, provenance=provenance,
+                  calibrate=args.calibrate)
     parity = meta.extra["parity"]
     print(f"wrote {args.out}: {meta.model} {meta.task} {list(meta.classes)} {meta.input_size}; "
-          f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames")
+          f"parity max|Δ| {parity['max_abs_diff']:.2e} on {parity['frames']} frames"
+          + (f"; temperature {meta.extra['calibration']['temperature']:.3f}" if args.calibrate else ""))
     return 0
 
 

@@ -122,3 +122,23 @@ def histogram_png(values: Sequence[float], path: str | Path, label: str, title: 
     ax.set_ylabel("images")
     ax.set_title(title or f"per-image {label}")
     return _save(fig, path)
+
+
+def reliability_png(curves: dict[str, dict], path: str | Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy against confidence per bin, one line per ``curves``
+    entry (``{"label": engines.calibration.reliability(...)}``), the diagonal = perfect."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for (label, r), colour in zip(curves.items(), ("tab:red", "tab:blue", "tab:green")):
+        points = [(c, a) for c, a in zip(r["confidence"], r["accuracy"]) if c is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", color=colour, label=f"{label} (ECE {r['ece']:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (top class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)

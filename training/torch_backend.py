@@ -59,8 +59,8 @@ class TorchEngine(Engine):
         with self._torch.inference_mode():
             output = self._model(*inputs)
         if isinstance(output, tuple):  # instance: boxes, labels (int64), scores, masks; gate_segment: logits, mask
-            return {name: value.numpy() for name, value in zip(self._outputs, output)}
-        return {self._output: output.numpy().astype(np.float32, copy=False)}
+            return self.calibrated({name: value.numpy() for name, value in zip(self._outputs, output)})
+        return self.calibrated({self._output: output.numpy().astype(np.float32, copy=False)})
 
     def close(self) -> None:
         self._model = None

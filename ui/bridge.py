@@ -16,10 +16,12 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.frames import Rendered
+from nerveseg.realtime.layer import Layer
 
 
 class Bridge(QObject):
     frame_ready = pyqtSignal()
+    layer_ready = pyqtSignal()  # live passthrough: a new overlay layer (same one-slot mailbox rule)
     status = pyqtSignal(object)  # SourceState
     notice = pyqtSignal(object)  # Notice
 
@@ -27,6 +29,7 @@ class Bridge(QObject):
         super().__init__(parent)
         self._lock = threading.Lock()
         self._latest: Rendered | None = None
+        self._layer: Layer | None = None
         self.replaced = 0  # frames the GUI never took because a newer one came first
 
     # -- any thread ------------------------------------------------------------------------
@@ -40,6 +43,12 @@ class Bridge(QObject):
         if was_empty:
             self.frame_ready.emit()
 
+    def post_layer(self, layer: Layer) -> None:
+        with self._lock:
+            was_empty, self._layer = self._layer is None, layer
+        if was_empty:
+            self.layer_ready.emit()
+
     def post_status(self, state: SourceState) -> None:
         self.status.emit(state)
 
@@ -52,3 +61,8 @@ class Bridge(QObject):
         with self._lock:
             rendered, self._latest = self._latest, None
         return rendered
+
+    def take_layer(self) -> Layer | None:
+        with self._lock:
+            layer, self._layer = self._layer, None
+        return layer

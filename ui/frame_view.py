@@ -8,6 +8,11 @@ the widget keeps with it): Qt's own smooth scaling of a 24-bit image into a
 1920×1080 window took 9.5 ms of the GUI thread per frame, this takes about a quarter of that
 (``tests/test_ui_view.py`` checks the picture is the same).
 
+Live passthrough (docs/LIVE.md): the frame arrives raw and the overlay layer separately;
+the layer is composited over whatever frame is shown, at the opacity its age gives
+(:class:`~nerveseg.realtime.layer.DisplayConfig`), by the same function the "as shown"
+recording uses, so a recording shows what the screen showed.
+
 Regions: in ``rect`` mode a left-button drag draws a rectangle; in ``polygon`` mode each
 click adds a corner and a double-click, Enter or a click on the first corner closes it
 (Esc abandons it). The finished region is emitted in frame pixels.
@@ -19,12 +24,13 @@ import time
 
 import cv2
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPolygonF
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from nerveseg.realtime.events import SourceState
 from nerveseg.realtime.frames import Rendered, now_ns
+from nerveseg.realtime.layer import DisplayConfig, Layer, blend_bgrx, composite
 from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.roi import Polygon
 
@@ -33,6 +39,9 @@ BANNERS = {"no signal": ("NO SIGNAL", QColor(255, 70, 70)), "ended": ("END OF VI
            "paused": ("PAUSED", QColor(255, 210, 90)), "failed": ("STOPPED", QColor(255, 70, 70)),
            "starting": ("STARTING", QColor(200, 200, 200)), "no source": ("NO SOURCE", QColor(200, 200, 200))}
 MIN_DRAG = 4  # frame pixels: a shorter drag is a click, not a region
+FADE_TICK_MS = 40  # without new frames, a visible overlay layer is repainted this often
+LAYER_WAIT_MS = 50  # a new layer waits this long at most for the next frame's paint
+STALL_MS = 80  # no frame for this long: the source has stalled, the view repaints by itself
 
 
 def fit_rect(image_w: int, image_h: int, area: QRectF) -> QRectF:
@@ -53,11 +62,23 @@ class FrameView(QWidget):
         self.setMouseTracking(True)
         self.rendered: Rendered | None = None
         self._array: np.ndarray | None = None
-        # The frame as painted: (frame array it was made from, QImage, the QImage's pixels).
-        self._scaled: tuple[np.ndarray, QImage, np.ndarray] | None = None
+        # The frame as painted: ((frame array, layer, opacity, w, h) it was made from, QImage,
+        # the QImage's pixels).
+        self._scaled: tuple[tuple, QImage, np.ndarray] | None = None
         self.state = SourceState("starting", "no source open yet")
         self.recording_since: float | None = None
         self.display_ms = 0.0  # capture → GUI thread, for the newest frame
+        # Live passthrough: the overlay layer drawn over whatever frame is shown, faded by
+        # its age as ``display`` says; the opacity and age it had at the last paint.
+        self.display = DisplayConfig()
+        self.layer: Layer | None = None
+        self.layer_alpha = 0.0
+        self.layer_age_ms: float | None = None
+        self._fade_clock = QTimer(self, interval=FADE_TICK_MS, timeout=self._fade_tick)
+        self._layer_wait = QTimer(self, singleShot=True, timeout=self._layer_waited)
+        self._received_ns: int | None = None  # when the newest frame arrived
+        self._frame_ms = 0.0  # the frames' recent interval (ms, a running average)
+        self._painted_layer: Layer | None = None  # the layer the last paint drew
         self.roi_mode = "rect"
         self._drag: tuple[QPointF, QPointF] | None = None
         self._corners: list[QPointF] = []
@@ -67,8 +88,61 @@ class FrameView(QWidget):
 
     def set_frame(self, rendered: Rendered) -> None:
         self._array, self.rendered = rendered.image, rendered
+        now = now_ns()
+        if self._received_ns is not None:
+            gap = min((now - self._received_ns) / 1e6, 1000.0)
+            self._frame_ms = gap if not self._frame_ms else 0.9 * self._frame_ms + 0.1 * gap
+        self._received_ns = now
         self.display_ms = (now_ns() - rendered.frame.captured_ns) / 1e6
+        self._newer_layer(getattr(rendered, "layer", None))
         self.update()
+
+    def set_layer(self, layer: Layer) -> None:
+        """A new overlay layer (live passthrough). Frames arriving: the next frame's paint
+        shows it (within one and a half frame periods, at most :data:`LAYER_WAIT_MS`, else a
+        paint of its own); no frame lately: at once. A paint per layer on top of a paint per
+        frame would double the GUI's work, and slow the picture."""
+        if not self._newer_layer(layer):
+            return
+        wait = min(LAYER_WAIT_MS, 1.5 * self._frame_ms) if self._frame_ms else 0
+        if self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 < wait:
+            if not self._layer_wait.isActive():
+                self._layer_wait.start(round(wait))
+        else:
+            self.update()
+
+    def _layer_waited(self) -> None:
+        if self.layer is not None and self._painted_layer is not self.layer:
+            self.update()
+
+    def _fade_tick(self) -> None:
+        """Repaint while a layer is on screen, so it fades and hides by its age even when no
+        frame comes (a source that stalled): an old mask must not stay painted."""
+        if self.layer is None or (self.layer_age_ms is not None and self.layer_alpha == 0.0):
+            self._fade_clock.stop()
+        elif self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 > STALL_MS:
+            self.update()
+
+    def _newer_layer(self, layer: Layer | None) -> bool:
+        if layer is None or (self.layer is not None and layer.captured_ns <= self.layer.captured_ns):
+            return False
+        self.layer = layer
+        self._fade_clock.start()
+        return True
+
+    def shown_image(self):
+        """The picture as last painted: the frame with the layer at the opacity it had
+        (``(h, w, 3) uint8 RGB``), for snapshots; None before the first frame."""
+        if self._array is None:
+            return None
+        layer = self.layer if self.layer is not None and self._layer_fits() else None
+        return composite(self._array, layer, self.layer_alpha)
+
+    def _layer_fits(self) -> bool:
+        """Whether the layer was made on a view of the shown frame's geometry."""
+        layer, r = self.layer, self.rendered
+        return (layer is not None and r is not None and layer.shape == self._array.shape[:2]
+                and r.seg.gate.box == layer.box)
 
     def set_state(self, state: SourceState) -> None:
         self.state = state
@@ -168,6 +242,7 @@ class FrameView(QWidget):
         if target is None:
             p.fillRect(self.rect(), Qt.GlobalColor.black)
         else:
+            self._layer_now()
             scaled, left, top = self._scaled_image(target)
             width, height = self.width(), self.height()
             for bar in ((0, 0, left, height), (left + scaled.width(), 0, width - left - scaled.width(), height),
@@ -181,18 +256,32 @@ class FrameView(QWidget):
         self._paint_corner_text(p, target)
         p.end()
 
+    def _layer_now(self) -> None:
+        """The layer's age and opacity for this paint (0: none, or hidden past the limit)."""
+        self.layer_alpha, self.layer_age_ms = 0.0, None
+        if self._layer_fits():
+            self.layer_age_ms = self.layer.age_ms()
+            # steps of 1/64: a fade is smooth, and a still picture is not re-blended each paint
+            self.layer_alpha = round(self.display.alpha(self.layer_age_ms) * 64) / 64
+            self._painted_layer = self.layer
+
     def _scaled_image(self, target: QRectF) -> tuple[QImage, int, int]:
-        """The frame at the size it is shown at, made once per frame and size."""
+        """The frame (with the overlay layer at its opacity, live passthrough) at the size
+        it is shown at, made once per frame, layer, opacity and size. All of it in OpenCV,
+        which lets the pipeline's threads run meanwhile; Qt only blits the result."""
         left, top = round(target.x()), round(target.y())
         w, h = max(1, round(target.width())), max(1, round(target.height()))
+        layer = self.layer if self.layer_alpha > 0 else None
+        key = (self._array, layer, self.layer_alpha, w, h)
         cached = self._scaled
-        if cached is None or cached[0] is not self._array or (cached[1].width(), cached[1].height()) != (w, h):
+        if cached is None or any(a is not b for a, b in zip(cached[0][:2], key[:2])) or cached[0][2:] != key[2:]:
             bgrx = cv2.cvtColor(self._array, cv2.COLOR_RGB2BGRA)  # Format_RGB32's byte order, ready to blit
+            blend_bgrx(bgrx, layer, self.layer_alpha)  # as composite() does for a recording
             if (w, h) != self._frame_size():  # converted first: 4-channel resizing is faster
                 larger = w > bgrx.shape[1]
                 bgrx = cv2.resize(bgrx, (w, h), interpolation=cv2.INTER_LINEAR if larger else cv2.INTER_AREA)
             image = QImage(bgrx.data, w, h, bgrx.strides[0], QImage.Format.Format_RGB32)
-            self._scaled = cached = (self._array, image, bgrx)
+            self._scaled = cached = (key, image, bgrx)
         return cached[1], left, top
 
     def _paint_state(self, p: QPainter, target: QRectF | None) -> None:
@@ -252,6 +341,9 @@ class FrameView(QWidget):
                        f"REC {secs // 60:02d}:{secs % 60:02d}")
         if self.rendered is not None:
             text = f"frame {self.rendered.index}   capture→screen {self.display_ms:.0f} ms"
+            if self.layer_age_ms is not None:  # passthrough: the overlay's own age, and whether it is shown
+                text += (f"   overlay {self.layer_age_ms:.0f} ms old" if self.layer_alpha > 0 else
+                         f"   OVERLAY HIDDEN: {self.layer_age_ms:.0f} ms old")
             p.setPen(QColor(230, 230, 230))
             box = QRectF(area.left() + 6, area.bottom() - size * 1.8, area.width() - 12, size * 1.6)
             p.fillRect(QRectF(box.left() - 4, box.top(), p.fontMetrics().horizontalAdvance(text) + 8,

@@ -52,6 +52,7 @@ class StampedView(FrameView):
         super().__init__()
         self.received: dict[int, int] = {}
         self.painted: dict[int, int] = {}
+        self.layer_painted: dict[int, int] = {}  # passthrough: first paint that showed each layer
 
     def set_frame(self, rendered: Rendered) -> None:
         self.received.setdefault(rendered.index, now_ns())
@@ -60,7 +61,10 @@ class StampedView(FrameView):
     def paintEvent(self, event) -> None:
         super().paintEvent(event)
         if self.rendered is not None:
-            self.painted.setdefault(self.rendered.index, now_ns())
+            t = now_ns()
+            self.painted.setdefault(self.rendered.index, t)
+            if self.layer is not None and self.layer_alpha > 0:
+                self.layer_painted.setdefault(self.layer.index, t)
 
 
 class QtPaintProbe:
@@ -74,12 +78,28 @@ class QtPaintProbe:
         self.view.resize(*size)
         self.view.show()
         self.bridge.frame_ready.connect(self._on_frame_ready)
+        self.bridge.layer_ready.connect(self._on_layer_ready)
         self._handoffs: dict[int, Handoff] = {}
+        self._layers: dict[int, Handoff] = {}
+        self._layer_received: dict[int, int] = {}
         self._lock = threading.Lock()
         self.reason = ""
 
     def attach(self, pipeline) -> None:
         pipeline.subscribe(self._post)
+        pipeline.subscribe_layers(self._post_layer)
+        self.view.display = pipeline.config.display
+
+    def _post_layer(self, layer) -> None:  # the overlay's thread
+        with self._lock:
+            self._layers.setdefault(layer.index, Handoff.of_layer(layer))
+        self.bridge.post_layer(layer)
+
+    def _on_layer_ready(self) -> None:  # the GUI thread: as ViewWindow._on_layer_ready
+        layer = self.bridge.take_layer()
+        if layer is not None:
+            self._layer_received.setdefault(layer.index, now_ns())
+            self.view.set_layer(layer)
 
     def _post(self, r: Rendered) -> None:  # a pipeline thread
         with self._lock:
@@ -109,6 +129,19 @@ class QtPaintProbe:
             if h is not None:
                 out.append(Shown(index, h.captured_ns, h.stamps, h.segmented, h.handoff_ns,
                                  self.view.received[index], painted))
+        return out
+
+    def layers_shown(self) -> list[Shown]:
+        """Passthrough: each overlay layer from its frame's capture to the first paint that
+        showed it (a layer that arrived with its frame counts as received then)."""
+        with self._lock:
+            handoffs = dict(self._layers)
+        out = []
+        for index, painted in sorted(self.view.layer_painted.items()):
+            h = handoffs.get(index)
+            if h is not None:
+                received = min(self._layer_received.get(index, painted), painted)
+                out.append(Shown(index, h.captured_ns, h.stamps, h.segmented, h.handoff_ns, received, painted))
         return out
 
     def describe(self) -> dict:

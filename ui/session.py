@@ -25,6 +25,7 @@ from nerveseg.realtime.config import PipelineConfig, SourceConfig
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.frames import Rendered
+from nerveseg.realtime.layer import Layer
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.realtime.roi import Roi, check_roi
 from nerveseg.realtime.sources import Source, is_camera, open_source
@@ -56,9 +57,10 @@ class ViewSession:
     def __init__(self, config: PipelineConfig, engines: Engines, out_dir: Path,
                  on_frame: Callable[[Rendered], None], on_status: Callable[[SourceState], None],
                  on_notice: Callable[[Notice], None], camera_opener: Callable | None = None,
-                 signal_timeout: float = 0.5):
+                 signal_timeout: float = 0.5, on_layer: Callable[[Layer], None] | None = None):
         self.config, self.engines, self.out_dir = config, engines, Path(out_dir)
         self.on_frame, self.on_status, self.on_notice = on_frame, on_status, on_notice
+        self.on_layer = on_layer or (lambda layer: None)  # live passthrough: each new overlay layer
         self.camera_opener = camera_opener
         self.signal_timeout = signal_timeout
         self.settings = Settings(config.preprocess.eye, config.segment.threshold, config.overlay.opacity)
@@ -105,6 +107,7 @@ class ViewSession:
         pipeline = NervePipeline(config, source=self._source(spec), engines=self.engines, history=HISTORY,
                                  signal_timeout=self.signal_timeout)
         pipeline.subscribe(lambda r, p=pipeline: self.pipeline is p and self.on_frame(r))
+        pipeline.subscribe_layers(lambda layer, p=pipeline: self.pipeline is p and self.on_layer(layer))
         pipeline.subscribe_status(lambda st, p=pipeline: self.pipeline is p and self.on_status(st))
         pipeline.subscribe_notices(self.on_notice)  # an old pipeline's "saved" still counts
         return pipeline

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from nerveseg.realtime import config as cfg
 from nerveseg.engines.errors import UserError
-from nerveseg.realtime.replay_cli import add_camera_arguments, add_engine_arguments, camera_overrides, overrides
+from nerveseg.realtime.replay_cli import (add_camera_arguments, add_display_arguments, add_engine_arguments,
+                                         camera_overrides, display_overrides, overrides)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="1280x860", help="window size WxH (default 1280x860)")
     add_engine_arguments(parser)
     add_camera_arguments(parser)
+    add_display_arguments(parser)
     parser.add_argument("--screenshot", type=Path,
                         help="save a PNG of the window after --after seconds, then close (for docs)")
     parser.add_argument("--after", type=float, default=4.0, help="seconds before --screenshot (default 4)")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     width, height = _size(args.size)
     roi = _roi(args.roi) if args.roi else None
-    config = cfg.load(args.config, cfg.merge(cfg.merge(overrides(args), camera_overrides(args)),
+    config = cfg.load(args.config, cfg.merge(cfg.merge(cfg.merge(overrides(args), camera_overrides(args)),
+                                                       display_overrides(args)),
                                              {"source": {"pace": True, "live": True}}))
     engines = Engines.load(config)
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -7,6 +7,7 @@ waits on inference or file I/O; every problem becomes a message in the window.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -49,8 +50,10 @@ class ViewWindow(QMainWindow):
         self.setWindowTitle("nerveseg view")
         self.bridge = Bridge(self)
         self.session = ViewSession(config, engines, out_dir, self.bridge.post_frame, self.bridge.post_status,
-                                   self.bridge.post_notice, camera_opener, signal_timeout)
+                                   self.bridge.post_notice, camera_opener, signal_timeout,
+                                   on_layer=self.bridge.post_layer)
         self.view = FrameView(self)
+        self.view.display = config.display
         self.view.set_state(SourceState("no source", "open a video (Ctrl+O) or a camera (Ctrl+K)"))
         self.setCentralWidget(self.view)
         self.frames_shown = 0
@@ -61,6 +64,7 @@ class ViewWindow(QMainWindow):
         self._build_toolbar(config)
         self._build_status_bar(engines)
         self.bridge.frame_ready.connect(self._on_frame_ready)
+        self.bridge.layer_ready.connect(self._on_layer_ready)
         self.bridge.status.connect(self._on_status)
         self.bridge.notice.connect(self._on_notice)
         self.view.roi_drawn.connect(self._on_roi)
@@ -222,7 +226,9 @@ class ViewWindow(QMainWindow):
 
     def snapshot(self) -> None:
         try:
-            self.session.snapshot(self.view.rendered)
+            r = self.view.rendered
+            # what the surgeon sees: a passthrough frame with its overlay layer as painted
+            self.session.snapshot(None if r is None else dataclasses.replace(r, image=self.view.shown_image()))
         except UserError as exc:
             self.tell(f"cannot save a snapshot: {exc}", error=True)
 
@@ -280,9 +286,15 @@ class ViewWindow(QMainWindow):
             self.view.set_frame(rendered)
             self.frames_shown += 1
 
+    def _on_layer_ready(self) -> None:
+        layer = self.bridge.take_layer()
+        if layer is not None:
+            self.view.set_layer(layer)
+
     def _on_status(self, state: SourceState) -> None:
-        if state.state == "starting":  # a new source: the old one's drawing and pause are gone
+        if state.state == "starting":  # a new source: the old one's drawing, overlay and pause are gone
             self.view.cancel_drawing()
+            self.view.layer = None
             self.pause_action.setChecked(False)
         self.view.set_state(state)
         self.source_label.setText(f"{state.source}: {state.text}")

@@ -25,7 +25,8 @@ from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.frames import Frame
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.realtime.sinks import AviRecorder
-from nerveseg.realtime.stages import GateOp, OverlayOp, SegmentOp
+from nerveseg.realtime.overlay_op import OverlayOp
+from nerveseg.realtime.stages import GateOp, SegmentOp
 from nerveseg.realtime.sources import VideoFileSource
 
 

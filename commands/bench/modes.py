@@ -14,6 +14,7 @@ from nerveseg.engines.base import Engine
 
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.frames import Rendered, now_ns
+from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.overlay import draw_panel, text_lines, tint
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.engines.preprocess import Preprocessor, view_box
@@ -201,45 +202,83 @@ def replay(video: Path, engines: Engines, config: PipelineConfig, out: Path) -> 
 
 
 def live(frames: list[np.ndarray], fps: float, engines: Engines, config: PipelineConfig,
-         loops: int = 1, record: Path | None = None) -> dict:
-    """Frames offered at ``fps`` with the newest-frame policy. Video delay: capture → the
-    frame reaches the display; annotation delay: capture → a frame with its mask does."""
+         loops: int = 1, record: Path | None = None, display: str = "passthrough", screen: str = "qt") -> dict:
+    """Frames offered at ``fps`` with the newest-frame policy, shown as ``display`` says
+    (``passthrough`` or ``per-frame``, docs/LIVE.md) on ``screen`` (``qt``: the view's own
+    widget painting, offscreen without a display; ``subscriber``: the hand-off to it).
+    Video delay: capture → the frame painted; annotation delay: capture → its mask painted
+    (passthrough: the first paint that showed its layer). As ``nerveseg validate`` measures them."""
+    from ..validation.delays import delay_report
+    from ..validation.display import make_probe
+
     config = dataclasses.replace(
         config, source=dataclasses.replace(config.source, live=True),
+        display=dataclasses.replace(config.display, mode=display),
         record=dataclasses.replace(config.record, path=str(record) if record else None))
     source = MemorySource(frames, fps, loops)
     pipeline = NervePipeline(config, source=source, engines=engines)
-    shown: list[tuple[int, int, bool]] = []  # (index, delay_ns, has_mask)
-
-    def on_frame(r: Rendered) -> None:
-        shown.append((r.index, now_ns() - r.frame.captured_ns, r.seg.mask is not None))
-
-    pipeline.subscribe(on_frame)
-    summary = pipeline.run()
-    kept = trimmed(shown)
-    video = [d / 1e6 for _, d, _ in kept]
-    annotation = [d / 1e6 for _, d, m in kept if m]
+    probe = make_probe(screen)
+    try:
+        probe.attach(pipeline)
+        probe.drive(pipeline, lambda: None, deadline_s=3 * source.frame_count / fps + 60)
+        shown, layers = probe.shown(), probe.layers_shown() if pipeline.passthrough else None
+        where = probe.describe()
+    finally:
+        probe.close()
+    summary = pipeline.summary()
+    report = delay_report(shown, fps, {}, layers)
+    video, annotation = report["video"], report["annotation"]
     channels = summary["channels"]
-    return {"what": f"live at {fps:g} FPS, newest-frame policy", "fps_offered": fps, "offered": source.frame_count,
-            "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
-            "video_delay_ms": describe(video), "annotation_delay_ms": describe(annotation),
+    offered = source.frame_count
+    return {"what": f"live at {fps:g} FPS, newest-frame policy, {report['display_mode']} display",
+            "display": report["display_mode"], "screen": where["on_screen_means"], "fps_offered": fps,
+            "offered": offered, "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
+            # frames offered that never reached the screen: held back (or lost) on the way
+            "not_shown_pct": round(100.0 * (offered - len(shown)) / offered, 2) if offered else None,
+            "video_delay_ms": video["stats"], "annotation_delay_ms": annotation["stats"],
+            "video_delay_parts_ms": video["parts_median_ms"], "annotation_delay_parts_ms": annotation["parts_median_ms"],
             "capture_to_overlay_ms": summary["annotation_delay_ms"],
             "queue_high_water": {name: c["high_water"] for name, c in channels.items()},
             "stages_ms": summary["stages_ms"], "note": summary["note"],
-            "video_delay_values": [round(v, 3) for v in video],
-            "annotation_delay_values": [round(v, 3) for v in annotation]}
+            "video_delay_values": video["per_frame"]["delay_ms"],
+            "annotation_delay_values": annotation["per_frame"]["delay_ms"]}
 
+
+class _DelayTap(Operator):
+    """Every frame's annotation delay (capture → overlay done, ms), in order, on a ``BLOCK``
+    edge of its own: a soak's first and last windows are compared on all their frames."""
+
+    name = "soak-delays"
+
+    def __init__(self, total: int):
+        self.delays = np.zeros(total, np.float32)
+        self.count = 0
+
+    def process(self, r: Rendered) -> None:
+        end = dict((name, b) for name, _, b in r.stamps).get("overlay")
+        if end is not None and self.count < self.delays.size:
+            self.delays[self.count] = (end - r.frame.captured_ns) / 1e6
+            self.count += 1
+        return None
+
+
+#: a soak's windows compared: the first and last 10,000 frames (a tenth of shorter runs)
+SOAK_WINDOW = 10_000
+#: the soak's targets (issue 18): memory growth, thread count, the tail's drift
+SOAK_TARGETS = {"rss_growth_mb": 50.0, "p99_ratio_last_first": 1.10}
 
 
 def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, total: int, out: Path,
          every: int = 250) -> dict:
     """A replay of ``total`` frames (the decoded frames over and over, recorded to AVI):
     resident memory and thread count sampled every ``every`` frames after a warm-up of
-    ``2 × every`` frames. The recording is deleted afterwards (it is large)."""
+    ``2 × every`` frames; every frame's annotation delay, its p99 over the first and the
+    last window compared. The recording is deleted afterwards (it is large)."""
     loops = -(-total // len(frames))
     config = dataclasses.replace(config, record=dataclasses.replace(config.record, path=str(out)))
     source = MemorySource(frames, 30.0, loops, name="soak", live=False)
-    pipeline = NervePipeline(config, source=source, engines=engines, history=1000)
+    tap = _DelayTap(source.frame_count)
+    pipeline = NervePipeline(config, source=source, engines=engines, history=1000, taps=[tap])
     samples: list[tuple[int, float, int]] = []
 
     def sample(r: Rendered) -> None:
@@ -251,7 +290,20 @@ def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, tot
     out.unlink(missing_ok=True)
     steady = [s for s in samples if s[0] >= 2 * every] or samples
     rss = [s[1] for s in steady]
+    delays = tap.delays[:tap.count]
+    window = min(SOAK_WINDOW, max(1, tap.count // 10))
+    first = float(np.percentile(delays[:window], 99)) if tap.count else None
+    last = float(np.percentile(delays[-window:], 99)) if tap.count else None
+    threads = sorted({s[2] for s in steady})
+    growth = round(rss[-1] - rss[0], 1)
+    ratio = round(last / first, 3) if first else None
     return {"what": f"replay of {summary['frames']} frames from memory, recorded", "frames": summary["frames"],
             "fps": summary.get("fps"), "rss_start_mb": round(rss[0], 1), "rss_end_mb": round(rss[-1], 1),
-            "rss_growth_mb": round(rss[-1] - rss[0], 1), "rss_max_mb": round(max(rss), 1),
-            "threads": sorted({s[2] for s in steady}), "samples": [list(s) for s in samples]}
+            "rss_growth_mb": growth, "rss_max_mb": round(max(rss), 1),
+            "threads": threads, "window": window,
+            "annotation_p99_first_ms": None if first is None else round(first, 3),
+            "annotation_p99_last_ms": None if last is None else round(last, 3), "p99_ratio_last_first": ratio,
+            "targets": {**SOAK_TARGETS, "threads_constant": True,
+                        "met": growth <= SOAK_TARGETS["rss_growth_mb"] and len(threads) == 1
+                        and ratio is not None and ratio <= SOAK_TARGETS["p99_ratio_last_first"]},
+            "samples": [list(s) for s in samples]}

@@ -35,7 +35,7 @@ def ratios(results: dict) -> dict:
         p99 = (r.get("annotation_delay_ms") or {}).get("p99")
         stages = r.get("stages_ms") or {}
         in_run = sum((stages.get(k) or {}).get("p50") or 0 for k in ("gate", "segment"))
-        rate = f"{r['fps_offered']:g}"
+        rate = f"{r['fps_offered']:g}" + (f" {r['display']}" if r.get("display") else "")
         # Target: ≤ 2. "alone": engines timed back to back in the bare mode; "in run": the
         # same engines' stage times in this live run, where they share the cores.
         if p99 and alone:
@@ -66,11 +66,13 @@ def table(results: dict) -> str:
         lines.append(f"  replay {stage:<17}{'':>8}{_p(d, 'p50'):>9}{_p(d, 'p95'):>9}{_p(d, 'p99'):>9}"
                      f"{_p(d, 'p99_9'):>9}{_p(d, 'max'):>9}{_p(d, 'std'):>8}")
     for r in results.get("live", []):
-        for label, key in (("video delay", "video_delay_ms"), ("annotation delay", "annotation_delay_ms")):
+        name = f"live {r['fps_offered']:g} {r.get('display', '')}".strip()
+        for label, key in (("video", "video_delay_ms"), ("annotation", "annotation_delay_ms")):
             d = r.get(key)
-            lines.append(f"{'live ' + str(r['fps_offered']) + ' ' + label:<26}{'':>8}{_p(d, 'p50'):>9}"
+            lines.append(f"{name + ' ' + label:<26}{'':>8}{_p(d, 'p50'):>9}"
                          f"{_p(d, 'p95'):>9}{_p(d, 'p99'):>9}{_p(d, 'p99_9'):>9}{_p(d, 'max'):>9}{_p(d, 'std'):>8}")
-        lines.append(f"{'live ' + str(r['fps_offered']) + ' dropped':<26}{r['dropped']:>8} of {r['offered']} offered")
+        held = f", {r['not_shown_pct']}% not shown" if r.get("not_shown_pct") is not None else ""
+        lines.append(f"{name + ' dropped':<26}{r['dropped']:>8} of {r['offered']} offered before inference{held}")
     replay = results.get("replay") or {}
     if replay.get("bound_fps"):
         lines.append(f"replay: {replay['cpu_ms_per_frame']:.1f} CPU ms/frame in the run → bound "
@@ -100,7 +102,11 @@ def table(results: dict) -> str:
     if soak:
         lines.append(f"soak: {soak['frames']} frames at {soak['fps']} FPS, RSS {soak['rss_start_mb']} → "
                      f"{soak['rss_end_mb']} MB (growth {soak['rss_growth_mb']} MB, max {soak['rss_max_mb']}), "
-                     f"threads {soak['threads']}")
+                     f"threads {soak['threads']}"
+                     + (f"; annotation p99 first {soak['window']} frames {soak['annotation_p99_first_ms']:.1f} ms, "
+                        f"last {soak['annotation_p99_last_ms']:.1f} ms (×{soak['p99_ratio_last_first']}); targets "
+                        f"{'met' if soak['targets']['met'] else 'NOT met'}"
+                        if soak.get("annotation_p99_first_ms") is not None else ""))
     if (results.get("scaling") or {}).get("markdown"):
         lines.append("engine ms by input size and backbone (random weights, speed only):")
         lines.append(results["scaling"]["markdown"])
@@ -155,7 +161,7 @@ def latency_png(results: dict, path: Path) -> Path | None:
     for r in results.get("live", []):
         for key, label in (("video_delay_values", "video delay"), ("annotation_delay_values", "annotation delay")):
             if r.get(key):
-                series[f"live {r['fps_offered']} FPS {label}"] = r[key]
+                series[f"live {r['fps_offered']:g} FPS {r.get('display', '')} {label}"] = r[key]
     if not series:
         return None
     import matplotlib

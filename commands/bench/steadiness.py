@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from nerveseg.realtime.config import PipelineConfig, SourceConfig
@@ -25,6 +26,7 @@ from nerveseg.training.data import read_mask
 from nerveseg.training.metrics import iou_dice
 
 from ..validation.groundtruth import VideoTruth
+from .memory_source import MemorySource, decode_frames
 
 STEADY = PRESET  # the variant measured against "off"
 
@@ -66,17 +68,42 @@ class _Collector(Operator):
                 "nerve_iou": mean(self.iou_truth)}
 
 
+def perturbed(frames: list[np.ndarray], strength: float, seed: int = 0) -> list[np.ndarray]:
+    """``frames`` as a flickering camera would give them: per frame an exposure gain
+    (σ = 0.35 × ``strength``), sensor noise (σ = 20 × ``strength`` grey levels) and, on about
+    ``0.3 × strength`` of frames, a defocus blur. Geometry is untouched: the ground truth
+    still holds. Seeded: both variants see the same frames."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for image in frames:
+        gain = max(0.3, 1.0 + strength * rng.normal(0.0, 0.35))
+        noisy = image.astype(np.float32) * gain + rng.normal(0.0, 20.0 * strength, image.shape).astype(np.float32)
+        if rng.random() < 0.3 * strength:
+            noisy = cv2.GaussianBlur(noisy, (0, 0), 1.0 + 3.0 * strength)
+        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return out
+
+
 def steadiness(config: PipelineConfig, engines: Engines, video: Path, truth: VideoTruth,
-               variants: dict[str, SteadyConfig] | None = None) -> dict:
-    """``{variant: figures}`` for each steady configuration (default: off and :data:`STEADY`)."""
+               variants: dict[str, SteadyConfig] | None = None, perturb: float = 0.0) -> dict:
+    """``{variant: figures}`` for each steady configuration (default: off and :data:`STEADY`).
+    ``perturb`` > 0: the video's frames made to flicker first (:func:`perturbed`), the
+    same frames for every variant."""
     variants = variants or {"off": SteadyConfig(), "steady": STEADY}
+    frames = None
+    if perturb > 0:
+        decoded, fps = decode_frames(video)
+        frames = perturbed(decoded, perturb)
     results = {}
     for name, steady in variants.items():
         run = dataclasses.replace(config, source=SourceConfig(spec=str(video), pace=False, live=False),
                                   steady=steady, record=dataclasses.replace(config.record, path=None),
                                   log=dataclasses.replace(config.log, csv=None, summary=None))
         collector = _Collector(truth)
-        pipeline = NervePipeline(run, engines=engines, taps=[collector])
+        source = MemorySource(frames, fps, name=f"{video.name} (perturbed {perturb:g})", live=False) \
+            if frames is not None else None
+        pipeline = NervePipeline(run, source=source, engines=engines, taps=[collector])
         pipeline.run()
-        results[name] = {"config": dataclasses.asdict(steady), **collector.report(pipeline.source.fps)}
+        results[name] = {"config": dataclasses.asdict(steady), "perturb": perturb,
+                         **collector.report(pipeline.source.fps)}
     return results

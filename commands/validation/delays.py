@@ -4,8 +4,11 @@
 * annotation delay: capture → the frame's mask on screen, for every frame shown with a
   mask (the segmenter ran on it).
 
-nerveseg draws each mask on its own frame, so the raw picture waits for its frame's
-inference: on a segmented frame both delays are the same number. Frames never shown
+Per-frame display draws each mask on its own frame, so the raw picture waits for its
+frame's inference: on a segmented frame both delays are the same number. Live
+passthrough (docs/LIVE.md) shows every frame at once and the overlay as a layer of its
+own: the video delay is the display path's alone, the annotation delay runs from the
+capture of a mask's frame to the first paint that showed that layer. Frames never shown
 (dropped by the newest-frame policy) are counted, not timed. Warm-up and tear-down frames
 are left out as :class:`~nerveseg.realtime.stats.LatencyStats` leaves them out.
 """
@@ -28,6 +31,16 @@ def _trim(shown: list[Shown]) -> tuple[list[Shown], int]:
     return (shown[skip:len(shown) - skip] if skip else shown), skip
 
 
+#: passthrough: the parts of the video delay (no inference on this path)
+PASS_PARTS = ("to the display path", "to the view", "to the GUI thread", "paint")
+
+
+def pass_parts_ms(s: Shown) -> dict[str, float]:
+    end = {name: b for name, _, b in s.stamps}
+    points = [s.captured_ns, end["show"], s.handoff_ns, s.received_ns, s.painted_ns]
+    return {name: (b - a) / 1e6 for name, a, b in zip(PASS_PARTS, points, points[1:])}
+
+
 def parts_ms(s: Shown) -> dict[str, float]:
     """One frame's delay split at its stamps (ms); the parts add up to the whole."""
     start = {name: a for name, a, _ in s.stamps}
@@ -38,22 +51,34 @@ def parts_ms(s: Shown) -> dict[str, float]:
     return {name: (b - a) / 1e6 for name, a, b in zip(PARTS, points, points[1:])}
 
 
-def delay_report(shown: list[Shown], fps: float, counts: dict) -> dict:
+def delay_report(shown: list[Shown], fps: float, counts: dict, layers: list[Shown] | None = None) -> dict:
     """Statistics (ms) of both delays, per-frame values, the median of each part, and the
-    frame counts (source, processed, shown) with the drops between them."""
-    shown = [s for s in shown if "overlay" in {name for name, _, _ in s.stamps}]
+    frame counts (source, processed, shown) with the drops between them. ``layers``: live
+    passthrough's overlay layers as shown (None: per-frame display, masks on their frames)."""
+    passthrough = layers is not None
+    stage = "show" if passthrough else "overlay"
+    shown = [s for s in shown if stage in {name for name, _, _ in s.stamps}]
     kept, skip = _trim(shown)
-    out = {"frame_period_ms": round(1000.0 / fps, 3), "skipped_each_end": skip,
+    if passthrough:
+        kept_layers, _ = _trim(layers)
+        annotated = [s for s in kept_layers if s.segmented]
+    else:
+        annotated = [s for s in kept if s.segmented]
+    out = {"display_mode": "passthrough" if passthrough else "per-frame",
+           "frame_period_ms": round(1000.0 / fps, 3), "skipped_each_end": skip,
            "note": (f"statistics exclude the first and last {skip} frames shown (warm-up, tear-down)" if skip
                     else "too few frames to exclude warm-up; all frames shown are counted"),
-           "frames": {**counts, "shown": len(shown), "shown_with_mask": sum(s.segmented for s in shown)}}
-    for key, subset in (("video", kept), ("annotation", [s for s in kept if s.segmented])):
+           "frames": {**counts, "shown": len(shown), "shown_with_mask": (
+               sum(s.segmented for s in layers) if passthrough else sum(s.segmented for s in shown))}}
+    for key, subset, split in (("video", kept, pass_parts_ms if passthrough else parts_ms),
+                               ("annotation", annotated, parts_ms)):
         values = [(s.painted_ns - s.captured_ns) / 1e6 for s in subset]
         out[key] = {"stats": describe(values), "per_frame": {"frame": [s.index for s in subset],
                                                              "delay_ms": [round(v, 3) for v in values]}}
-        parts = [parts_ms(s) for s in subset]
+        parts = [split(s) for s in subset]
+        names = list(parts[0]) if parts else []
         out[key]["parts_median_ms"] = {p: round(statistics.median(row[p] for row in parts), 3)
-                                       for p in PARTS} if parts else {}
+                                       for p in names}
     return out
 
 

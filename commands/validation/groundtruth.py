@@ -83,6 +83,7 @@ class TruthScore:
     has_nerve: list[bool] = field(default_factory=list)
     pixels: list[int] = field(default_factory=lambda: [0, 0])  # intersection, union
     problems: list[str] = field(default_factory=list)
+    silent: list[bool] = field(default_factory=list)  # an unfamiliar view: the product showed no label
     examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     _next_example: int = 0
 
@@ -93,6 +94,7 @@ class TruthScore:
             return
         self.y_true.append(self.classes.index(label))
         self.probs.append(g.probs)
+        self.silent.append(bool(getattr(g, "unfamiliar", False)))
         if self.eye != "left":
             return
         path = self.truth.mask_path(r.index)
@@ -117,6 +119,21 @@ class TruthScore:
             self.examples.append((g.view.copy(), truth, pred.copy()))
             self._next_example = r.index + 30  # about a second apart: not three views of one moment
 
+    def _shown(self) -> dict:
+        """What the surgeon was shown, beside the network's own scores above: frames where the
+        product stayed silent (an unfamiliar view: no label, no mask) and whether the network's
+        label would have been right there; the accuracy of the labels actually shown."""
+        y, top = np.array(self.y_true), np.stack(self.probs).argmax(axis=1)
+        silent = np.array(self.silent, bool)
+        right = top == y
+        shown = ~silent
+        return {"frames": int(y.size), "silent": int(silent.sum()),
+                "silent_fraction": round(float(silent.mean()), 4),
+                "silent_where_the_label_would_be_wrong": int((silent & ~right).sum()),
+                "silent_where_the_label_would_be_right": int((silent & right).sum()),
+                "labels_shown": int(shown.sum()), "wrong_labels_shown": int((shown & ~right).sum()),
+                "accuracy_of_labels_shown": round(float(right[shown].mean()), 4) if shown.any() else None}
+
     def report(self) -> dict:
         out: dict = {"folder": str(self.truth.folder), "labelled_frames": len(self.truth.labels),
                      "scored_frames": len(self.y_true), "problems": self.problems[:20],
@@ -124,6 +141,7 @@ class TruthScore:
         if self.y_true:
             out["classification"] = metrics.classification_report(
                 np.array(self.y_true), np.stack(self.probs), self.classes)
+            out["shown"] = self._shown()
         if self.iou:
             out["segmentation"] = metrics.summarize_segmentation(self.iou, self.dice, self.has_nerve, *self.pixels)
         elif self.eye != "left":

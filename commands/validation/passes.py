@@ -128,5 +128,6 @@ def real_time_pass(config: PipelineConfig, engines: Engines, spec: str, probe, f
     channels = summary["channels"]
     summary["counts"] = {"source": pipeline.ops.source.received, "processed": summary["frames"],
                          "dropped_before_gate": summary["dropped"],
-                         "dropped_before_view": channels.get("overlay->subscribers", {}).get("dropped", 0)}
+                         "dropped_before_view": sum(c["dropped"] for name, c in channels.items()
+                                                    if name.endswith("->subscribers"))}
     return summary

@@ -137,6 +137,13 @@ def performance(results: dict, samples: dict) -> Section:
                                ("video-seg", video.get("segmentation"), "Video, gate + segmenter in pipeline")):
         if report:
             _segmentation(s, key, report, title, samples.get(key, []))
+    shown = video.get("shown")
+    if shown and shown["silent"]:
+        s.p(f"What the surgeon was shown: on {shown['silent']} of {shown['frames']} labelled video frames the "
+            f"gate found the view unfamiliar and showed no label and no mask (its label would have been wrong "
+            f"on {shown['silent_where_the_label_would_be_wrong']} of them, right on "
+            f"{shown['silent_where_the_label_would_be_right']}); of the {shown['labels_shown']} labels shown, "
+            f"{shown['wrong_labels_shown']} were wrong. The scores above are the network's own, silence aside.")
     if video.get("problem_count"):
         s.blocks.append(("list", [f"{video['problem_count']} video frames not scored; first: "
                                   + "; ".join(video["problems"][:3])]))
@@ -200,7 +207,11 @@ def delay(results: dict, key: str, number: int, title: str) -> Section:
         f"at the start (1/5/15 min): {', '.join(map(str, load)) if load else 'n/a'}.")
     if d["display"].get("fallback_reason"):
         s.p(f"Fallback: {d['display']['fallback_reason']}.")
-    if key == "video":
+    if key == "video" and d.get("display_mode") == "passthrough":
+        s.p("Live passthrough (docs/LIVE.md): every frame goes to the screen without waiting for inference; the "
+            "overlay is a layer of its own, drawn over whatever frame is shown. The annotation delay runs from "
+            "the capture of a mask's frame to the first paint that showed that layer.")
+    elif key == "video":
         s.p("Each mask is drawn on its own frame, so the raw picture waits for its frame's inference: on a "
             "segmented frame the video delay equals the annotation delay.")
     stats = d[key]["stats"] or {}

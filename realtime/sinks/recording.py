@@ -73,8 +73,11 @@ class RecorderOp(Operator):
     idle_s = 0.1
 
     def __init__(self, recording: Recording | None = None,
-                 notices: Callable[[Notice], None] | None = None):
+                 notices: Callable[[Notice], None] | None = None,
+                 prepare: Callable[[Rendered], Rendered] | None = None, name: str = "record"):
         self.recording = recording
+        self.prepare = prepare  # the frame as it is to be recorded (an "as shown" composite)
+        self.name = name
         self.notices = notices or (lambda notice: None)
         self.frames = 0  # written, over every recording
         self.files: list[str] = []  # every AVI closed so far, segments included, in order
@@ -137,7 +140,7 @@ class RecorderOp(Operator):
         if self.recording is None:
             return r
         try:
-            r = self.recording.write(r)
+            r = self.recording.write(self.prepare(r) if self.prepare is not None else r)
         except (OSError, ValueError) as exc:
             self._close(failure=exc)  # what was written stays readable (intra-only codec)
             return r

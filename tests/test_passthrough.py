@@ -1,0 +1,332 @@
+"""Live passthrough (docs/LIVE.md): every frame straight to the display, the overlay a
+layer of its own with an age that fades and hides it, and the "as shown" recording.
+
+Real parts throughout: tiny real ONNX engines in ONNX Runtime (one made slow on purpose,
+standing for a heavy network), real pipeline threads and channels, real PyAV encode and
+decode of the recordings, a real Qt widget painting offscreen.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engine_fixtures import make_gate, make_segmenter
+from video_fixtures import stereo_frame
+
+from nerveseg.commands.bench.memory_source import MemorySource
+from nerveseg.engines.errors import UserError
+from nerveseg.engines.loader import load_engine
+from nerveseg.engines.preprocess import Box
+from nerveseg.realtime import config as config_mod
+from nerveseg.realtime.config import PipelineConfig, RecordConfig
+from nerveseg.realtime.frames import Frame, GateResult, Segmentation, now_ns
+from nerveseg.realtime.layer import DisplayConfig, LayerBoard, composite
+from nerveseg.realtime.overlay import OverlayConfig
+from nerveseg.realtime.pipeline import Engines, NervePipeline
+from nerveseg.realtime.roi import Polygon
+from nerveseg.realtime.overlay_op import OverlayOp
+
+
+class Slow:
+    """A real engine that takes ``seconds`` longer per run: a heavy network's inference time."""
+
+    def __init__(self, engine, seconds: float):
+        self._engine, self._seconds = engine, seconds
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def run(self, batch, *, region=None):
+        time.sleep(self._seconds)
+        return self._engine.run(batch, region=region)
+
+
+@pytest.fixture
+def engines(tmp_path):
+    gate = load_engine(make_gate(tmp_path / "gate.onnx"), "onnxruntime")
+    seg = load_engine(make_segmenter(tmp_path / "seg.onnx"), "onnxruntime")
+    return gate, seg
+
+
+FRAMES = [stereo_frame(i) for i in range(40)]
+
+
+def run_live(engines, slow_s: float, mode: str = "auto", record: Path | None = None, fps: float = 30.0,
+             display: DisplayConfig | None = None):
+    gate, seg = engines
+    config = PipelineConfig(display=display or DisplayConfig(mode=mode),
+                            record=RecordConfig(path=str(record) if record else None, content="as-shown",
+                                                codec="ffv1"))
+    source = MemorySource(FRAMES, fps, 1)
+    pipeline = NervePipeline(config, source=source, engines=Engines(Slow(gate, slow_s), seg))
+    shown, layers = [], []
+    pipeline.subscribe(lambda r: shown.append((r, (now_ns() - r.frame.captured_ns) / 1e6)))
+    pipeline.subscribe_layers(layers.append)
+    summary = pipeline.run()
+    return summary, shown, layers
+
+
+def test_a_layer_on_its_own_frame_is_the_per_frame_drawing():
+    """The layer is made by the per-frame overlay's own drawing (tint, outline, region,
+    panel): composited on the frame it was made from it gives that drawing back, to
+    rounding, and leaves every other pixel as it was."""
+    image = stereo_frame(3, 360, 960)
+    view = image[:, :480]
+    mask = np.zeros(view.shape[:2], bool)
+    mask[150:230, 40:400] = True
+    frame = Frame(3, now_ns(), image)
+    g = GateResult(frame, view, Box(0, 0, 480, 360), np.zeros((1, 32, 32, 3), np.uint8), "nerve", 0.93,
+                   np.zeros(3, np.float32), True, ())
+    roi = Polygon(((30, 120), (420, 110), (440, 300), (20, 320)))
+    board = LayerBoard()
+    rendered = OverlayOp(OverlayConfig(), board=board).process(Segmentation(g, mask, (), roi=roi))
+    layer = board.latest
+    assert layer is not None and layer.index == 3 and layer.segmented and layer.fits(Box(0, 0, 480, 360))
+    shown = composite(view, layer)
+    # to rounding: the panel darkens by integer division, the layer blends with rounding
+    assert np.abs(shown.astype(int) - rendered.image.astype(int)).max() <= 2
+    outside = np.ones(view.shape[:2], bool)
+    for patch in layer.patches:
+        outside[patch.box.y0:patch.box.y1, patch.box.x0:patch.box.x1] = False
+    assert outside.any() and np.array_equal(shown[outside], view[outside])
+    # Patches never overlap: no pixel is blended twice.
+    covered = np.zeros(view.shape[:2], int)
+    for patch in layer.patches:
+        covered[patch.box.y0:patch.box.y1, patch.box.x0:patch.box.x1] += 1
+    assert covered.max() == 1
+    # Half faded: half way between the picture and the full overlay.
+    half = composite(view, layer, 0.5).astype(int)
+    expected = (view.astype(int) + rendered.image.astype(int)) / 2
+    assert np.abs(half - expected).max() <= 2
+
+
+def test_the_overlay_fades_with_its_age_then_hides():
+    d = DisplayConfig(fade_after_ms=100, hide_after_ms=200)
+    assert d.alpha(0) == d.alpha(100) == 1.0
+    assert d.alpha(150) == pytest.approx(0.5)
+    assert d.alpha(200) == d.alpha(5000) == 0.0
+    assert d.passthrough(live=True) and not d.passthrough(live=False)
+    assert DisplayConfig(mode="per-frame").passthrough(live=True) is False
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"display": {"fade_after_ms": 300, "hide_after_ms": 200}}, ["hide_after_ms (200) must be above", "300"]),
+    ({"display": {"mode": "fast"}}, ["display.mode", "'fast'", "passthrough"]),
+    ({"display": {"hide_after_ms": -5}}, ["display.hide_after_ms", "-5"]),
+    ({"record": {"content": "raw"}}, ["record.content", "as-shown"]),
+])
+def test_display_settings_are_checked_at_start_up(raw, words):
+    with pytest.raises(UserError) as err:
+        config_mod.from_dict(raw, "run.yaml")
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("run.yaml")
+    assert all(w in text for w in words), text
+
+
+def test_live_passthrough_shows_every_frame_while_inference_lags(engines):
+    """Inference at ~80 ms a frame on a 30 fps source: per-frame display shows only the
+    frames inference took, each after its inference; passthrough shows every frame at
+    once and the overlay follows, with its age carried on every frame."""
+    summary, shown, layers = run_live(engines, 0.08, mode="passthrough")
+    assert summary["display"]["mode"] == "passthrough"
+    assert summary["frames"] < len(FRAMES) * 0.6  # inference could not keep up: it took the newest
+    assert len(shown) >= len(FRAMES) - 1  # the picture did not wait for it
+    video = sorted(ms for _, ms in shown)
+    assert video[len(video) // 2] < 40.0  # median capture → display, far below one inference
+    assert len(layers) == summary["frames"]
+    ages = [r.extra["overlay_age_ms"] for r, _ in shown if r.extra["overlay_frame"] is not None]
+    assert ages and min(ages) >= 80.0  # a layer is at least one inference old
+    assert all(r.layer is None or r.layer.index == r.extra["overlay_frame"] for r, _ in shown)
+    # The frames shown are raw: the overlay is not drawn into them.
+    assert all(np.array_equal(r.image, r.seg.gate.view) for r, _ in shown)
+
+    per_frame, shown_pf, layers_pf = run_live(engines, 0.08, mode="per-frame")
+    assert per_frame["display"]["mode"] == "per-frame" and not layers_pf
+    assert len(shown_pf) == per_frame["frames"] < len(FRAMES) * 0.6
+    assert min(ms for _, ms in shown_pf) >= 80.0  # each frame waited for its own inference
+
+
+def test_an_old_overlay_is_hidden_and_the_as_shown_recording_keeps_what_was_seen(engines, tmp_path):
+    """Inference about as slow as ``hide_after_ms``: the overlay fades, and is hidden
+    when it gets too old. The "as shown" AVI (lossless here) holds every frame shown, each with the layer
+    at the opacity it had then; its CSV says which result and how old, per frame."""
+    avi = tmp_path / "case.avi"
+    # Each layer is one inference (≥ 100 ms) old when it arrives and ages a further
+    # inference before the next: it is seen fading, then hidden.
+    display = DisplayConfig(fade_after_ms=80, hide_after_ms=160)
+    summary, shown, _ = run_live(engines, 0.1, record=avi, display=display)
+    assert summary["display"]["recording"] == "as-shown"
+    rows = list(csv.DictReader((tmp_path / "case.shown.csv").open()))
+    with av.open(str(avi)) as container:
+        recorded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(recorded) == len(rows) == summary["recorded_frames"] >= len(FRAMES) - 1
+    hidden = faded = whole = 0
+    by_index = {r.index: r for r, _ in shown}
+    for row, image in zip(rows, recorded):
+        r = by_index[int(row["frame"])]
+        if not row["overlay_frame"]:
+            assert float(row["overlay_alpha"]) == 0.0 and np.array_equal(image, r.image)
+            continue
+        age, alpha = float(row["overlay_age_ms"]), float(row["overlay_alpha"])
+        assert alpha == pytest.approx(display.alpha(age), abs=1e-3)
+        if alpha == 0.0:
+            hidden += 1
+            assert np.array_equal(image, r.image)  # hidden: the raw picture, untouched
+        else:
+            faded += alpha < 1.0
+            whole += alpha == 1.0
+            assert np.array_equal(image, composite(r.image, r.layer, alpha))
+    assert hidden > 0 and faded + whole > 0
+    assert summary["display"]["shown_without_overlay_too_old"] >= hidden
+    # The inference log beside it stays one row per frame inference took.
+    log_rows = list(csv.DictReader((tmp_path / "case.csv").open()))
+    assert len(log_rows) == summary["frames"] and "overlay_age_ms" not in log_rows[0]
+
+
+def test_replay_keeps_its_per_frame_drawing(engines, tmp_path):
+    """A file replayed to AVI: every frame drawn with its own mask, as before."""
+    gate, seg = engines
+    config = PipelineConfig(record=RecordConfig(path=str(tmp_path / "out.avi"), content="as-shown"))
+    pipeline = NervePipeline(config, source=MemorySource(FRAMES[:8], 30.0, 1, live=False),
+                             engines=Engines(gate, seg))
+    summary = pipeline.run()
+    assert summary["display"] == {"mode": "per-frame", "recording": "annotated"}
+    assert summary["recorded_frames"] == 8 and pipeline.ops.show is None
+
+
+def test_the_view_paints_the_layer_over_the_newest_frame_and_hides_an_old_one(qtbot, engines):
+    """The Qt view: a passthrough frame arrives raw; the layer is painted over it (green
+    where the nerve band is); once the layer is older than ``hide_after_ms`` the same
+    frame is painted raw and the corner says so."""
+    from PyQt6.QtCore import QPoint
+
+    from nerveseg.ui.frame_view import FrameView
+
+    summary, shown, layers = run_live(engines, 0.0, mode="passthrough")
+    r = next(r for r, _ in reversed(shown) if r.layer is not None and r.layer.segmented)
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.resize(r.image.shape[1], r.image.shape[0])
+    view.display = DisplayConfig(fade_after_ms=5000, hide_after_ms=9000)
+    view.show()
+    view.set_frame(dataclasses.replace(r, layer=None))
+    view.set_layer(r.layer)
+    qtbot.waitExposed(view)
+    view.repaint()
+    # a pixel of the tint (green, premultiplied), not of the panel (dark) or the outline
+    patch = max(r.layer.patches, key=lambda p: int((p.rgb[..., 1].astype(int) > p.rgb[..., 0] + 50).sum()))
+    ys, xs = np.nonzero((patch.rgb[..., 1].astype(int) > patch.rgb[..., 0] + 50) & (patch.alpha3.max(axis=2) < 200))
+    y, x = patch.box.y0 + int(ys[len(ys) // 2]), patch.box.x0 + int(xs[len(xs) // 2])
+    target = view.image_rect()
+    point = QPoint(int(target.x() + (x + 0.5) * target.width() / r.image.shape[1]),
+                   int(target.y() + (y + 0.5) * target.height() / r.image.shape[0]))
+    painted = view.grab().toImage().pixelColor(point)
+    raw = r.image[y, x]
+    assert view.layer_alpha == 1.0
+    assert painted.green() > painted.red() + 40 and abs(painted.red() - int(raw[0])) > 30
+    shot = view.shown_image()
+    assert np.array_equal(shot, composite(r.image, r.layer, 1.0))
+
+    view.display = DisplayConfig(fade_after_ms=1, hide_after_ms=2)
+    time.sleep(0.01)
+    view.repaint()
+    painted = view.grab().toImage().pixelColor(point)
+    assert view.layer_alpha == 0.0 and view.layer_age_ms > 2
+    assert abs(painted.red() - int(raw[0])) <= 3 and abs(painted.green() - int(raw[1])) <= 3
+    assert np.array_equal(view.shown_image(), r.image)
+
+
+def test_the_picture_of_the_two_paths_is_drawn_from_a_real_run(tmp_path):
+    """docs/LIVE.md's timeline: scripts/live_paths_picture.py on the shipped sample and engines."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "live_paths.png"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "live_paths_picture.py"
+    done = subprocess.run([sys.executable, str(script), str(out), "12"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    image = av.open(str(out))  # a real PNG: PyAV reads it as a one-frame image
+    frame = next(image.decode(video=0)).to_ndarray(format="rgb24")
+    image.close()
+    assert frame.shape[0] > 400 and frame.shape[1] > 800
+    assert (frame[..., 0].astype(int) - frame[..., 2] > 80).any(), "the red inference spans are drawn"
+
+
+def test_a_layer_is_never_drawn_on_another_eye_and_its_age_is_summarised(engines):
+    """Switching eye mid-run: frames of the right eye never carry a layer made on the left
+    one (it would sit on other tissue); the summary gives the overlay's age per frame shown."""
+    gate, seg = engines
+    config = PipelineConfig(display=DisplayConfig(mode="passthrough"))
+    frames = [stereo_frame(i) for i in range(60)]
+    pipeline = NervePipeline(config, source=MemorySource(frames, 30.0, 1), engines=Engines(Slow(gate, 0.02), seg))
+    shown = []
+
+    def on_frame(r) -> None:
+        shown.append(r)
+        if len(shown) == 25:
+            pipeline.set_eye("right")
+
+    pipeline.subscribe(on_frame)
+    summary = pipeline.run()
+    boxes = {r.seg.gate.box for r in shown}
+    assert len(boxes) == 2, "both eyes were shown"
+    assert all(r.layer is None or r.layer.box == r.seg.gate.box for r in shown)
+    right = [r for r in shown[30:] if r.seg.gate.box.x0 > 0]
+    assert right and any(r.layer is not None for r in right), "the right eye got its own layers"
+    ages = summary["display"]["overlay_age_ms"]
+    assert ages["n"] > 0 and 20.0 <= ages["p50"] <= ages["max"]
+
+
+def test_the_view_hides_an_old_overlay_even_when_no_frame_comes(qtbot, engines):
+    """A source that stalls sends no frame: the view still repaints while a layer is on
+    screen, so the layer fades and hides by its age instead of staying painted."""
+    from nerveseg.ui.frame_view import FrameView
+
+    summary, shown, layers = run_live(engines, 0.0, mode="passthrough")
+    r = next(r for r, _ in reversed(shown) if r.layer is not None)
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.resize(320, 240)
+    view.show()
+    qtbot.waitExposed(view)
+    age = r.layer.age_ms()
+    view.display = DisplayConfig(fade_after_ms=age + 50, hide_after_ms=age + 300)
+    view.set_frame(r)
+    qtbot.waitUntil(lambda: view.layer_age_ms is not None)
+    assert view.layer_alpha == 1.0 and view.layer_age_ms < age + 50
+    qtbot.waitUntil(lambda: 0.0 < view.layer_alpha < 1.0, timeout=3000)  # fading, no new frame
+    qtbot.waitUntil(lambda: view.layer_alpha == 0.0, timeout=3000)
+    assert np.array_equal(view.shown_image(), r.image)
+
+
+def test_nerveseg_run_records_what_was_shown(tmp_path, tiny_engines, capsys):
+    """The command line: a video played live (passthrough by default) recorded "as shown":
+    the AVI holds every frame shown, NAME.shown.csv one row each, NAME.csv the inference
+    log, the JSON the display's summary; the printed table says what was shown."""
+    import json
+
+    from video_fixtures import count_frames, write_video
+
+    from nerveseg.commands.cli import main
+
+    video = write_video(tmp_path / "in.mp4", frames=24, fps=24)
+    avi = tmp_path / "case.avi"
+    code = main(["run", "--source", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--record", str(avi), "--record-content", "as-shown", "--hide-after-ms", "400"])
+    assert code == 0
+    summary = json.loads(avi.with_suffix(".json").read_text())
+    display = summary["display"]
+    assert display["mode"] == "passthrough" and display["recording"] == "as-shown" and display["hide_after_ms"] == 400
+    shown_rows = list(csv.DictReader((tmp_path / "case.shown.csv").open()))
+    assert count_frames(avi) == len(shown_rows) == display["frames_shown"] == summary["recorded_frames"]
+    assert len(shown_rows) >= 22 and {"overlay_frame", "overlay_age_ms", "overlay_alpha"} <= shown_rows[0].keys()
+    assert len(list(csv.DictReader(avi.with_suffix(".csv").open()))) == summary["frames"]
+    assert "passthrough: " in capsys.readouterr().out
+    assert config_mod.load(avi.with_suffix(".config.yaml")).record.content == "as-shown"
