@@ -17,7 +17,7 @@ from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
 
 log = logging.getLogger(__name__)
 MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling",
-         "steadiness")
+         "steadiness", "4k")
 ROUND_MODES = ("naive", "sequential", "bare", "replay", "single")  # interleaved per round, median round kept
 DEFAULT_SINGLE = "samples/models/gate_seg.onnx"
 DEFAULT_MODES = "naive,sequential,bare,replay,single,live,costs,formats"
@@ -41,11 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "median round: on a shared machine, load moves between modes otherwise")
     parser.add_argument("--soak", type=int, default=10000, help="frames in the soak replay (memory growth)")
     parser.add_argument("--sizes", default="224,320,512", help="input sizes for the scaling mode")
-    parser.add_argument("--backends", default="torch,onnxruntime,tensorrt",
-                        help="formats to compare (torch, onnxruntime, tensorrt); missing ones say why")
+    parser.add_argument("--backends", default="torch,onnxruntime,openvino,int8,tensorrt",
+                        help="formats to compare (torch, onnxruntime, openvino, int8: INT8 files made now by "
+                             "`nerveseg quantize` on the video and run by the CPU runtimes listed, tensorrt); "
+                             "missing ones say why")
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
     parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
+    parser.add_argument("--uhd-video", type=Path, help="3840x2160 side-by-side video for the 4k mode (default: "
+                                                       "synthesised once into --out as uhd_sample.mp4)")
     parser.add_argument("--perturb", type=float, default=0.0,
                         help="steadiness mode: make the video's frames flicker first (exposure, noise, blur; "
                              "0 = as recorded, 1 = strong), the same frames for both variants")
@@ -171,8 +175,16 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
             results["scaling"] = _scaling(frames, args)
         elif mode == "steadiness":
             results["steadiness"] = _steadiness(video, config, engines, args.perturb)
+        elif mode == "4k":
+            results["4k"] = _unless_missing(lambda: _uhd(args, config, engines))
         interrupts.check_stop()
         results["measured"].append(mode)
+
+
+def _uhd(args, config, engines) -> dict:
+    from .bench import uhd
+
+    return uhd.paced(uhd.uhd_video(args.out, args.uhd_video), engines, config, args.screen)
 
 
 def _steadiness(video: Path, config, engines, perturb: float = 0.0) -> dict:
@@ -277,9 +289,10 @@ def _formats(args, config, gate_pt, seg_pt) -> tuple[list[dict], str]:
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     data, described = formats.held_out_set(args.test_set)
+    gate, seg = Path(config.gate.engine), Path(config.segment.engine)
+    int8 = formats.int8_engines(gate, seg, Path(args.video), args.out, data, described) if "int8" in backends else None
     rows = [formats.measure(f, data, args.splits)
-            for f in formats.candidate_formats(Path(config.gate.engine), Path(config.segment.engine),
-                                               gate_pt, seg_pt, backends)]
+            for f in formats.candidate_formats(gate, seg, gate_pt, seg_pt, backends, int8)]
     return rows, described
 
 

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "view": ("nerveseg.ui.view_cli", "live operating-room window: overlay, latency, recording, region"),
     "info": ("nerveseg.engines.info_cli", "show an engine file's metadata and provenance"),
     "build-engine": ("nerveseg.commands.build_cli", "build a TensorRT engine (FP32/FP16/INT8) from an ONNX file"),
+    "quantize": ("nerveseg.commands.quantize_cli", "INT8 engine for the CPU (static QDQ), checked against FP32"),
     "verify": ("nerveseg.commands.verify_cli", "check that two engines agree (logits, gate, mask IoU)"),
     "validate": ("nerveseg.commands.validate_cli", "validation report: accuracy, pixel degradation, delays, model card"),
 }

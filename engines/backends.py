@@ -37,7 +37,9 @@ class Backend:
     order. ``problem(env)``: why it cannot run on ``env`` (None: it can). ``chosen(env)``:
     the phrase ``auto`` gives when it picks it. ``extra``: the pip extra that installs it;
     ``needs``: the packages of that extra it imports (checked before any file is opened,
-    so a missing extra is said first)."""
+    so a missing extra is said first). ``measured``: a CPU backend that ``auto`` does not
+    take on rank alone: it times it against the other measured backends that can run
+    here and keeps the fastest (:mod:`.backend_choice`)."""
 
     name: str
     module: str
@@ -49,6 +51,7 @@ class Backend:
     chosen: Callable[[Environment], str] = lambda env: ""
     extra: str | None = None
     needs: tuple[str, ...] = ()
+    measured: bool = False  # auto times it against the other measured ones that can run here
 
 
 # Order matters for `--backend auto`: the first backend that can run the file here wins.
@@ -63,8 +66,11 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             chosen=lambda env: f"ONNX Runtime CUDA provider on {env.gpu.name}"),
     Backend("onnxruntime-trt", "nerveseg.engines.onnxruntime_gpu_backend", "OnnxRuntimeTensorRTEngine", (".onnx",),
             "runs .onnx files only", problem=_ort_provider("TensorrtExecutionProvider", "TensorRT")),
+    Backend("openvino", "nerveseg.engines.openvino_backend", "OpenVinoEngine", (".onnx",), "runs .onnx files only",
+            auto_for=(".onnx",), problem=Environment.openvino_problem, extra="openvino", needs=("openvino",),
+            measured=True, chosen=lambda env: f"OpenVINO {env.openvino} on {env.openvino_device()}"),
     Backend("onnxruntime", "nerveseg.engines.onnxruntime_backend", "OnnxRuntimeEngine", (".onnx",),
-            "runs .onnx files only", auto_for=(".onnx",), chosen=lambda env: "ONNX Runtime on CPU"),
+            "runs .onnx files only", auto_for=(".onnx",), measured=True, chosen=lambda env: "ONNX Runtime on CPU"),
     # The reference backend rebuilds a training checkpoint from the model registry, so it
     # lives with the training stack (the `train` extra).
     Backend("torch", "nerveseg.training.torch_backend", "TorchEngine", (".pt", ".pth"),

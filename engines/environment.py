@@ -38,13 +38,16 @@ class Environment:
     """``gpu`` is None without a usable CUDA device; ``cuda_problem`` says why.
     ``tensorrt`` is the TensorRT version or None; ``cuda_python`` whether cuda-python
     (the TensorRT backend's CUDA runtime binding) imports; ``ort_providers`` are ONNX
-    Runtime's available execution providers."""
+    Runtime's available execution providers; ``openvino`` the OpenVINO version or None,
+    ``openvino_devices`` the devices its runtime lists (``("CPU",)``, ``("CPU", "GPU")``)."""
 
     gpu: Gpu | None = None
     cuda_problem: str = "no CUDA device"
     tensorrt: str | None = None
     cuda_python: bool = False
     ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    openvino: str | None = None
+    openvino_devices: tuple[str, ...] = ()
 
     def tensorrt_problem(self) -> str | None:
         """None when the TensorRT backend can run here, else the one-phrase reason."""
@@ -55,6 +58,16 @@ class Environment:
         if not self.cuda_python:
             return "cuda-python package not installed (pip install 'nerveseg[tensorrt]')"
         return None
+
+    def openvino_problem(self) -> str | None:
+        """None when OpenVINO can run here, else why not."""
+        if self.openvino is None:
+            return "openvino package not installed (pip install 'nerveseg[openvino]')"
+        return None
+
+    def openvino_device(self) -> str:
+        """The OpenVINO plugin the backend uses: its GPU plugin where it lists an Intel GPU."""
+        return "Intel GPU" if any(d.split(".")[0] == "GPU" for d in self.openvino_devices) else "CPU"
 
     def has_ort_cuda(self) -> bool:
         return self.gpu is not None and "CUDAExecutionProvider" in self.ort_providers
@@ -100,6 +113,22 @@ def _tensorrt_version() -> str | None:
         return None
 
 
+def _openvino() -> tuple[str | None, tuple[str, ...]]:
+    """OpenVINO's version and devices, or ``(None, ())`` where it is absent or broken."""
+    try:
+        if importlib.util.find_spec("openvino") is None:
+            return None, ()
+    except ImportError:  # not installed (or hidden, as the runtime-install tests do)
+        return None, ()
+    try:
+        from .openvino_backend import _core, import_openvino
+
+        return str(import_openvino().__version__).split("-")[0], tuple(_core().available_devices)
+    except Exception as exc:  # a broken install counts as absent
+        log.warning("openvino is installed but does not start: %s", exc)
+        return None, ()
+
+
 def _has_cuda_python() -> bool:
     for name in ("cuda.bindings.runtime", "cuda.cudart"):
         try:
@@ -118,6 +147,7 @@ def probe() -> Environment:
 
     gpu, problem = probe_gpu()
     providers = tuple(ort.get_available_providers())
+    openvino, devices = _openvino()
     if gpu is None:
-        return Environment(None, problem, None, False, providers)
-    return Environment(gpu, "", _tensorrt_version(), _has_cuda_python(), providers)
+        return Environment(None, problem, None, False, providers, openvino, devices)
+    return Environment(gpu, "", _tensorrt_version(), _has_cuda_python(), providers, openvino, devices)

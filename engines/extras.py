@@ -10,6 +10,7 @@ EXTRA_OF = {
     "torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
     "pycocotools": "train", "torchmetrics": "train",
     "tensorrt": "tensorrt", "cuda": "tensorrt",
+    "openvino": "openvino",
 }
 
 

@@ -6,7 +6,9 @@ the registry (:data:`~.backends.BACKENDS`):
 * ``.engine`` / ``.plan`` → TensorRT; ``.pt`` / ``.pth`` → torch;
 * ``.onnx`` → the first backend in registry order that can run here: TensorRT (built
   once into the engine cache) where a CUDA device, the ``tensorrt`` package and
-  cuda-python are present; else ONNX Runtime's CUDA provider; else ONNX Runtime on the CPU.
+  cuda-python are present; else ONNX Runtime's CUDA provider; else the CPU backends that
+  are installed (OpenVINO, ONNX Runtime), and where more than one is, the one measured
+  fastest on this machine for this file (:mod:`.backend_choice`, cached per file and machine).
 
 The choice and the reason are logged and written into the engine's provenance, which
 goes into every output (AVI comment, CSV, JSON summary).
@@ -14,6 +16,7 @@ goes into every output (AVI comment, CSV, JSON summary).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from pathlib import Path
@@ -46,6 +49,17 @@ def auto_choice(path: Path, env: Environment) -> tuple[str, str]:
         if problem not in skipped:
             skipped.append(problem)
     raise EngineError(f"{path}: no backend can run it here ({'; '.join(skipped)})")
+
+
+def measured_rivals(path: Path, name: str, env: Environment) -> list[str]:
+    """The ``measured`` backends (``name`` first) that ``auto`` times against each other for
+    ``path`` here; ``[name]`` alone when there is nothing to compare it with."""
+    if not BACKENDS[name].measured:
+        return [name]
+    suffix = path.suffix.lower()
+    others = [b.name for b in BACKENDS.values() if b.measured and b.name != name and suffix in b.auto_for
+              and b.problem(env) is None and all(extras.available(m) for m in b.needs)]
+    return [name, *others]
 
 
 def backend_for(path: Path, backend: str, env: Environment | None = None) -> tuple[str, str]:
@@ -85,6 +99,21 @@ def load_engine(path: str | Path, backend: str = "auto", task: str | None = None
     if not path.exists():
         raise EngineError(f"{path}: engine file not found")
     name, reason = backend_for(path, backend, env)
+    rivals = measured_rivals(path, name, env or probe()) if backend == "auto" else [name]
+    if len(rivals) > 1:
+        from .backend_choice import fastest
+
+        engine, said, _ = fastest(path, rivals, threads, lambda n: _load(path, n, reason, threads, env, task, classes))
+        reason = reason.rsplit("; ", 1)[0] + "; " + said if "; " in reason else "auto: " + said
+        engine.provenance = dataclasses.replace(engine.provenance, reason=reason)
+    else:
+        engine = _load(path, name, reason, threads, env, task, classes)
+    log.info("%s: backend %s (%s)", path, engine.provenance.backend, engine.provenance.reason)
+    return engine
+
+
+def _load(path: Path, name: str, reason: str, threads: int, env: Environment | None,
+          task: str | None, classes: tuple[str, ...] | None) -> Engine:
     spec = BACKENDS[name]
     try:
         module = importlib.import_module(spec.module)
@@ -96,5 +125,4 @@ def load_engine(path: str | Path, backend: str = "auto", task: str | None = None
     engine = getattr(module, spec.cls)(path, threads=threads, reason=reason, **kwargs)
     engine.meta.expect(path, task=task, classes=classes)
     engine.calibration  # a malformed calibration is refused here, not at the first frame
-    log.info("%s: backend %s (%s)", path, engine.provenance.backend, engine.provenance.reason)
     return engine

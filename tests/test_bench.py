@@ -184,3 +184,35 @@ def test_machine_use_of_a_busy_multithreaded_process_stays_at_most_one():
         w.join()
     use = machine_use(time.perf_counter() - wall0, time.process_time() - cpu0, 60)
     assert 0 < use["efficiency"] <= 1.01, use
+
+
+def test_formats_put_int8_and_openvino_beside_fp32_in_one_run(tmp_path, trained_engines, training_gate_data,
+                                                              training_seg_data, capsys):
+    """INT8 files made in the run (``nerveseg quantize`` on the bench video) and run by
+    both CPU runtimes, beside FP32: size, accuracy, IoU, ms and FPS per row; the floors
+    still judge every row."""
+    pytest.importorskip("openvino")
+    video = write_video(tmp_path / "in.mp4", frames=12, fps=30)
+    test_set = tmp_path / "test_set"
+    test_set.mkdir()
+    (test_set / "classify").symlink_to(training_gate_data)
+    (test_set / "segment").symlink_to(training_seg_data)
+    out = tmp_path / "bench"
+    code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
+                 "--modes", "formats", "--backends", "onnxruntime,openvino,int8", "--test-set", str(test_set),
+                 "--min-iou", "1", "--out", str(out)])
+    rows = {r["format"]: r for r in json.loads((out / "bench.json").read_text())["formats"]}
+    assert list(rows) == ["ONNX Runtime FP32", "OpenVINO FP32", "ONNX Runtime INT8", "OpenVINO on the INT8 file"]
+    for row in rows.values():
+        assert "skipped" not in row, row
+        assert row["ms_per_frame"] > 0 and row["fps"] > 0 and 0 <= row["gate_accuracy"] <= 1
+        assert [f["backend"] for f in row["files"]] == [row["backend"]] * 2
+    int8 = rows["ONNX Runtime INT8"]
+    assert int8["precision"] == "int8" and int8["size_mb"] < rows["ONNX Runtime FP32"]["size_mb"]
+    assert [f["path"] for f in int8["files"]] == [str(out / "int8" / "gate.int8.onnx"), str(out / "int8" / "unet.int8.onnx")]
+    assert rows["OpenVINO on the INT8 file"]["files"][0]["sha256"] == int8["files"][0]["sha256"]
+    # the same held-out set for every row: FP32 scores agree across runtimes
+    assert rows["OpenVINO FP32"]["gate_accuracy"] == pytest.approx(rows["ONNX Runtime FP32"]["gate_accuracy"], abs=0.05)
+    assert code == 1  # a mask IoU of exactly 1 on every row: never
+    printed = capsys.readouterr().out
+    assert "below the floor" in printed and all(f"{name}: nerve IoU" in printed for name in rows)

@@ -55,7 +55,8 @@ def test_the_blocker_really_hides_torch(runtime_only):
     ["replay", "samples/stereo_sample.mp4", "--out", "{tmp}/a.avi", "--backend", "torch"],
     ["replay", "samples/stereo_sample.mp4", "--out", "{tmp}/b.avi", "--gate", "samples/models/gate.pt"],
     ["run", "--source", "samples/stereo_sample.mp4", "--seg", "samples/models/unet.pt", "--duration", "1"],
-], ids=["train", "export", "backend-torch", "pt-gate", "pt-seg-live"])
+    ["quantize", "samples/models/unet.onnx", "--out", "{tmp}/unet.int8.onnx", "--calib", "samples/stereo_sample.mp4"],
+], ids=["train", "export", "backend-torch", "pt-gate", "pt-seg-live", "quantize"])
 def test_a_command_that_needs_the_train_extra_says_so_in_one_line(runtime_only, tmp_path, argv):
     result = nerveseg(runtime_only, *[a.format(tmp=tmp_path) for a in argv])
     lines = result.stderr.strip().splitlines()

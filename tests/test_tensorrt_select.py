@@ -69,7 +69,8 @@ def test_requested_backends_that_can_run_are_passed_through(tmp_path):
 def test_the_choice_and_reason_land_in_provenance(tiny_engines):
     gate = load_engine(tiny_engines[0], "auto", task="classify", env=CPU)
     assert gate.provenance.backend == "onnxruntime"
-    assert gate.provenance.reason == "auto: no CUDA device (no NVIDIA driver found); ONNX Runtime on CPU"
+    assert gate.provenance.reason == ("auto: no CUDA device (no NVIDIA driver found); openvino package not "
+                                      "installed (pip install 'nerveseg[openvino]'); ONNX Runtime on CPU")
     assert gate.provenance.to_dict()["reason"] == gate.provenance.reason
 
 

@@ -27,13 +27,23 @@ class Format:
 
 
 def candidate_formats(gate_onnx: Path, seg_onnx: Path, gate_pt: Path | None, seg_pt: Path | None,
-                      backends: list[str]) -> list[Format]:
-    """The formats to try for ``backends`` (``torch``, ``onnxruntime``, ``tensorrt``)."""
-    rows = []
+                      backends: list[str], int8: tuple[Path, Path] | str | None = None) -> list[Format | dict]:
+    """The formats to try for ``backends`` (``torch``, ``onnxruntime``, ``openvino``,
+    ``int8``, ``tensorrt``). ``int8``: the INT8 gate and segmenter files (``nerveseg
+    quantize``), or why there are none (a skipped row per CPU runtime)."""
+    rows: list[Format | dict] = []
     if "torch" in backends and gate_pt and seg_pt:
         rows.append(Format("PyTorch eager FP32", "torch", gate_pt, seg_pt))
-    if "onnxruntime" in backends:
-        rows.append(Format("ONNX Runtime FP32", "onnxruntime", gate_onnx, seg_onnx))
+    cpu = [(b, label) for b, label in (("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")) if b in backends]
+    for backend, label in cpu:
+        rows.append(Format(f"{label} FP32", backend, gate_onnx, seg_onnx))
+    if "int8" in backends:
+        for backend, label in cpu:
+            name = f"{label} INT8" if backend == "onnxruntime" else f"{label} on the INT8 file"
+            if isinstance(int8, tuple):
+                rows.append(Format(name, backend, int8[0], int8[1], "int8"))
+            else:
+                rows.append({"format": name, "backend": backend, "precision": "int8", "skipped": int8})
     if "tensorrt" in backends:
         rows += [Format(f"TensorRT {p.upper()}", "tensorrt", gate_onnx, seg_onnx, p) for p in ("fp16", "int8")]
     return rows
@@ -68,11 +78,13 @@ def _engines(fmt: Format):
             load_engine(fmt.segment, fmt.backend, task="segment"))
 
 
-def measure(fmt: Format, data: Path, splits: Path | None = None) -> dict:
+def measure(fmt: Format | dict, data: Path, splits: Path | None = None) -> dict:
     """Size, gate accuracy, nerve IoU and engine ms of one format, or why it was skipped."""
     from nerveseg.training import data as datasets
     from nerveseg.training.evaluation import evaluate_gate, evaluate_seg
 
+    if isinstance(fmt, dict):  # a format that could not even be made: its row says why
+        return fmt
     row = {"format": fmt.name, "backend": fmt.backend, "precision": fmt.precision}
     try:
         gate, seg = _engines(fmt)
@@ -88,6 +100,27 @@ def measure(fmt: Format, data: Path, splits: Path | None = None) -> dict:
             "gate_ms": g["ms_per_image"], "segment_ms": s["ms_per_image"], "ms_per_frame": round(ms, 3),
             "fps": round(1000 / ms, 1) if ms else None,
             "files": [gate.provenance.to_dict(), seg.provenance.to_dict()]}
+
+
+def int8_engines(gate_onnx: Path, seg_onnx: Path, video: Path, out: Path, data: Path,
+                 described: str) -> tuple[Path, Path] | str:
+    """INT8 gate and segmenter (``nerveseg quantize``, calibrated on ``video``) in
+    ``out/int8/``, or why not (a missing extra, a graph the quantizer cannot take). Built
+    even where a drop exceeds its limit: the rows show it, and the floors judge it."""
+    from nerveseg.commands.quantize import Options, build
+
+    folder = out / "int8"
+    try:
+        extras.require("onnx", "INT8 formats")
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for engine in (gate_onnx, seg_onnx):
+            paths.append(folder / f"{engine.stem}.int8.onnx")
+            check = build(engine, paths[-1], video, data, described, Options(keep_failed=True))
+            log.info("%s: INT8 check %s", paths[-1], "passed" if check["passed"] else "; ".join(check["failed"]))
+        return paths[0], paths[1]
+    except (EngineError, ImportError) as exc:
+        return extras.missing_extra(exc) or " ".join(str(exc).split())
 
 
 def _items(splits: Path | None, task: str) -> list[str] | None:

@@ -115,11 +115,15 @@ def table(results: dict) -> str:
     r = results.get("ratios", {})
     if any(v is not None for v in r.values()):
         lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in r.items() if v is not None))
+    if results.get("4k"):
+        from .uhd import lines as uhd_lines
+
+        lines += uhd_lines(results["4k"])
     for row in results.get("formats", []):
         if "skipped" in row:
-            lines.append(f"format {row['format']:<22} skipped: {row['skipped']}")
+            lines.append(f"format {row['format']:<30} skipped: {row['skipped']}")
         else:
-            lines.append(f"format {row['format']:<22} {row['size_mb']:>6.2f} MB  acc {row['gate_accuracy']:.3f}  "
+            lines.append(f"format {row['format']:<30} {row['size_mb']:>6.2f} MB  acc {row['gate_accuracy']:.3f}  "
                          f"IoU {row['nerve_iou']:.3f}  {row['ms_per_frame']:.2f} ms  {row['fps']} FPS")
     lines.append(f"(statistics skip the first and last {results.get('skip', 10)} frames of each run: "
                  "warm-up and tear-down)")

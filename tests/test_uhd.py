@@ -1,0 +1,65 @@
+"""4K (3840×2160) side by side: the synthetic generator makes it, the preprocessor's
+engine input costs a third (two resizes, the first by exactly 2) without changing 1080p,
+and ``bench --modes 4k`` serves a 4K file live at its rate and reports drops and delays."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+from video_fixtures import write_video
+
+from nerveseg.commands.cli import main
+from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
+
+
+def _tissue(height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 3)
+
+
+def test_a_4k_engine_input_is_within_one_grey_level_of_one_resize_and_1080p_is_unchanged():
+    for (height, width), tolerance in (((2160, 3840), 1), ((1080, 1920), 0)):
+        frame = _tissue(height, width)
+        view, engine_input, _ = Preprocessor(PreprocessConfig(), (224, 224))(frame)
+        direct = cv2.resize(view, (224, 224), interpolation=cv2.INTER_AREA)
+        assert np.abs(direct.astype(int) - engine_input[0]).max() <= tolerance, (height, width)
+    assert view.shape[0] < 8 * 224  # 1080p: below the halving threshold, the one-resize path
+
+
+def test_synth_video_makes_a_4k_side_by_side_clip(tmp_path):
+    out = tmp_path / "uhd.mp4"
+    assert main(["synth", "video", str(out), "--video-size", "3840x2160", "--seconds", "0.2", "--fps", "10",
+                 "--no-progress"]) == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (3840, 2160)
+        frames = list(container.decode(stream))
+    assert len(frames) == 2
+    masks = sorted((tmp_path / "uhd.gt" / "masks").glob("*.png"))
+    assert len(masks) == 2 and cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).shape == (2160, 1920)
+
+
+def test_bench_4k_mode_serves_the_file_live_and_reports_drops_and_delay(tmp_path, tiny_engines, capsys):
+    video = write_video(tmp_path / "uhd.mp4", frames=24, fps=30, height=2160, width=3840)
+    out = tmp_path / "bench"
+    assert main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
+                 "--modes", "4k", "--uhd-video", str(video), "--frames", "4", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())["4k"]
+    assert result["size"] == [2160, 3840] and result["fps_offered"] == pytest.approx(30)
+    assert result["offered"] == 24 and result["shown"] + result["dropped"] <= 24 < result["shown"] + 24
+    assert result["dropped_fraction"] == pytest.approx(1 - result["shown"] / 24, abs=1e-4)
+    assert result["annotation_delay_ms"]["p99"] > 0 and result["source_fps"] <= 31 and result["shown_with_mask"] > 0
+    assert {"decode", "preprocess", "gate"} <= set(result["stages_ms"])
+    printed = capsys.readouterr().out
+    assert "4k 3840x2160 file served live at 30 FPS" in printed and "annotation delay p50" in printed
+
+
+def test_bench_4k_with_a_missing_video_is_one_line(tmp_path, tiny_engines, capsys):
+    code = main(["bench", "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]), "--modes", "4k",
+                 "--uhd-video", str(tmp_path / "none.mp4"), "--frames", "4", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "none.mp4: --uhd-video not found" in err[-1], err
