@@ -114,18 +114,33 @@ class Layer:
 
 
 class Canvases:
-    """The two canvases a layer is drawn on, kept between layers of one view size."""
+    """The two canvases a layer is drawn on, kept between layers of one view size. Only
+    what the last drawing touched is cleared for the next (a 4K eye's canvases are 10 MB
+    each: clearing them whole per layer cost more than the drawing)."""
+
+    MARGIN = 2  # pixels around each touched box also cleared (anti-aliased edges)
 
     def __init__(self) -> None:
         self._pair: tuple[np.ndarray, np.ndarray] | None = None
+        self._dirty: list[Box] = []
 
     def get(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         if self._pair is None or self._pair[0].shape[:2] != tuple(shape):
-            self._pair = (np.empty((*shape, 3), np.uint8), np.empty((*shape, 3), np.uint8))
+            self._pair = (np.zeros((*shape, 3), np.uint8), np.full((*shape, 3), 255, np.uint8))
+            self._dirty = []
         black, white = self._pair
-        black.fill(0)
-        white.fill(255)
+        h, w = shape
+        m = self.MARGIN
+        for box in self._dirty:
+            clear = Box(max(0, box.x0 - m), max(0, box.y0 - m), min(w, box.x1 + m), min(h, box.y1 + m))
+            clear.slice(black).fill(0)
+            clear.slice(white).fill(255)
+        self._dirty = []
         return black, white
+
+    def touched(self, boxes: list[Box]) -> None:
+        """The boxes the drawing touched: cleared before the next layer is drawn."""
+        self._dirty.extend(boxes)
 
 
 #: rows per patch: a nerve crossing the view diagonally gets a narrow patch per strip, not
@@ -187,6 +202,7 @@ def make_layer(shape: tuple[int, int], draw: Callable[[np.ndarray], list[Box]], 
     black, white = canvases.get(shape)
     boxes = draw(black)
     draw(white)
+    canvases.touched(boxes)
     return Layer(shape=tuple(shape), patches=patches_of(black, white, disjoint(boxes)), made_ns=now_ns(), **fields)
 
 

@@ -4,12 +4,14 @@ it as a transparent layer (:mod:`.layer`) drawn by the very same code."""
 from __future__ import annotations
 
 import collections
+import dataclasses
+from typing import Callable
 
 import numpy as np
 
 from .frames import Rendered, Segmentation, now_ns, stage_ms
 from .graph import Operator
-from .layer import Canvases, LayerBoard, make_layer
+from .layer import Canvases, Layer, LayerBoard, make_layer
 from .overlay import OverlayConfig, draw_instances, draw_panel, mask_bbox, text_lines, tint
 from .roi import draw_roi, roi_bounds
 from .truth import TruthScorer, overlay_lines as truth_lines
@@ -29,11 +31,14 @@ class OverlayOp(Operator):
     name = "overlay"
 
     def __init__(self, config: OverlayConfig, fps_window: int = 30, board: LayerBoard | None = None,
-                 scorer: TruthScorer | None = None):
+                 scorer: TruthScorer | None = None, draw_frames: Callable[[], bool] = lambda: True):
         self.config = config
         self.scorer = scorer  # replay --gt: each frame scored on its annotation, drawn and logged
         self.opacity = config.opacity
         self.board = board
+        # Passthrough: whether each frame must still be drawn with its own mask (an annotated
+        # recording, a validation tap); asked per frame, a recording may start any time.
+        self.draw_frames = draw_frames
         self._canvases = Canvases()
         self._times: collections.deque = collections.deque(maxlen=fps_window)
         self._last_ms: dict[str, float] = {}
@@ -88,6 +93,21 @@ class OverlayOp(Operator):
         touched.append(panel)
         return panel, marks, [b for b in touched if b is not None]
 
+    def _layer(self, s: Segmentation, lines: list | None, opacity: float, stamps: tuple, t0: int) -> Layer:
+        """``s`` drawn as a transparent layer (:mod:`.layer`), by :meth:`_draw` itself; its
+        stamps end with the overlay's, from ``t0`` to the layer made."""
+        g, panels = s.gate, []
+
+        def draw(canvas: np.ndarray) -> list:
+            panel, _, touched = self._draw(canvas, s, lines, opacity)
+            panels.append(panel)
+            return touched
+
+        layer = make_layer(g.view.shape[:2], draw, self._canvases, index=g.frame.index,
+                           captured_ns=g.frame.captured_ns, box=g.box, label=g.shown_label, confidence=g.confidence,
+                           segmented=s.mask is not None, seg=s)
+        return dataclasses.replace(layer, panel=panels[0], stamps=stamps + (("overlay", t0, now_ns()),))
+
     def process(self, s: Segmentation) -> Rendered:
         g = s.gate
         stamps, scored = s.stamps, {}
@@ -98,16 +118,15 @@ class OverlayOp(Operator):
         t0 = now_ns()
         self._times.append(t0)
         opacity, lines = self.opacity, self._lines(s, scored)
-        image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
-        panel, marks, touched = self._draw(image, s, lines, opacity)
+        marks, panel = (), None
+        if self.board is None or self.draw_frames():
+            image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
+            panel, marks, touched = self._draw(image, s, lines, opacity)
+        else:  # passthrough, nothing records annotated frames: the layer is the only drawing
+            image = g.view
         t1 = now_ns()
         if self.board is not None:
-            layer = make_layer(image.shape[:2], lambda canvas: self._draw(canvas, s, lines, opacity)[2],
-                               self._canvases, index=g.frame.index, captured_ns=g.frame.captured_ns,
-                               box=g.box, label=g.shown_label, confidence=g.confidence,
-                               segmented=s.mask is not None, stamps=stamps + (("overlay", t0, now_ns()),),
-                               panel=panel, seg=s)
-            self.board.post(layer)
+            self.board.post(self._layer(s, lines, opacity, stamps, t0))
             t1 = now_ns()
         self._last_ms["ovl"] = (t1 - t0) / 1e6
         return Rendered(s, image, panel, stamps + (("overlay", t0, t1),), fps=self.fps(), marks=marks,

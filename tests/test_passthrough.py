@@ -330,3 +330,53 @@ def test_nerveseg_run_records_what_was_shown(tmp_path, tiny_engines, capsys):
     assert len(list(csv.DictReader(avi.with_suffix(".csv").open()))) == summary["frames"]
     assert "passthrough: " in capsys.readouterr().out
     assert config_mod.load(avi.with_suffix(".config.yaml")).record.content == "as-shown"
+
+
+def test_each_layer_is_its_own_drawing_however_the_last_one_looked():
+    """The canvases are cleared only where the last drawing touched them: a small mask
+    after a large one (and its region gone) is still exactly its own drawing."""
+    image = stereo_frame(5, 360, 960)
+    view = image[:, :480]
+    frame = Frame(5, now_ns(), image)
+    g = GateResult(frame, view, Box(0, 0, 480, 360), np.zeros((1, 32, 32, 3), np.uint8), "nerve", 0.9,
+                   np.zeros(3, np.float32), True, ())
+    big = np.zeros(view.shape[:2], bool)
+    big[40:330, 20:460] = True
+    small = np.zeros(view.shape[:2], bool)
+    small[200:240, 300:360] = True
+    board = LayerBoard()
+    op = OverlayOp(OverlayConfig(), board=board)
+    op.process(Segmentation(g, big, (), roi=Polygon(((10, 10), (470, 20), (400, 350)))))
+    drawn = op.process(Segmentation(g, small, ())).image  # drawn on the frame too (by default)
+    shown = composite(view, board.latest)
+    assert np.abs(shown.astype(int) - drawn.astype(int)).max() <= 2
+    assert np.array_equal(shown[100:180, 40:200], view[100:180, 40:200]), "nothing of the big mask is left"
+
+
+def test_passthrough_draws_frames_only_while_something_records_them(engines, tmp_path):
+    """Live passthrough: the layer is the drawing; a frame is drawn with its own mask only
+    while an annotated recording runs (started mid-run here), never before."""
+    gate, seg = engines
+    config = PipelineConfig(display=DisplayConfig(mode="passthrough"))
+    frames = [stereo_frame(i) for i in range(60)]
+    pipeline = NervePipeline(config, source=MemorySource(frames, 30.0, 1), engines=Engines(gate, seg))
+    results = []
+
+    def on_frame(r) -> None:
+        if r.index == 20:
+            pipeline.start_recording(tmp_path / "mid.avi")
+
+    pipeline.subscribe(on_frame)
+    original = pipeline.ops.record.process  # the recorder sees every inference result
+
+    def watch(r):
+        results.append((r.index, r.image is r.seg.gate.view, pipeline.ops.record.recording is not None))
+        return original(r)
+
+    pipeline.ops.record.process = watch
+    pipeline.run()
+    before = [raw for index, raw, recording in results if not recording and index < 15]
+    during = [raw for index, raw, recording in results if recording]
+    assert before and all(before), "nothing recorded annotated frames: none was drawn"
+    assert during and not any(during), "an annotated recording gets frames drawn with their masks"
+    assert (tmp_path / "mid.avi").is_file()

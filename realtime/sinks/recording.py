@@ -84,6 +84,11 @@ class RecorderOp(Operator):
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
 
     @property
+    def busy(self) -> bool:
+        """Recording, or asked to start or stop (any thread): frames must come drawn."""
+        return self.recording is not None or not self._commands.empty()
+
+    @property
     def recorder(self) -> AviRecorder | None:
         return self.recording.avi if self.recording is not None else None
 
