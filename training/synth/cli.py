@@ -117,14 +117,27 @@ def run(args: argparse.Namespace) -> int:
         target = out / "classify" if what == "all" else out
         write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress)
         log.info("classification set: %s (%d per class)", target, args.per_class)
+        _print_stats(target)
     if what in ("segment", "all"):
         target = out / "segment" if what == "all" else out
         write_segmentation(target, args.count, args.size, args.seed, args.negatives,
                            getattr(args, "name", "synthetic"), args.render_size, progress)
         log.info("segmentation set: %s (%d images)", target, args.count)
+        _print_stats(target)
     if what in ("video", "all"):
         target = out / "sample.mp4" if what == "all" else out
         frames = write_video(target, args.seconds, args.fps, args.seed, args.video_size, args.crf, progress)
         log.info("video: %s (%d frames, %.1f MB)", target, frames, target.stat().st_size / 1e6)
     log.info("done in %.1f s", time.perf_counter() - started)
     return 0
+
+
+def _print_stats(root: Path) -> None:
+    """Print the look statistics the writer measured beside the real frames' ranges."""
+    import json
+
+    from .stats import STATS_FILE, table
+
+    print(f"{root}: look of the rendered one-eye frames, median [min-max] "
+          f"(real frames: issue 15; {root / STATS_FILE})")
+    print(table(json.loads((root / STATS_FILE).read_text())))
