@@ -262,6 +262,18 @@ def test_look_spans_beyond_the_real_frames(look):
     assert max(summary["classes"][c]["shadow"]["max"] for c in CLASSES) > REAL["shadow"][1]
 
 
+def test_sets_with_their_statistics_still_import_as_their_layout(look, tmp_path):
+    """synth_stats.json beside the class folders is not a COCO file: the training commands
+    still read class folders (and a segmentation set as Supervisely)."""
+    from nerveseg.training.importers import detect_layout, import_dataset
+
+    out, _ = look
+    assert detect_layout(out) == "classes"
+    assert import_dataset(out).kind == "classify"
+    write_segmentation(tmp_path / "seg", count=2, size=32, seed=1, progress=False)
+    assert (tmp_path / "seg" / "synth_stats.json").is_file() and detect_layout(tmp_path / "seg") == "supervisely"
+
+
 def test_no_item_is_a_blank_white_view(look):
     """Blown sheens are drawn wide, but an item whose view is blown out almost everywhere
     (no class, no nerve to see) is drawn again: every written image keeps some tissue."""
