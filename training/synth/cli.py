@@ -18,6 +18,8 @@ from pathlib import Path
 
 from nerveseg.engines.errors import UserError
 
+from .scene import DOMAINS
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--size", type=int, default=256, help="stored image side in px (default 256)")
         command.add_argument("--render-size", type=_size, default=(540, 960), metavar="WxH",
                              help="stereo frame size rendered before cropping (default 960x540)")
+        command.add_argument("--domain", choices=DOMAINS, default="wide",
+                             help="wide: the training world; target: a setting held out of training "
+                                  "(docs/SIM2REAL.md) (default wide)")
     for command in (classify, segment, video, every, sheet, instances):
         command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         command.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -115,13 +120,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if what in ("classify", "all"):
         target = out / "classify" if what == "all" else out
-        write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress)
+        write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress,
+                             args.domain)
         log.info("classification set: %s (%d per class)", target, args.per_class)
         _print_stats(target)
     if what in ("segment", "all"):
         target = out / "segment" if what == "all" else out
         write_segmentation(target, args.count, args.size, args.seed, args.negatives,
-                           getattr(args, "name", "synthetic"), args.render_size, progress)
+                           getattr(args, "name", "synthetic"), args.render_size, progress, args.domain)
         log.info("segmentation set: %s (%d images)", target, args.count)
         _print_stats(target)
     if what in ("video", "all"):

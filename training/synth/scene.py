@@ -14,7 +14,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 CLASSES = ("nerve", "opening_wound", "tendon")
-GLARE_SIDES = ("outer", "top", "bottom")  # "outer": left edge of the left eye, right of the right
+GLARE_SIDES = ("outer", "top", "bottom")
+# "wide": the training world. "target": a setting held out of training (docs/SIM2REAL.md):
+# another microscope, zoomed in past the training range (x1.7-2.6), warm-tinted, darker
+# at the edges, with a harder tone curve.
+DOMAINS = ("wide", "target")  # "outer": left edge of the left eye, right of the right
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,17 @@ def random_scene(rng: np.random.Generator, cls: str) -> Scene:
         # person could not label, so it would teach nothing but noise.
         scene = replace(scene, band=replace(band, level=0.95 / scene.exposure))
     return scene
+
+
+def in_domain(scene: Scene, rng: np.random.Generator, domain: str) -> Scene:
+    """``scene`` as seen in ``domain`` (one of :data:`DOMAINS`; ``rng`` draws the change)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, not {domain!r}")
+    if domain == "wide":
+        return scene
+    u = rng.uniform
+    return replace(scene, zoom=float(math.exp(u(math.log(1.7), math.log(2.6)))),
+                   tint=(1.0, u(0.86, 0.92), u(0.7, 0.8)), vignette=u(0.6, 0.9), gamma=u(1.3, 1.6))
 
 
 def _wide(rng: np.random.Generator) -> dict:
