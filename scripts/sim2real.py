@@ -68,6 +68,11 @@ def score(task: str, model: Path, data: Path, splits: Path, out: Path, threads: 
 
 def run(args) -> dict:
     out, pool = Path(args.out), max(args.shots)
+    if args.replot:  # the figure again from OUT/results.json (with --baseline), nothing rerun
+        results = json.loads((out / "results.json").read_text())
+        baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+        plot(results, out / "sim2real.png", baseline, tuple(args.names.split(",")))
+        return results
     per_class = -(-pool // 3) + VAL_PER_CLASS + TEST_PER_CLASS
     data = {"gate": out / "data" / "classify", "seg": out / "data" / "segment"}
     cli("synth", "classify", data["gate"], "--domain", "target", "--per-class", per_class, "--size", args.size,
@@ -93,24 +98,29 @@ def run(args) -> dict:
     return results
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, baseline: dict | None = None, names=("base", "baseline")) -> None:
+    """The curves with their intervals; ``baseline``'s (another base model's results) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=110)
-    for task, label in (("gate", "gate accuracy"), ("seg", "mean IoU")):
-        rows = results[task]
-        x = [r["shots"] for r in rows]
-        y = [r["value"] for r in rows]
-        ax.plot(x, y, marker="o", label=label)
-        ax.fill_between(x, [r["ci95"][0] for r in rows], [r["ci95"][1] for r in rows], alpha=0.2)
+    fig, ax = plt.subplots(figsize=(6.0, 3.6), dpi=110)
+    for data, style, name in ((results, "-", names[0]), (baseline, "--", names[1])):
+        if data is None:
+            continue
+        for (task, label), colour in zip((("gate", "gate accuracy"), ("seg", "mean IoU")), ("C0", "C1")):
+            rows = data[task]
+            x = [r["shots"] for r in rows]
+            text = f"{label}, {name}" if baseline is not None else label
+            ax.plot(x, [r["value"] for r in rows], style, color=colour, marker="o", label=text)
+            ax.fill_between(x, [r["ci95"][0] for r in rows], [r["ci95"][1] for r in rows], color=colour,
+                            alpha=0.15 if style == "-" else 0.07)
     ax.set_xlabel("labelled target frames")
     ax.set_ylim(0, 1)
     ax.set_xticks(results["shots"])
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     ax.set_title("held-out generator setting: fine-tuned from the synthetic engines", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
@@ -135,6 +145,9 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--replot", action="store_true", help="only redraw OUT/sim2real.png from OUT/results.json")
+    p.add_argument("--baseline", metavar="RESULTS_JSON", help="with --replot: another base model's results, dashed")
+    p.add_argument("--names", default="base,baseline", help="with --baseline: the two curves' names")
     return p.parse_args(argv)
 
 

@@ -37,6 +37,13 @@ def test_sim2real_script_runs_and_reports_curves_with_intervals(training_gate_ru
 
     assert cv2.imread(str(out / "sim2real.png")) is not None
     assert "| 3 |" in done.stdout and "labelled target frames" in done.stdout
+    # The figure again with another base model's curves beside (here: the same results).
+    before = (out / "sim2real.png").stat().st_mtime_ns
+    again = subprocess.run([sys.executable, str(REPO / "scripts/sim2real.py"), "-", "-", "--out", str(out), "--replot",
+                            "--baseline", str(out / "results.json"), "--names", "a,b"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "sim2real.png").stat().st_mtime_ns > before and not (out / "runs" / "gate_0").exists()
     # The target set is the held-out domain: tinted (practically grey is the training world).
     stats = json.loads((out / "data" / "classify" / "synth_stats.json").read_text())
     assert np.median([c["colour"]["median"] for c in stats["classes"].values()]) > 8
