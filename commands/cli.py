@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("nerveseg.commands.quantize_cli", "INT8 engine for the CPU (static QDQ), checked against FP32"),
     "verify": ("nerveseg.commands.verify_cli", "check that two engines agree (logits, gate, mask IoU)"),
     "validate": ("nerveseg.commands.validate_cli", "validation report: accuracy, pixel degradation, delays, model card"),
+    "extract": ("nerveseg.commands.extract_cli", "frames to label from a video: one per interval, cropped as the runtime crops, near-duplicates dropped"),
+    "prelabel": ("nerveseg.commands.prelabel_cli", "the engines' labels and masks for a dataset, as COCO, CVAT and Supervisely"),
 }
 
 

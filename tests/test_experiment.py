@@ -68,7 +68,7 @@ def test_run_folder_holds_the_resolved_experiment_with_revision(training_gate_da
     assert main(["train", "gate", "--config", str(exp), "--out", str(out), "--set", "augment.rotate=0"]) == 0
     saved = yaml.safe_load((out / "experiment.yaml").read_text())
     assert saved["provenance"]["revision"] and saved["provenance"]["source"] == str(exp)
-    assert saved["model"] == {"name": "mobilenet_v2", "width": 0.25, "pretrained": None}
+    assert saved["model"] == {"name": "mobilenet_v2", "width": 0.25, "pretrained": None, "init": None}
     assert saved["schedule"]["unfreeze_from"] == "features.0.0" and saved["augment"]["rotate"] == 0
     assert (out / "experiment.source.yaml").read_text() == exp.read_text()
     again = _parse("gate", "--config", str(out / "experiment.yaml"))  # rerunnable as it is

@@ -68,6 +68,9 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     g.add_argument("--width", type=float, default=None, help="MobileNetV2 width multiplier (default 1.0)")
     g.add_argument("--pretrained", default=None, metavar="PATH",
                    help="torchvision ImageNet state dict (local file; nothing is downloaded)")
+    g.add_argument("--init", default=None, metavar="ENGINE_OR_CHECKPOINT",
+                   help="fine-tune from a trained model: a checkpoint (.pt) or an engine with its .pt beside it "
+                        "(same architecture and classes; its width unless --width)")
     g = p.add_argument_group("data")
     g.add_argument("--layout", default=None, help=f"importer (default {d.layout}; nerveseg data check --help)")
     g.add_argument("--annotations", default=None, metavar="FILE", help="COCO JSON if not found in DATA")

@@ -3,7 +3,7 @@
 An experiment (see ``docs/TRAINING.md``) is::
 
     family: gate                 # gate | seg
-    model:    {name: mobilenet_v2, width: 0.5, pretrained: null}
+    model:    {name: mobilenet_v2, width: 0.5, pretrained: null, init: null}
     data:     {root: data/cls, layout: auto, size: 224, splits: null, skip_bad: false, ...}
     schedule: {epochs: 12, head_epochs: null, lr: 2.0e-3, batch_size: 8, seed: 0, ...}
     augment:  {hflip: 0.5, vflip: 0.5, rotate: 10, brightness: 0.2, contrast: 0.2, scale_min: 0.8}
@@ -46,6 +46,7 @@ class ModelSection:
     name: str | None = None          # registry name; None: the family's default
     width: float | None = None       # MobileNetV2 width multiplier; None: the architecture's
     pretrained: str | None = None    # local torchvision state dict (never downloaded)
+    init: str | None = None          # fine-tune from this checkpoint (or the .pt beside an engine)
 
 
 @dataclass(frozen=True)

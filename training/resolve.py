@@ -13,7 +13,7 @@ from pathlib import Path
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
 from nerveseg.engines.errors import UserError
 
-from . import runlog
+from . import init_from, runlog
 from .checkpoint import read_checkpoint
 from .data import GATE_CLASSES, SEG_CLASSES
 from .experiment import FLAT, Experiment, to_flat
@@ -42,6 +42,7 @@ def fill_defaults(args):
 def resolve_args(args):
     """Fill the defaults that depend on the task, the model and ``--pretrained``."""
     fill_defaults(args)
+    init_from.load(args)  # the checkpoint's width, and a wrong task or architecture refused now
     spec = get_spec(args.task, args.model)
     if args.task == "classify":
         args.classes = list(args.classes or GATE_CLASSES)
@@ -94,6 +95,8 @@ def make_meta(args, splits) -> EngineMeta:
     else:
         classes = ("background", getattr(args, "target", None) or SEG_CLASSES[1])
     extra = {"arch_kwargs": args.arch_kwargs}
+    if getattr(args, "init_from", None):
+        extra["init"] = args.init_from  # fine-tuned from: the checkpoint, its revision and recipe
     if args.task == "segment":
         extra["threshold"] = 0.5
     return EngineMeta(model=args.model, task=args.task, classes=classes,

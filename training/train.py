@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
 from nerveseg.engines.errors import UserError
 
-from . import distributed, freeze, runlog
+from . import distributed, freeze, init_from, runlog
 from .checkpoint import save_checkpoint
 from .datasets import Augment, ClassificationDataset, SegmentationDataset, build_transforms
 from .distributed import Dist, seed_all
@@ -94,11 +94,16 @@ def get_dataset(args, split: str, items: list[str], data: ImportedDataset):
 
 
 def create_model(args) -> NormalizedModel:
-    """The registry model (ImageNet weights only from ``--pretrained``) in the wrapper."""
+    """The registry model in the wrapper: weights of a trained model (``--init``), ImageNet
+    weights (``--pretrained``; only from a local file) or none."""
     spec = get_spec(args.task, args.model)
     outputs = len(args.classes) if args.task == "classify" else 1
     model = build_model(args.task, args.model, outputs, **args.arch_kwargs)
-    if args.pretrained:
+    init = init_from.load(args)
+    if init:
+        init_from.check_fit(args, init)
+        init_from.load_weights(model, init)
+    elif args.pretrained:
         load_pretrained(model, spec, args.pretrained)
     else:
         log.warning("no pretrained weights given: training from scratch")

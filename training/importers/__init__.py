@@ -19,6 +19,8 @@ from pathlib import Path
 from nerveseg.engines.errors import UserError
 
 from .coco import find_annotations, import_coco
+from .cvat import ANNOTATIONS as CVAT_XML
+from .cvat import import_cvat
 from .common import ImportRefused, images_in, write_skipped
 from .folders import first_dir, import_class_masks, import_classes, import_pairs, subfolders
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample, mask_box
@@ -31,11 +33,12 @@ IMPORTERS: dict[str, tuple[Callable[..., ImportedDataset], str, str]] = {
     "class_masks": (import_class_masks, "instance", "DATA/image/<Class>/x.png + DATA/mask/<Class>/x.png"),
     "pairs": (import_pairs, "segment", "DATA/images/x.png + DATA/masks/x.png (value = class id)"),
     "coco": (import_coco, "instance", "DATA/annotations.json (COCO instances) + images"),
+    "cvat": (import_cvat, "instance", "DATA/annotations.xml (CVAT for images 1.1) + DATA/images/"),
     "classes": (import_classes, "classify", "DATA/<class>/x.png"),
 }
 # What each training task can read: Supervisely objects are instances too.
 LAYOUTS_FOR = {"classify": ("classes",), "segment": ("supervisely", "pairs"),
-               "instance": ("coco", "class_masks", "supervisely")}
+               "instance": ("coco", "cvat", "class_masks", "supervisely")}
 
 __all__ = ["IMPORTERS", "LAYOUTS_FOR", "ImportRefused", "ImportedDataset", "Instance", "MaskRef",
            "Problem", "Sample", "detect_layout", "format_report", "import_dataset", "mask_box",
@@ -49,6 +52,8 @@ def detect_layout(root: Path) -> str:
     images = first_dir(root, ("image", "images"))
     if images is not None and first_dir(root, ("mask", "masks")) is not None:
         return "class_masks" if any(images_in(images / name) for name in subfolders(images)) else "pairs"
+    if (root / CVAT_XML).is_file():
+        return "cvat"
     try:
         find_annotations(root)
         return "coco"

@@ -18,7 +18,9 @@ from nerveseg.engines.errors import UserError
 from .common import finish, image_shape, parallel, rel
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample, read_json
 
-SKIP_JSON = ("meta.json", "obj_class_to_machine_color.json")
+# JSON files that are not COCO: Supervisely metadata, `nerveseg synth`'s look statistics,
+# `nerveseg extract`'s index.
+SKIP_JSON = ("meta.json", "obj_class_to_machine_color.json", "synth_stats.json", "extract.json")
 
 
 def find_annotations(root: Path, given: str | Path | None = None) -> Path:

@@ -33,7 +33,8 @@ class MaskRef:
 
     ``kind`` is ``"png"`` (pixels of ``path`` equal to ``value``; with ``component >= 0``
     only that 8-connected component of them), ``"coco"`` (``geometry`` is a COCO polygon
-    list or RLE dict) or ``"supervisely"`` (``geometry`` is one Supervisely object).
+    list or RLE dict), ``"supervisely"`` (``geometry`` is one Supervisely object) or
+    ``"cvat"`` (``geometry``: ``{"kind": "mask", "rle", "box"}`` or ``{"kind": "polygon", "points"}``).
     """
 
     kind: str
@@ -193,7 +194,22 @@ def _decode_supervisely(ref: MaskRef) -> np.ndarray:
     return mask.astype(bool)
 
 
-DECODERS = {"png": _decode_png, "coco": _decode_coco, "supervisely": _decode_supervisely}
+def _decode_cvat(ref: MaskRef) -> np.ndarray:
+    """A CVAT ``mask`` (runs over its box, row-major, the first of background) or ``polygon``."""
+    h, w = ref.size
+    g = ref.geometry
+    mask = np.zeros((h, w), bool)
+    if g["kind"] == "polygon":
+        canvas = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(canvas, [np.round(np.asarray(g["points"], np.float64)).astype(np.int32)], 1)
+        return canvas.astype(bool)
+    x, y, bw, bh = g["box"]
+    values = np.arange(len(g["rle"])) % 2 == 1  # runs alternate, background first
+    mask[y:y + bh, x:x + bw] = np.repeat(values, g["rle"]).reshape(bh, bw)
+    return mask
+
+
+DECODERS = {"png": _decode_png, "coco": _decode_coco, "supervisely": _decode_supervisely, "cvat": _decode_cvat}
 
 
 def read_json(path: Path) -> Any:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from nerveseg.engines.errors import UserError
 
+from .scene import DOMAINS
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--size", type=int, default=256, help="stored image side in px (default 256)")
         command.add_argument("--render-size", type=_size, default=(540, 960), metavar="WxH",
                              help="stereo frame size rendered before cropping (default 960x540)")
+        command.add_argument("--domain", choices=DOMAINS, default="wide",
+                             help="wide: the training world; target: a setting held out of training "
+                                  "(docs/SIM2REAL.md) (default wide)")
     for command in (classify, segment, video, every, sheet, instances):
         command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         command.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -115,16 +120,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if what in ("classify", "all"):
         target = out / "classify" if what == "all" else out
-        write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress)
+        write_classification(target, args.per_class, args.size, args.seed, args.render_size, progress,
+                             args.domain)
         log.info("classification set: %s (%d per class)", target, args.per_class)
+        _print_stats(target)
     if what in ("segment", "all"):
         target = out / "segment" if what == "all" else out
         write_segmentation(target, args.count, args.size, args.seed, args.negatives,
-                           getattr(args, "name", "synthetic"), args.render_size, progress)
+                           getattr(args, "name", "synthetic"), args.render_size, progress, args.domain)
         log.info("segmentation set: %s (%d images)", target, args.count)
+        _print_stats(target)
     if what in ("video", "all"):
         target = out / "sample.mp4" if what == "all" else out
         frames = write_video(target, args.seconds, args.fps, args.seed, args.video_size, args.crf, progress)
         log.info("video: %s (%d frames, %.1f MB)", target, frames, target.stat().st_size / 1e6)
     log.info("done in %.1f s", time.perf_counter() - started)
     return 0
+
+
+def _print_stats(root: Path) -> None:
+    """Print the look statistics the writer measured beside the real frames' ranges."""
+    import json
+
+    from .stats import STATS_FILE, table
+
+    print(f"{root}: look of the rendered one-eye frames, median [min-max] "
+          f"(real frames: issue 15; {root / STATS_FILE})")
+    print(table(json.loads((root / STATS_FILE).read_text())))

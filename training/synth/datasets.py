@@ -22,11 +22,15 @@ from nerveseg.engines.preprocess import PreprocessConfig, view_box
 
 from .files import prepare_dir, write_png
 from .render import render_stereo
-from .scene import CLASSES, random_scene
+from .scene import CLASSES, in_domain, random_scene
+from .stats import eye_square, frame_stats, summarise, write_summary
 
 RENDER_SIZE = (540, 960)     # stereo (height, width) the datasets are rendered at
 NERVE_COLOR = "#E6194B"      # Supervisely display colour of the nerve class
 _CLASSIFY, _SEGMENT = 1, 2   # the "kind" in an item's seed: the datasets draw apart
+MAX_BLOWN = 0.85             # most of the runtime's view an item may have blown out
+_DOMAIN = 99                 # the seed part of a domain's change
+MAX_DRAWS = 8                # scenes drawn for an item before the last one is kept anyway
 
 
 def crop_view(frame: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,32 +44,60 @@ def crop_view(frame: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarra
 
 
 def render_item(seed: int, kind: int, index: int, cls: str, size: int,
-                render_size: tuple[int, int] = RENDER_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """One dataset item: ``(size, size, 3) uint8 RGB`` image and ``(size, size) uint8`` mask."""
-    scene = random_scene(np.random.default_rng((seed, kind, index)), cls)
-    frame, mask = render_stereo(scene, *render_size)
+                render_size: tuple[int, int] = RENDER_SIZE,
+                stats: list | None = None, domain: str = "wide") -> tuple[np.ndarray, np.ndarray]:
+    """One dataset item: ``(size, size, 3) uint8 RGB`` image and ``(size, size) uint8`` mask.
+
+    With ``stats``, appends ``(cls, frame_stats)`` of the rendered one-eye square frame
+    (what the real frames' statistics were measured on, before the runtime's crop)."""
+    rng = np.random.default_rng((seed, kind, index))
+    shift = np.random.default_rng((seed, kind, index, _DOMAIN))  # apart: a domain moves no other draw
+    for _ in range(MAX_DRAWS):
+        frame, mask = render_stereo(in_domain(random_scene(rng, cls), shift, domain), *render_size)
+        # A view blown out almost everywhere shows no class and no nerve: draw again.
+        if _blown(crop_view(frame, mask, 64)[0]) <= MAX_BLOWN:
+            break
+    if stats is not None:
+        stats.append((cls, frame_stats(eye_square(frame))))
     return crop_view(frame, mask, size)
 
 
+def _blown(image: np.ndarray) -> float:
+    """Fraction of ``(S, S, 3) uint8`` pixels at or above the runtime's saturation (245)."""
+    return float((image.min(axis=2) >= 245).mean())
+
+
+def _report(root: Path, records: list) -> dict:
+    """Summarise the look statistics, write ``root/synth_stats.json`` and log the table."""
+    summary = summarise(records)
+    write_summary(root, summary)
+    return summary
+
+
 def write_classification(out: str | Path, per_class: int, size: int = 256, seed: int = 0,
-                         render_size: tuple[int, int] = RENDER_SIZE, progress: bool = True) -> dict[str, int]:
+                         render_size: tuple[int, int] = RENDER_SIZE, progress: bool = True,
+                         domain: str = "wide") -> dict[str, int]:
     """Write ``out/<class>/<class>_NNNNN.png`` for each of :data:`CLASSES`; return counts."""
     _check(per_class, size, seed, "--per-class")
     root = prepare_dir(Path(out))
     folders = {cls: prepare_dir(root / cls) for cls in CLASSES}
     bar = tqdm(total=per_class * len(CLASSES), desc="classify", unit="img", disable=not progress)
+    records: list = []
     for index in range(per_class):
         for k, cls in enumerate(CLASSES):
-            image, _ = render_item(seed, _CLASSIFY, index * len(CLASSES) + k, cls, size, render_size)
+            image, _ = render_item(seed, _CLASSIFY, index * len(CLASSES) + k, cls, size, render_size, records,
+                                   domain)
             write_png(folders[cls] / f"{cls}_{index:05d}.png", image)
             bar.update()
     bar.close()
+    _report(root, records)
     return {cls: per_class for cls in CLASSES}
 
 
 def write_segmentation(out: str | Path, count: int, size: int = 256, seed: int = 0,
                        negatives: float = 0.0, dataset: str = "synthetic",
-                       render_size: tuple[int, int] = RENDER_SIZE, progress: bool = True) -> int:
+                       render_size: tuple[int, int] = RENDER_SIZE, progress: bool = True,
+                       domain: str = "wide") -> int:
     """Write a Supervisely-style project: ``out/meta.json``, ``out/obj_class_to_machine_color.json``
     and ``out/<dataset>/{img,ann,masks_machine}/``; masks are single-channel PNGs, 0 = background,
     1 = nerve. A ``negatives`` fraction of items are tendon or wound scenes with empty masks."""
@@ -76,15 +108,17 @@ def write_segmentation(out: str | Path, count: int, size: int = 256, seed: int =
     folders = {name: prepare_dir(root / dataset / name) for name in ("img", "ann", "masks_machine")}
     _write_json(root / "meta.json", _meta())
     _write_json(root / "obj_class_to_machine_color.json", {"nerve": [1, 1, 1]})
+    records: list = []
     for index in tqdm(range(count), desc="segment", unit="img", disable=not progress):
         # Spread negatives evenly and exactly: item i is one when floor((i+1)·f) steps up.
         negative = int((index + 1) * negatives) > int(index * negatives)
         cls = ("tendon", "opening_wound")[index % 2] if negative else "nerve"
-        image, mask = render_item(seed, _SEGMENT, index, cls, size, render_size)
+        image, mask = render_item(seed, _SEGMENT, index, cls, size, render_size, records, domain)
         name = f"synth_{index:05d}.png"
         write_png(folders["img"] / name, image)
         write_png(folders["masks_machine"] / name, mask)
         _write_json(folders["ann"] / f"{name}.json", _annotation(mask))
+    _report(root, records)
     return count
 
 

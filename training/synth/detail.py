@@ -31,6 +31,9 @@ class Detail(NamedTuple):
     band: np.ndarray | None  # (2·VN·ROWS_PER_HW, 2·U_RANGE·COLS_PER_UNIT, 2) float32: value, alpha
     dots: np.ndarray         # (N, 4) float32: x, y, radius (scene units), strength
     vessels: tuple           # of ((M, 2) float32 polyline, width, darkness)
+    lobes: np.ndarray        # (64, 64) float32, large smooth tissue shapes
+    sheen: np.ndarray        # (64, 64) float32, where broad glossy sheens sit (high)
+    folds: np.ndarray        # (128, 128) float32, folds run along its zero line
 
 
 @functools.lru_cache(maxsize=8)
@@ -45,7 +48,10 @@ def detail(scene: Scene) -> Detail:
     band = band_texture(scene.band, rng) if scene.band else None
     dots = _dots(scene, rng, grids["cavity"])
     vessels = tuple(_vessel(rng) for _ in range(scene.vessels))
-    return Detail(texture=texture, band=band, dots=dots, vessels=vessels, **grids)
+    # Drawn last, so the older detail of a seed stays what it was.
+    wide = dict(lobes=smooth(rng, int(rng.integers(3, 7))), sheen=smooth(rng, int(rng.integers(4, 9))),
+                folds=smooth(rng, int(rng.integers(3, 8)), 128))
+    return Detail(texture=texture, band=band, dots=dots, vessels=vessels, **grids, **wide)
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,8 +20,9 @@ def finish_eye(tissue: np.ndarray, scene: Scene, eye: str, rng: np.random.Genera
     """Tissue ``(H, W) float32`` (1.0 = white) of one eye → ``(H, W, 3) uint8 RGB``."""
     h, w = tissue.shape
     gain, glare = glare_maps(scene, eye, h, w)
-    image = cv2.multiply(tissue, gain)
+    image = cv2.multiply(tissue, gain, scale=scene.exposure)
     image += glare
+    image = _blur(image, scene)
     # Sensor noise at half resolution: demosaicing and compression make real noise blotchy.
     noise = rng.standard_normal((-(-h // 2), -(-w // 2)), dtype=np.float32)
     noise = cv2.resize(noise, (noise.shape[1] * 2, noise.shape[0] * 2), interpolation=cv2.INTER_LINEAR)
@@ -30,7 +31,33 @@ def finish_eye(tissue: np.ndarray, scene: Scene, eye: str, rng: np.random.Genera
     grey = cv2.convertScaleAbs(image, alpha=255.0)
     rgb = cv2.LUT(cv2.merge([grey, grey, grey]), tone_table(scene.gamma, scene.tint))
     draw_scale_bar(rgb)
-    return rgb
+    return _compress(rgb, scene.jpeg)
+
+
+def _blur(image: np.ndarray, scene: Scene) -> np.ndarray:
+    """Whole-field defocus (shallow depth of field, a soft lens) and camera motion blur,
+    both scaled to the eye height so a scene looks the same at any size."""
+    h = image.shape[0]
+    sigma = scene.defocus * h
+    if sigma > 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    length, angle = scene.motion
+    n = int(round(length * h))
+    if n >= 2:
+        kernel = np.zeros((2 * n + 1, 2 * n + 1), np.float32)
+        dx, dy = math.cos(angle) * n, math.sin(angle) * n
+        cv2.line(kernel, (round(n - dx), round(n - dy)), (round(n + dx), round(n + dy)), 1.0, 1, cv2.LINE_AA)
+        image = cv2.filter2D(image, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
+    return image
+
+
+def _compress(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through JPEG at ``quality`` (0: untouched): the blocking and smoothing
+    of the camera's and the recorder's compression."""
+    if quality <= 0:
+        return rgb
+    ok, data = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else rgb
 
 
 @functools.lru_cache(maxsize=16)
@@ -69,7 +96,7 @@ def glare_maps(scene: Scene, eye: str, height: int, width: int) -> tuple[np.ndar
         r2 = (xs - cx) ** 2 + ((ys - cy) * aspect) ** 2
         glare += scene.bloom * np.exp(-r2 / rng.uniform(0.03, 0.09))
     r2 = (xs - 0.5) ** 2 + ((ys - 0.5) * aspect) ** 2
-    vignette = 1.0 - rng.uniform(0.1, 0.3) * r2 / 0.6
+    vignette = 1.0 - scene.vignette * r2 / 0.6
     # Glare g pulls a pixel towards SATURATE: v·(1 - g) + g·SATURATE, as a gain and an offset.
     glare = np.clip(glare, 0.0, 2.0)
     gain = vignette * (1.0 - np.minimum(glare, 1.0))

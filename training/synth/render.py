@@ -35,6 +35,7 @@ def render_frame(scene: Scene, height: int, width: int, pose: Pose, focus_shift:
     if height < 16 or width < 32:
         raise ValueError(f"frame size {width}x{height} is too small (at least 32x16)")
     eye_w = width // 2
+    pose = pose._replace(zoom=pose.zoom * scene.zoom)  # the microscope's magnification
     shift = max(1, round(scene.disparity * height * pose.zoom))
     tissue, mask = render_tissue(scene, height, eye_w, eye_w + shift, pose, focus_shift)
     frame = np.zeros((height, width, 3), np.uint8)
@@ -62,9 +63,12 @@ def render_tissue(scene: Scene, height: int, eye_w: int, width: int, pose: Pose,
     x, y = coords(a_low, low_shape)
     image = _ground(scene, d, a, a_low, shape, low_shape, step)
     depth = scene.focus_tilt[0] * x + scene.focus_tilt[1] * y + 0.15 * sample(d.depth, a_low, low_shape)
+    sheen = _sheen(scene, d, a_low, low_shape)
     if scene.wound is not None:
         inside = _wound(scene, d, image, a_low, low_shape, step, x, y)
         depth -= scene.wound.depth * inside
+        sheen *= 1.0 - 0.5 * inside  # a cavity floor faces away: less sheen, still a cavity
+    image += upsample(sheen, step, shape)
     _vessels(d, image, a, height * pose.zoom)
     _dots(d, image, a, height * pose.zoom)
     mask = np.zeros(shape, np.uint8)
@@ -83,6 +87,7 @@ def _ground(scene, d, a, a_low, shape, low_shape, step) -> np.ndarray:
     fat = sample(d.fat, a_low, low_shape)
     fat = np.clip((fat - 0.9) / 0.8, 0.0, 1.0) * scene.fat
     base = scene.level * shading + fat + sample(d.texture, a_low, low_shape)
+    base += _surface(scene, d, a_low, low_shape) * scene.level
     # The tile repeats every 0.6 scene units: any offset within ±0.3 is a new phase.
     offset = ((scene.seed % 997) / 997.0 * 0.6 - 0.3, (scene.seed % 991) / 991.0 * 0.6 - 0.3)
     image = sample(fine_tile(), a, shape, angle=scene.fibre_angle + 0.2, scale=FINE_SCALE,
@@ -90,6 +95,29 @@ def _ground(scene, d, a, a_low, shape, low_shape, step) -> np.ndarray:
     image *= scene.contrast
     image += upsample(base.astype(np.float32), step, shape)
     return image
+
+
+def _surface(scene, d, a_low, low_shape) -> np.ndarray:
+    """Large smooth surfaces: lobes of their own brightness and folds shading into deep
+    shadow. ``low_shape float32``, a relative change of the tissue grey (-1 black … 0 same)."""
+    lobes = np.tanh(2.0 * sample(d.lobes, a_low, low_shape))
+    out = scene.relief * lobes
+    if scene.folds > 0:
+        f = sample(d.folds, a_low, low_shape) / (8.0 * scene.fold_width)
+        # Dark in the crease, shading off more slowly on one side than on the other.
+        crease = np.exp(-f * f) * (0.65 + 0.35 * np.tanh(f))
+        out = (1.0 + out) * (1.0 - scene.folds * crease) - 1.0
+    return out
+
+
+def _sheen(scene, d, a_low, low_shape) -> np.ndarray:
+    """Broad glossy sheens, ``low_shape float32`` light added to the tissue (reflected, so
+    not scaled by the tissue's grey; cavity walls shine too). A standardised field over a
+    threshold set by the cover: the sheen rises smoothly (a glossy surface, not a dot) and
+    saturates the sensor in its middle."""
+    threshold = 1.6 - 3.2 * scene.sheen_cover
+    rise = np.clip((sample(d.sheen, a_low, low_shape) - threshold) / 1.0, 0.0, 1.0)
+    return (scene.sheen * rise * rise).astype(np.float32)
 
 
 def _wound(scene, d, image, a_low, low_shape, step, x, y) -> np.ndarray:
