@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-set", type=Path, help="folder with classify/ and segment/ (default: a held-out "
                                                       "synthetic set made now)")
     parser.add_argument("--splits", type=Path, help="split lists (classify/test.txt, segment/test.txt) in --test-set")
+    parser.add_argument("--test-domain", choices=("classic", "wide", "target"), default="classic",
+                        help="the synthetic world of the held-out set made when --test-set is not given: the "
+                             "one the engines were trained in (default classic, the shipped engines')")
     parser.add_argument("--min-accuracy", type=float, help="fail (exit 1) when a format's gate accuracy is below")
     parser.add_argument("--min-iou", type=float, help="fail (exit 1) when a format's nerve IoU is below")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default runs/bench)")
@@ -288,7 +291,7 @@ def _formats(args, config, gate_pt, seg_pt) -> tuple[list[dict], str]:
     from nerveseg.commands.bench import formats
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    data, described = formats.held_out_set(args.test_set)
+    data, described = formats.held_out_set(args.test_set, domain=args.test_domain)
     gate, seg = Path(config.gate.engine), Path(config.segment.engine)
     int8 = formats.int8_engines(gate, seg, Path(args.video), args.out, data, described) if "int8" in backends else None
     rows = [formats.measure(f, data, args.splits)

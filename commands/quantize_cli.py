@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="take every N-th frame (spreads a few frames over a long video)")
     parser.add_argument("--test-set", type=Path, help="folder with classify/ and segment/ for the accuracy check "
                                                       "(default: a held-out synthetic set made now)")
+    parser.add_argument("--test-domain", choices=("classic", "wide", "target"), default="classic",
+                        help="the synthetic world of the held-out set made when --test-set is not given: the "
+                             "one the engines were trained in (default classic, the shipped engines')")
     parser.add_argument("--max-drop", type=float, default=0.005,
                         help="largest allowed drop in gate accuracy (a fraction: 0.005 = half a point)")
     parser.add_argument("--max-iou-drop", type=float, default=0.01, help="largest allowed drop in mean nerve IoU")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     options = Options(args.calib_frames, args.calib_every, not args.per_tensor, args.keep_first,
                       args.max_drop, args.max_iou_drop, args.keep_failed)
     # 300 gate images: one image is a third of a point, finer than the default --max-drop
-    data, said = held_out_set(args.test_set, per_class=100, seg_count=60)
+    data, said = held_out_set(args.test_set, per_class=100, seg_count=60, domain=args.test_domain)
     try:
         check = build(args.engine, args.out, args.calib, data, said, options)
     finally:

@@ -47,7 +47,9 @@ def _quantize(tmp_path, engine, *extra):
 @pytest.fixture(scope="module")
 def int8_seg(tmp_path_factory, test_set):
     folder = tmp_path_factory.mktemp("int8")
-    out, code = _quantize(folder, SAMPLES / "gate_seg.onnx", "--test-set", str(test_set))
+    # 60 gate images: one image is 1.7 points, so the 0.5-point default (meant for the
+    # command's own 300-image set) would judge one image's flip; allow two here.
+    out, code = _quantize(folder, SAMPLES / "gate_seg.onnx", "--test-set", str(test_set), "--max-drop", "0.034")
     return out, code
 
 

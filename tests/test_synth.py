@@ -330,3 +330,25 @@ def test_cli_prints_the_look_table(tmp_path, capsys):
     for name in ("blown", "grey_std", "sharpness", "shadow", "colour"):
         line = next(row for row in printed.splitlines() if row.startswith(name))
         assert f"{summary['classes']['nerve'][name]['median']:.3g}" in line
+
+
+def test_the_classic_world_is_the_narrow_one_the_shipped_engines_know(tmp_path, look):
+    """``--domain classic``: the generator before the wide world (no sheens, brighter tissue):
+    nearly nothing blown out inside the field, far below the real frames, unlike the wide
+    world; the shipped gate (trained in it) is right on its held-out items."""
+    from nerveseg.engines.loader import load_engine
+    from nerveseg.training.synth.stats import REAL
+
+    out = tmp_path / "classic"
+    write_classification(out, per_class=8, size=224, seed=11, progress=False, domain="classic")
+    classic = json.loads((out / "synth_stats.json").read_text())["classes"]
+    wide = look[1]["classes"]
+    for cls in CLASSES:
+        assert classic[cls]["blown"]["median"] < REAL["blown"][0] <= wide[cls]["blown"]["median"], cls
+    gate = load_engine(Path(__file__).resolve().parents[1] / "samples" / "models" / "gate.onnx", "onnxruntime")
+    right = 0
+    for k, cls in enumerate(CLASSES):
+        for path in sorted((out / cls).glob("*.png")):
+            image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            right += int(gate.run(image[None])["logits"][0].argmax()) == k
+    assert right >= 22, f"{right} of 24"

@@ -53,7 +53,8 @@ def render_item(seed: int, kind: int, index: int, cls: str, size: int,
     rng = np.random.default_rng((seed, kind, index))
     shift = np.random.default_rng((seed, kind, index, _DOMAIN))  # apart: a domain moves no other draw
     for _ in range(MAX_DRAWS):
-        frame, mask = render_stereo(in_domain(random_scene(rng, cls), shift, domain), *render_size)
+        frame, mask = render_stereo(in_domain(random_scene(rng, cls, classic=domain == "classic"), shift, domain),
+                                    *render_size)
         # A view blown out almost everywhere shows no class and no nerve: draw again.
         if _blown(crop_view(frame, mask, 64)[0]) <= MAX_BLOWN:
             break

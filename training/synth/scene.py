@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 CLASSES = ("nerve", "opening_wound", "tendon")
-GLARE_SIDES = ("outer", "top", "bottom")
+GLARE_SIDES = ("outer", "top", "bottom")  # "outer": left edge of the left eye, right of the right
 # "wide": the training world. "target": a setting held out of training (docs/SIM2REAL.md):
 # another microscope, zoomed in past the training range (x1.7-2.6), warm-tinted, darker
 # at the edges, with a harder tone curve.
-DOMAINS = ("wide", "target")  # "outer": left edge of the left eye, right of the right
+# "classic": the generator before the wide world (the shipped engines' training world), for
+# held-out sets that measure engines trained on it.
+DOMAINS = ("wide", "target", "classic")
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class Scene:
     jpeg: int = 0               # JPEG quality of the camera's compression (0: none)
 
 
-def random_scene(rng: np.random.Generator, cls: str) -> Scene:
-    """Draw a scene of class ``cls`` (one of :data:`CLASSES`)."""
+def random_scene(rng: np.random.Generator, cls: str, classic: bool = False) -> Scene:
+    """Draw a scene of class ``cls`` (one of :data:`CLASSES`). ``classic``: the narrower
+    world of the generator before issue 15 (the one the shipped engines were trained on:
+    brighter tissue, no sheens, folds, zoom, exposure, defocus, motion or compression)."""
     if cls not in CLASSES:
         raise ValueError(f"class must be one of {', '.join(CLASSES)}, not {cls!r}")
     u = rng.uniform
@@ -103,18 +107,22 @@ def random_scene(rng: np.random.Generator, cls: str) -> Scene:
     wound = _wound(rng) if cls == "opening_wound" else _pit(rng) if u() < 0.25 else None
     tilt_angle = u(0, 2 * math.pi)
     tilt = u(0.4, 1.5)
+    if classic:
+        look = dict(level=u(0.32, 0.52), tint=(1.0, 1.0 - u(0.0, 0.035), 1.0 - u(0.0, 0.06)),
+                    highlights=int(rng.integers(15, 220)), noise=u(0.008, 0.03), vignette=u(0.1, 0.3))
+    else:
+        look = dict(level=u(0.12, 0.34), tint=(1.0, 1.0 - u(0.0, 0.02), 1.0 - u(0.0, 0.035)),
+                    highlights=int(rng.integers(20, 150)), noise=u(0.004, 0.035))
     scene = Scene(
-        cls=cls, seed=int(rng.integers(2**31)),
-        level=u(0.12, 0.34), contrast=u(0.6, 1.4), gamma=u(0.8, 1.25),
-        tint=(1.0, 1.0 - u(0.0, 0.02), 1.0 - u(0.0, 0.035)),
+        cls=cls, seed=int(rng.integers(2**31)), contrast=u(0.6, 1.4), gamma=u(0.8, 1.25),
         fibre_angle=u(0, math.pi), band=band, wound=wound,
         fat=u(0.05, 0.2) if u() < 0.6 else 0.0,
-        vessels=int(rng.integers(0, 5)), highlights=int(rng.integers(20, 150)),
+        vessels=int(rng.integers(0, 5)),
         glare_side=str(rng.choice(GLARE_SIDES, p=(0.6, 0.2, 0.2))),
         glare_width=u(0.05, 0.15), bloom=u(0.2, 0.8) if u() < 0.7 else 0.0,
         focus_tilt=(tilt * math.cos(tilt_angle), tilt * math.sin(tilt_angle)),
-        focus=u(-0.1, 0.1), blur=u(0.3, 1.0),
-        noise=u(0.004, 0.035), disparity=u(0.002, 0.006), **_wide(rng),
+        focus=u(-0.1, 0.1), blur=u(0.3, 1.0), disparity=u(0.002, 0.006),
+        **look, **({} if classic else _wide(rng)),
     )
     if band is not None and band.level * scene.exposure > 0.95:
         # The band stays below the sensor's white: a blown nerve or tendon is a blank a
@@ -127,7 +135,7 @@ def in_domain(scene: Scene, rng: np.random.Generator, domain: str) -> Scene:
     """``scene`` as seen in ``domain`` (one of :data:`DOMAINS`; ``rng`` draws the change)."""
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, not {domain!r}")
-    if domain == "wide":
+    if domain in ("wide", "classic"):  # classic is drawn so from the start (random_scene)
         return scene
     u = rng.uniform
     return replace(scene, zoom=float(math.exp(u(math.log(1.7), math.log(2.6)))),
