@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--size", type=int, default=256, help="stored image side in px (default 256)")
         command.add_argument("--render-size", type=_size, default=(540, 960), metavar="WxH",
                              help="stereo frame size rendered before cropping (default 960x540)")
+    for command in (classify, segment, every, video):
         command.add_argument("--domain", choices=DOMAINS, default="wide",
                              help="wide: the training world; target: a setting held out of training "
                                   "(docs/SIM2REAL.md); classic: the narrower world before it, in which the "
@@ -133,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         _print_stats(target)
     if what in ("video", "all"):
         target = out / "sample.mp4" if what == "all" else out
-        frames = write_video(target, args.seconds, args.fps, args.seed, args.video_size, args.crf, progress)
+        frames = write_video(target, args.seconds, args.fps, args.seed, args.video_size, args.crf, progress,
+                             args.domain)
         log.info("video: %s (%d frames, %.1f MB)", target, frames, target.stat().st_size / 1e6)
     log.info("done in %.1f s", time.perf_counter() - started)
     return 0

@@ -21,7 +21,7 @@ from nerveseg.engines.errors import UserError
 from .fields import Pose
 from .files import prepare_dir, write_png
 from .render import render_frame
-from .scene import Scene, random_scene
+from .scene import Scene, in_domain, random_scene
 
 SEQUENCE = ("nerve", "tendon", "nerve", "opening_wound")
 SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -39,13 +39,16 @@ class Shot(NamedTuple):
     phases: tuple[float, float, float, float]
 
 
-def plan(seed: int, frames: int, fps: float) -> list[Shot]:
-    """Shots covering ``frames`` frames: :data:`SEQUENCE` repeated, 1.2–2.2 s each."""
+def plan(seed: int, frames: int, fps: float, domain: str = "wide") -> list[Shot]:
+    """Shots covering ``frames`` frames: :data:`SEQUENCE` repeated, 1.2–2.2 s each, in the
+    synthetic world ``domain`` (:data:`~.scene.DOMAINS`)."""
     rng = np.random.default_rng((seed, _PLAN))
     shots, start, k = [], 0, 0
     while start < frames:
         u = rng.uniform
-        scene = random_scene(np.random.default_rng((seed, _SCENE, k)), SEQUENCE[k % len(SEQUENCE)])
+        scene = random_scene(np.random.default_rng((seed, _SCENE, k)), SEQUENCE[k % len(SEQUENCE)],
+                             classic=domain == "classic")
+        scene = in_domain(scene, np.random.default_rng((seed, _SCENE, k, 99)), domain)
         shots.append(Shot(start, scene, drift=(u(-0.03, 0.03), u(-0.03, 0.03), u(-0.02, 0.02)),
                           sway=(u(0.0, 0.01), u(0.0, 0.01), u(0.005, 0.02), u(0.03, 0.1)),
                           periods=tuple(u(1.5, 4.0, 4)), phases=tuple(u(0, 2 * math.pi, 4))))
@@ -65,7 +68,8 @@ def camera(shot: Shot, t: float) -> tuple[Pose, float]:
 
 
 def write_video(path: str | Path, seconds: float = 6.0, fps: int = 30, seed: int = 0,
-                size: tuple[int, int] = (1080, 1920), crf: int = 26, progress: bool = True) -> int:
+                size: tuple[int, int] = (1080, 1920), crf: int = 26, progress: bool = True,
+                domain: str = "wide") -> int:
     """Render and encode the video at ``path`` with its ground truth; return the frame count.
 
     ``size`` is the stereo ``(height, width)``; both must be even (yuv420p).
@@ -74,7 +78,7 @@ def write_video(path: str | Path, seconds: float = 6.0, fps: int = 30, seed: int
     frames = _check(path, seconds, fps, seed, size, crf)
     gt = path.parent / f"{path.stem}.gt"
     masks = prepare_dir(gt / "masks")
-    shots = plan(seed, frames, fps)
+    shots = plan(seed, frames, fps, domain)
     height, width = size
     try:
         container = av.open(str(path), mode="w")
