@@ -45,6 +45,9 @@ class DisplayConfig:
     starts to fade and at which it is hidden."""
 
     mode: str = bounded("auto", DISPLAY_MODES)
+    # fit: the picture scaled to fill the window; native: one frame pixel per screen pixel
+    # when the picture fits (no scaling: the cheapest paint, the sharpest picture), else fit
+    scale: str = bounded("fit", ("fit", "native"))
     fade_after_ms: float = bounded(100.0, AGE_MS, why="the overlay's age at which it starts to fade")
     hide_after_ms: float = bounded(250.0, AGE_MS, why="the overlay's age at which it is hidden")
 

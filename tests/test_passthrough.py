@@ -380,3 +380,33 @@ def test_passthrough_draws_frames_only_while_something_records_them(engines, tmp
     assert before and all(before), "nothing recorded annotated frames: none was drawn"
     assert during and not any(during), "an annotated recording gets frames drawn with their masks"
     assert (tmp_path / "mid.avi").is_file()
+
+
+def test_native_scale_shows_one_frame_pixel_per_screen_pixel(qtbot):
+    """``display.scale: native``: a frame that fits is painted 1:1, centred (no resize in the
+    paint); one that does not fit is scaled to fit as by default."""
+    from nerveseg.ui.frame_view import FrameView
+
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[::2, ::2] = (255, 255, 255)  # a pixel grid: any resize would smear it
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    view.display = DisplayConfig(scale="native")
+    from types import SimpleNamespace
+
+    view.set_frame(SimpleNamespace(image=frame, index=1, frame=SimpleNamespace(captured_ns=now_ns())))
+    rect = view.image_rect()
+    assert (rect.width(), rect.height(), rect.x(), rect.y()) == (160, 120, 120, 90)
+    view.repaint()
+    shot = view.grab().toImage()
+    assert shot.pixelColor(120, 90).red() == 255 and shot.pixelColor(121, 90).red() == 0  # 1:1, unsmeared
+    view.resize(320, 240)
+    view.display = DisplayConfig(scale="native")
+    view.set_frame(SimpleNamespace(image=np.zeros((480, 640, 3), np.uint8), index=2,
+                                   frame=SimpleNamespace(captured_ns=now_ns())))
+    assert view.image_rect().width() == 320, "too large for the window: scaled to fit"
+    with pytest.raises(UserError, match="display.scale"):
+        config_mod.from_dict({"display": {"scale": "zoom"}}, "run.yaml")

@@ -155,7 +155,10 @@ class FrameView(QWidget):
     def image_rect(self) -> QRectF | None:
         if self._array is None:
             return None
-        return fit_rect(*self._frame_size(), QRectF(self.rect()))
+        w, h = self._frame_size()
+        if self.display.scale == "native" and w <= self.width() and h <= self.height():
+            return QRectF((self.width() - w) // 2, (self.height() - h) // 2, w, h)  # whole pixels: no resize
+        return fit_rect(w, h, QRectF(self.rect()))
 
     def to_frame(self, pos: QPointF) -> tuple[int, int] | None:
         """Widget point → frame pixel (clamped to the frame)."""
