@@ -210,18 +210,12 @@ def make_layer(shape: tuple[int, int], draw: Callable[[np.ndarray], list[Box]], 
 
 
 def composite(image: np.ndarray, layer: Layer | None, alpha: float = 1.0) -> np.ndarray:
-    """``image`` (``(h, w, 3) uint8``, the view) with ``layer`` over it at ``alpha``, as a
+    """``image`` (``(h, w, 3) uint8`` RGB, the view) with ``layer`` over it at ``alpha``, as a
     new array; the image itself when there is nothing to draw."""
     if layer is None or alpha <= 0.0 or not layer.patches or image.shape[:2] != layer.shape:
         return image
     out = image.copy()
-    for patch in layer.patches:
-        region = patch.box.slice(out)
-        rgb, alpha3 = patch.rgb, patch.alpha3
-        if alpha < 1.0:
-            rgb, alpha3 = cv2.convertScaleAbs(rgb, alpha=alpha), cv2.convertScaleAbs(alpha3, alpha=alpha)
-        # out = picture·(1 − a) + a·colour, the premultiplied colour being a·colour
-        region[:] = cv2.add(cv2.subtract(region, cv2.multiply(region, alpha3, scale=1 / 255)), rgb)
+    _blend(out, layer, alpha, screen=False)
     return out
 
 
@@ -230,12 +224,18 @@ def blend_bgrx(bgrx: np.ndarray, layer: Layer | None, alpha: float = 1.0) -> Non
     for the screen), in place: what :func:`composite` does, without a copy of the frame."""
     if layer is None or alpha <= 0.0 or bgrx.shape[:2] != layer.shape:
         return
+    _blend(bgrx, layer, alpha, screen=True)
+
+
+def _blend(picture: np.ndarray, layer: Layer, alpha: float, screen: bool) -> None:
+    """``picture ← picture·(1 − a) + a·colour`` over each patch, in place (the patch holds
+    the premultiplied colour ``a·colour``); ``screen``: a BGRX picture, else RGB."""
     for patch in layer.patches:
-        region = patch.box.slice(bgrx)
-        colour, alpha4 = patch.bgrx, patch.alpha4
+        region = patch.box.slice(picture)
+        colour, opacity = (patch.bgrx, patch.alpha4) if screen else (patch.rgb, patch.alpha3)
         if alpha < 1.0:
-            colour, alpha4 = cv2.convertScaleAbs(colour, alpha=alpha), cv2.convertScaleAbs(alpha4, alpha=alpha)
-        region[:] = cv2.add(cv2.subtract(region, cv2.multiply(region, alpha4, scale=1 / 255)), colour)
+            colour, opacity = cv2.convertScaleAbs(colour, alpha=alpha), cv2.convertScaleAbs(opacity, alpha=alpha)
+        region[:] = cv2.add(cv2.subtract(region, cv2.multiply(region, opacity, scale=1 / 255)), colour)
 
 
 class LayerBoard:

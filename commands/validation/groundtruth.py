@@ -8,7 +8,6 @@ happens on the validation tap's thread and never raises into the pipeline.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from nerveseg.training import metrics
 from nerveseg.training.data import read_mask
 
 from nerveseg.engines.errors import UserError
+from nerveseg.realtime.truth import read_labels
 from nerveseg.realtime.frames import Rendered
 
 
@@ -45,21 +45,7 @@ def find_video_truth(video: Path, classes: tuple[str, ...]) -> VideoTruth | None
 
 
 def _read_labels(path: Path, classes: tuple[str, ...]) -> dict[int, str]:
-    if not path.is_file():
-        raise UserError(f"{path}: ground-truth labels not found (expected frame,class rows)")
-    labels: dict[int, str] = {}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"frame", "class"} <= set(reader.fieldnames):
-            raise UserError(f"{path}: needs a header with the columns frame,class")
-        for line, row in enumerate(reader, start=2):
-            try:
-                index = int(row["frame"])
-            except (TypeError, ValueError):
-                raise UserError(f"{path}: line {line}: frame {row['frame']!r} is not a number") from None
-            if row["class"] not in classes:
-                raise UserError(f"{path}: line {line}: class {row['class']!r} is not one of {', '.join(classes)}")
-            labels[index] = row["class"]
+    labels = read_labels(path, classes)  # the reader replay --gt uses: one rule for both
     if not labels:
         raise UserError(f"{path}: no labelled frames")
     return labels
