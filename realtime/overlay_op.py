@@ -121,7 +121,7 @@ class OverlayOp(Operator):
         marks, panel = (), None
         if self.board is None or self.draw_frames():
             image = g.view.copy()  # the view is a slice of the decoded frame: draw on our own copy
-            panel, marks, touched = self._draw(image, s, lines, opacity)
+            panel, marks, _ = self._draw(image, s, lines, opacity)
         else:  # passthrough, nothing records annotated frames: the layer is the only drawing
             image = g.view
         t1 = now_ns()

@@ -71,6 +71,18 @@ def unknown_ids(labels: np.ndarray, classes: tuple[str, ...]) -> list[int]:
     return [int(v) for v in values if v >= len(classes)]
 
 
+def gather(results) -> tuple[list, dict, list]:
+    """``(samples, stats, problems)`` from each image's ``(sample or None, counts, problems)``:
+    the samples that passed, their counts by item, every problem."""
+    samples, stats, problems = [], {}, []
+    for sample, counts, found in results:
+        problems += found
+        if sample is not None:
+            samples.append(sample)
+            stats[sample.item] = counts
+    return samples, stats, problems
+
+
 def finish(root: Path, layout: str, kind: str, classes: tuple[str, ...], samples: list[Sample],
            stats: dict[str, dict[str, int]], problems: list[Problem], skip_bad: bool,
            class_paths: dict[str, str] | None = None, notes: list[str] | None = None,

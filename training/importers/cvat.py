@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nerveseg.engines.errors import UserError
 
-from .common import finish, image_shape, parallel, rel
+from .common import finish, gather, image_shape, parallel, rel
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample
 
 ANNOTATIONS = "annotations.xml"
@@ -56,12 +56,7 @@ def import_cvat(root: Path, classes=None, skip_bad: bool = False, **_) -> Import
     names = tuple(classes) if classes else label_names(xml)
     where = rel(root, path)
     results = parallel(lambda image: _check(root, image, names, where), list(xml.iter("image")))
-    samples, stats, problems = [], {}, []
-    for sample, counts, found in results:
-        problems += found
-        if sample is not None:
-            samples.append(sample)
-            stats[sample.item] = counts
+    samples, stats, problems = gather(results)
     negatives = sum(1 for s in samples if not s.instances)
     notes = [f"images without shapes (negatives): {negatives}"] if negatives else []
     return finish(root, "cvat", "instance", names, samples, stats, problems, skip_bad,

@@ -19,7 +19,7 @@ import numpy as np
 from nerveseg.engines.errors import UserError
 
 from ..split_keys import file_digest
-from .common import check_pair, find_mask, finish, image_shape, images_in, parallel, rel
+from .common import check_pair, find_mask, finish, gather, image_shape, images_in, parallel, rel
 from .records import ImportedDataset, Instance, MaskRef, Problem, Sample, read_label_png
 
 SEG_CLASSES = ("background", "nerve")
@@ -69,12 +69,7 @@ def import_pairs(root: Path, classes=None, skip_bad: bool = False, **_) -> Impor
 
 
 def _semantic(root, layout, names, results, skip_bad, notes=None, class_paths=None) -> ImportedDataset:
-    samples, stats, problems = [], {}, []
-    for sample, counts, found in results:
-        problems += found
-        if sample is not None:
-            samples.append(sample)
-            stats[sample.item] = counts
+    samples, stats, problems = gather(results)
     return finish(root, layout, "segment", names, samples, stats, problems, skip_bad, class_paths, notes)
 
 
