@@ -164,8 +164,7 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
         if mode == "live":
             # Side by side in one run: the picture straight to the screen, and each frame
             # waiting for its own mask (docs/LIVE.md).
-            results["live"] = [modes.live(frames, rate, engines, config, display=display, screen=args.screen)
-                               for rate in _rates(args.live_fps) for display in ("passthrough", "per-frame")]
+            results["live"] = _live_rows(frames, engines, config, args)
         elif mode == "costs":
             results["costs"] = stage_costs(video, frames, engines, config)
         elif mode == "formats":
@@ -257,6 +256,27 @@ def _median_round(rounds: list[dict]) -> dict:
         return rounds[0]
     chosen = sorted(measured, key=lambda r: r["fps"])[len(measured) // 2]
     return {**chosen, "fps_rounds": [r["fps"] for r in measured]} if len(measured) > 1 else chosen
+
+
+def _live_rows(frames, engines, config, args) -> list[dict]:
+    """Per rate, side by side: passthrough as configured (inference below the display path),
+    passthrough with inference not lowered, and per-frame. Lowering an engine's worker
+    threads cannot be undone without privileges, so the rows that must not be lowered run
+    on a second load of the same engines."""
+    from nerveseg.realtime.pipeline import Engines
+
+    from .bench import modes
+
+    plain = Engines.load(config) if config.display.inference_nice else engines
+    rows = []
+    for rate in _rates(args.live_fps):
+        for display, nice, pair in (("passthrough", None, engines), ("passthrough", 0, plain),
+                                    ("per-frame", None, plain)):
+            if nice == 0 and not config.display.inference_nice:
+                continue  # the configured row is this one already
+            rows.append(modes.live(frames, rate, pair, config, display=display, screen=args.screen,
+                                   inference_nice=nice))
+    return rows
 
 
 def _scaling(frames, args) -> dict:

@@ -21,7 +21,8 @@ from nerveseg.engines.errors import UserError
 
 # Flags that override a config key: checked by that key's own declaration.
 CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence"),
-                "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms")}
+                "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms"),
+                "inference_nice": (DisplayConfig, "inference_nice")}
 
 POSITIVE = Range(0, lo_open=True)
 AT_LEAST_ONE = Range(1)

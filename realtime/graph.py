@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any, Iterator
 
+from .priority import lower_this_thread
+
 log = logging.getLogger(__name__)
 
 
@@ -113,6 +115,9 @@ class Operator:
     #: the channel feeding this operator, set by :meth:`Graph.connect` (its drop
     #: count is what a newest-frame stage reports); None for a source
     inbox: "Channel | None" = None
+    #: lower this operator's thread's OS priority by this much when it starts (live
+    #: passthrough lowers inference below the display path: realtime/priority.py)
+    nice: int = 0
 
     def setup(self) -> None:
         """Called once in the operator's thread before the first item."""
@@ -218,6 +223,8 @@ class Graph:
 
     def _run_op(self, op: Operator) -> None:
         try:
+            if op.nice:
+                lower_this_thread(op.nice)
             op.setup()
             if isinstance(op, SourceOperator):
                 for item in op.items(self.stop_event):

@@ -50,6 +50,9 @@ class DisplayConfig:
     scale: str = bounded("fit", ("fit", "native"))
     fade_after_ms: float = bounded(100.0, AGE_MS, why="the overlay's age at which it starts to fade")
     hide_after_ms: float = bounded(250.0, AGE_MS, why="the overlay's age at which it is hidden")
+    # passthrough: the inference threads' OS priority lowered by this (nice; 0: not lowered),
+    # so the display path wins a busy CPU (realtime/priority.py)
+    inference_nice: int = bounded(10, Range(0, 19), why="how far the inference threads' priority is lowered")
 
     def __post_init__(self) -> None:
         if self.hide_after_ms <= self.fade_after_ms:

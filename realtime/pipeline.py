@@ -28,7 +28,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,6 +42,7 @@ from .frames import Rendered
 from .graph import Operator, Graph, Policy
 from .layer import Layer, LayerBoard
 from .passthrough import ShowOp, as_shown
+from .priority import SUPPORTED, lower_all, threads_started
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
 from .overlay_op import OverlayOp
@@ -106,24 +107,32 @@ EDGES: tuple[Edge, ...] = (
 
 @dataclass
 class Engines:
+    """The gate and the segmenter. ``workers``: the native ids of the threads the engines
+    started when they loaded (ONNX Runtime's intra-op pool), lowered with the inference
+    operators in live passthrough (:mod:`.priority`); empty when unknown."""
+
     gate: Engine
     segment: Engine
+    workers: set = field(default_factory=set)
 
     @classmethod
     def load(cls, config: PipelineConfig) -> "Engines":
         """The two engines of ``config``. A ``gate_segment`` gate segments too: it is then
         both, and the segment section is not used (one engine, one forward per frame)."""
-        gate = load_engine(config.gate.engine, config.gate.backend, threads=config.gate.threads)
+        workers: set = set()
+        with threads_started(workers):
+            gate = load_engine(config.gate.engine, config.gate.backend, threads=config.gate.threads)
         if gate.meta.task == "gate_segment":
             log.info("%s gates and segments in one pass: the segment engine setting is not used",
                      config.gate.engine)
-            return cls(gate, gate)
+            return cls(gate, gate, workers)
         gate.meta.expect(config.gate.engine, task="classify")
-        seg = load_engine(config.segment.engine, config.segment.backend, threads=config.segment.threads)
+        with threads_started(workers):
+            seg = load_engine(config.segment.engine, config.segment.backend, threads=config.segment.threads)
         # An instance engine (Mask R-CNN) or a region-conditioned one may stand in for the segmenter.
         if seg.meta.task not in ("instance", "region_segment"):
             seg.meta.expect(config.segment.engine, task="segment")
-        return cls(gate, seg)
+        return cls(gate, seg, workers)
 
     def provenance(self) -> dict:
         return {"gate": self.gate.provenance.to_dict(), "segment": self.segment.provenance.to_dict()}
@@ -173,6 +182,7 @@ class NervePipeline:
         self.watchdog = Watchdog(self.ops.source, self.graph, self.live, timeout=signal_timeout)
         self.started_unix = None
         self.interrupted = False  # ended by Ctrl-C: said in the summary
+        self.lowered_workers = 0  # engine worker threads lowered below the display path (passthrough)
 
     def _keep_error(self, notice: Notice) -> None:
         if notice.kind == "error":
@@ -215,6 +225,9 @@ class NervePipeline:
             shown_record=(RecorderOp(shown, self.notices, prepare=as_shown, name="shown_record")
                           if self.passthrough else None),
         )
+        if self.passthrough:  # the picture first: everything but the display path runs lower
+            for op in (ops.gate, ops.segment, ops.overlay, ops.record, ops.log, ops.shown_record, *ops.taps):
+                op.nice = c.display.inference_nice
         sizes = {"q": c.queue_capacity, "1s": max(2, round(self.source.fps))}
         p = Graph("nerveseg")
         mode = "passthrough" if self.passthrough else "per-frame"
@@ -323,6 +336,8 @@ class NervePipeline:
     def start(self) -> "NervePipeline":
         for engine in {id(e): e for e in (self.engines.gate, self.engines.segment)}.values():
             engine.warmup()  # once each: a gate_segment engine is both
+        if self.passthrough and self.config.display.inference_nice:
+            self.lowered_workers = lower_all(self.engines.workers, self.config.display.inference_nice)
         self.started_unix = time.time()
         self.graph.start()
         self.watchdog.start()
@@ -403,10 +418,21 @@ class NervePipeline:
         if self.passthrough:
             show = self.ops.show
             out.update(fade_after_ms=d.fade_after_ms, hide_after_ms=d.hide_after_ms, frames_shown=show.frames,
+                       inference_priority=self._priority_summary(),
                        shown_without_overlay_too_old=show.hidden, layers=self.board.posted,
                        # capture of the overlay's frame → the frame it was shown with (the view adds its paint)
                        overlay_age_ms=describe(list(show.ages)) if show.ages else None)
         return out
+
+    def _priority_summary(self) -> dict:
+        """How far inference was lowered below the display path, and on how many threads."""
+        nice = self.config.display.inference_nice
+        ops = [self.ops.gate, self.ops.segment, self.ops.overlay]
+        return {"nice": nice, "supported": SUPPORTED, "engine_workers_lowered": self.lowered_workers,
+                "note": ("not lowered (display.inference_nice 0)" if not nice else
+                         f"inference threads ({', '.join(o.name for o in ops)}, recorders, log) and "
+                         f"{self.lowered_workers} engine worker thread(s) at nice +{nice}" if SUPPORTED else
+                         "per-thread priorities are Linux's: not lowered on this system")}
 
     def finish(self) -> dict:
         summary = self.summary()

@@ -53,6 +53,8 @@ def add_display_arguments(parser: argparse.ArgumentParser) -> None:
                         "to fade (default 100)")
     parser.add_argument("--hide-after-ms", type=float, help="passthrough: the overlay's age at which it is "
                         "hidden (default 250)")
+    parser.add_argument("--inference-nice", type=int, help="passthrough: how far the inference threads' OS "
+                        "priority is lowered below the display path's, 0 to 19 (default 10; 0: not lowered)")
     parser.add_argument("--record-content", choices=["annotated", "as-shown"],
                         help="what a recording holds: annotated (each frame inference took, drawn with its "
                              "mask; the default) or as-shown (passthrough: every frame shown, with the overlay "
@@ -61,7 +63,7 @@ def add_display_arguments(parser: argparse.ArgumentParser) -> None:
 
 def display_overrides(args: argparse.Namespace) -> dict:
     return {"display": {"mode": args.display, "fade_after_ms": args.fade_after_ms,
-                        "hide_after_ms": args.hide_after_ms},
+                        "hide_after_ms": args.hide_after_ms, "inference_nice": args.inference_nice},
             "record": {"content": args.record_content}}
 
 

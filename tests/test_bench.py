@@ -55,8 +55,11 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     assert {"p50", "p95", "p99", "p99_9", "max", "std"} <= results["bare"]["ms_per_frame"].keys()
     # One live run per display, side by side: the picture straight to the (offscreen) Qt view, and
     # each frame waiting for its own mask; delays measured to the end of the view's paint.
-    by_display = {r["display"]: r for r in results["live"]}
-    assert set(by_display) == {"passthrough", "per-frame"}
+    # Passthrough twice: inference lowered below the display path (the default) and not lowered.
+    by_display = {r["variant"]: r for r in results["live"]}
+    assert set(by_display) == {"passthrough", "passthrough, inference not lowered", "per-frame"}
+    assert by_display["passthrough"]["inference_nice"] == 10
+    assert by_display["passthrough, inference not lowered"]["inference_nice"] == 0
     for live in by_display.values():
         assert live["fps_offered"] == 60 and live["offered"] == 30 and live["processed"] + live["dropped"] == 30
         assert {"p50", "p95", "p99"} <= live["video_delay_ms"].keys() and "annotation_delay_ms" in live

@@ -9,6 +9,7 @@ decode of the recordings, a real Qt widget painting offscreen.
 from __future__ import annotations
 
 import csv
+import os
 import dataclasses
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ from nerveseg.commands.bench.memory_source import MemorySource
 from nerveseg.engines.errors import UserError
 from nerveseg.engines.loader import load_engine
 from nerveseg.engines.preprocess import Box
-from nerveseg.realtime import config as config_mod
+from nerveseg.realtime import config as config_mod, priority
+from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.config import PipelineConfig, RecordConfig
 from nerveseg.realtime.frames import Frame, GateResult, Segmentation, now_ns
 from nerveseg.realtime.layer import DisplayConfig, LayerBoard, composite
@@ -410,3 +412,61 @@ def test_native_scale_shows_one_frame_pixel_per_screen_pixel(qtbot):
     assert view.image_rect().width() == 320, "too large for the window: scaled to fit"
     with pytest.raises(UserError, match="display.scale"):
         config_mod.from_dict({"display": {"scale": "zoom"}}, "run.yaml")
+
+
+class NiceTap(Operator):
+    """A tap (an inference-side consumer of the overlay's output) noting its thread's priority."""
+
+    name = "nice-tap"
+
+    def __init__(self):
+        self.seen: set = set()
+
+    def process(self, item):
+        self.seen.add(priority.thread_nice())
+
+
+@pytest.mark.skipif(not priority.SUPPORTED, reason="per-thread priorities are Linux's")
+@pytest.mark.parametrize("mode", ["passthrough", "per-frame"])
+def test_live_passthrough_runs_inference_below_the_display_path(tmp_path, mode):
+    """Passthrough: the inference operators' threads and the engines' own worker threads
+    (ONNX Runtime's pool, started when the engines loaded) run at a lower OS priority than
+    the display path's, which keeps the process's; per-frame display lowers nothing."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    config = PipelineConfig(display=DisplayConfig(mode=mode, inference_nice=7))
+    config = dataclasses.replace(
+        config, gate=dataclasses.replace(config.gate, engine=str(make_gate(tmp_path / "gate.onnx")), threads=2),
+        segment=dataclasses.replace(config.segment, engine=str(make_segmenter(tmp_path / "seg.onnx")), threads=2))
+    engines = Engines.load(config)
+    assert engines.workers, "ONNX Runtime with two threads starts a worker thread per session"
+    tap = NiceTap()
+    pipeline = NervePipeline(config, source=MemorySource(FRAMES[:12], 30.0, 1), engines=engines, taps=[tap])
+    shown_at, layer_at = set(), set()
+    pipeline.subscribe(lambda r: shown_at.add(priority.thread_nice()))
+    pipeline.subscribe_layers(lambda layer: layer_at.add(priority.thread_nice()))
+    summary = pipeline.run()
+    lowered = min(19, base + 7)
+    assert shown_at == {base}  # the display path keeps the process's priority
+    workers = [os.getpriority(os.PRIO_PROCESS, t) for t in engines.workers if (Path("/proc/self/task") / str(t)).exists()]
+    assert workers
+    if mode == "passthrough":
+        assert layer_at == {lowered} and tap.seen == {lowered}  # the overlay's thread, a tap's thread
+        assert set(workers) == {lowered}
+        p = summary["display"]["inference_priority"]
+        assert p["nice"] == 7 and p["engine_workers_lowered"] == len(engines.workers) and "nice +7" in p["note"]
+    else:
+        assert tap.seen == {base} and set(workers) == {base} and not layer_at
+        assert "inference_priority" not in summary["display"]
+
+
+def test_inference_nice_is_checked_at_start_up(tmp_path, tiny_engines, capsys):
+    """A priority outside what Linux allows is refused at start-up, in the YAML and on the
+    command line, with the key, the value and the range."""
+    from nerveseg.commands.cli import main
+
+    with pytest.raises(UserError, match=r"display.inference_nice = 25: must be a whole number within \[0, 19\]"):
+        config_mod.from_dict({"display": {"inference_nice": 25}})
+    code = main(["run", "--source", str(tmp_path / "none.mp4"), "--gate", str(tiny_engines[0]),
+                 "--seg", str(tiny_engines[1]), "--inference-nice", "-3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "inference" in err and "-3" in err and "[0, 19]" in err and "Traceback" not in err

@@ -202,18 +202,21 @@ def replay(video: Path, engines: Engines, config: PipelineConfig, out: Path) -> 
 
 
 def live(frames: list[np.ndarray], fps: float, engines: Engines, config: PipelineConfig,
-         loops: int = 1, record: Path | None = None, display: str = "passthrough", screen: str = "qt") -> dict:
+         loops: int = 1, record: Path | None = None, display: str = "passthrough", screen: str = "qt",
+         inference_nice: int | None = None) -> dict:
     """Frames offered at ``fps`` with the newest-frame policy, shown as ``display`` says
     (``passthrough`` or ``per-frame``, docs/LIVE.md) on ``screen`` (``qt``: the view's own
     widget painting, offscreen without a display; ``subscriber``: the hand-off to it).
     Video delay: capture → the frame painted; annotation delay: capture → its mask painted
-    (passthrough: the first paint that showed its layer). As ``nerveseg validate`` measures them."""
+    (passthrough: the first paint that showed its layer). As ``nerveseg validate`` measures them.
+    ``inference_nice``: passthrough's priority setting for this run (None: the config's)."""
     from ..validation.delays import delay_report
     from ..validation.display import make_probe
 
     config = dataclasses.replace(
         config, source=dataclasses.replace(config.source, live=True),
-        display=dataclasses.replace(config.display, mode=display),
+        display=dataclasses.replace(config.display, mode=display, **(
+            {} if inference_nice is None else {"inference_nice": inference_nice})),
         record=dataclasses.replace(config.record, path=str(record) if record else None))
     source = MemorySource(frames, fps, loops)
     pipeline = NervePipeline(config, source=source, engines=engines)
@@ -230,8 +233,10 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
     video, annotation = report["video"], report["annotation"]
     channels = summary["channels"]
     offered = source.frame_count
-    return {"what": f"live at {fps:g} FPS, newest-frame policy, {report['display_mode']} display",
-            "display": report["display_mode"], "screen": where["on_screen_means"], "fps_offered": fps,
+    nice = config.display.inference_nice if pipeline.passthrough else None
+    variant = report["display_mode"] + (", inference not lowered" if nice == 0 else "")
+    return {"what": f"live at {fps:g} FPS, newest-frame policy, {variant} display",
+            "display": report["display_mode"], "variant": variant, "inference_nice": nice, "screen": where["on_screen_means"], "fps_offered": fps,
             "offered": offered, "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
             # frames offered that never reached the screen: held back (or lost) on the way
             "not_shown_pct": round(100.0 * (offered - len(shown)) / offered, 2) if offered else None,

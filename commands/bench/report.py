@@ -35,7 +35,8 @@ def ratios(results: dict) -> dict:
         p99 = (r.get("annotation_delay_ms") or {}).get("p99")
         stages = r.get("stages_ms") or {}
         in_run = sum((stages.get(k) or {}).get("p50") or 0 for k in ("gate", "segment"))
-        rate = f"{r['fps_offered']:g}" + (f" {r['display']}" if r.get("display") else "")
+        shown = r.get("variant") or r.get("display")
+        rate = f"{r['fps_offered']:g}" + (f" {shown}" if shown else "")
         # Target: ≤ 2. "alone": engines timed back to back in the bare mode; "in run": the
         # same engines' stage times in this live run, where they share the cores.
         if p99 and alone:
@@ -66,7 +67,7 @@ def table(results: dict) -> str:
         lines.append(f"  replay {stage:<17}{'':>8}{_p(d, 'p50'):>9}{_p(d, 'p95'):>9}{_p(d, 'p99'):>9}"
                      f"{_p(d, 'p99_9'):>9}{_p(d, 'max'):>9}{_p(d, 'std'):>8}")
     for r in results.get("live", []):
-        name = f"live {r['fps_offered']:g} {r.get('display', '')}".strip()
+        name = f"live {r['fps_offered']:g} {r.get('variant') or r.get('display', '')}".strip()
         for label, key in (("video", "video_delay_ms"), ("annotation", "annotation_delay_ms")):
             d = r.get(key)
             lines.append(f"{name + ' ' + label:<26}{'':>8}{_p(d, 'p50'):>9}"
@@ -161,7 +162,7 @@ def latency_png(results: dict, path: Path) -> Path | None:
     for r in results.get("live", []):
         for key, label in (("video_delay_values", "video delay"), ("annotation_delay_values", "annotation delay")):
             if r.get(key):
-                series[f"live {r['fps_offered']:g} FPS {r.get('display', '')} {label}"] = r[key]
+                series[f"live {r['fps_offered']:g} FPS {r.get('variant') or r.get('display', '')} {label}"] = r[key]
     if not series:
         return None
     import matplotlib
