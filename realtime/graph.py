@@ -6,6 +6,10 @@ Every thread boundary is a :class:`Channel` with a named :class:`Policy`:
 * ``DROP_OLDEST``: the oldest waiting item is thrown away to make room. Live video:
   latency over completeness. Drops are counted on the channel.
 * ``REJECT``: the new item is thrown away when full (counted too).
+* ``INLINE``: no channel and no thread: the downstream operator runs in the upstream's
+  thread, right after it. For a step too short to be worth a thread hand-over, on a path
+  whose every hand-over costs a wake-up in the tail (live passthrough's display path:
+  ``source → show → subscribers``). It must never wait: it would stall its upstream.
 
 An operator processes one item at a time. Closing flows downstream: when a source ends
 (or the pipeline stops) it closes its outputs, each operator drains its input, runs
@@ -30,6 +34,7 @@ class Policy(enum.Enum):
     BLOCK = "block"
     DROP_OLDEST = "drop_oldest"
     REJECT = "reject"
+    INLINE = "inline"
 
 
 class Closed(Exception):
@@ -155,6 +160,8 @@ class Graph:
         self.channels: list[Channel] = []
         self._inputs: dict[Operator, Channel] = {}
         self._outputs: dict[Operator, list[Channel]] = collections.defaultdict(list)
+        self._inline: dict[Operator, list[Operator]] = collections.defaultdict(list)  # INLINE edges
+        self._inline_errors: collections.Counter = collections.Counter()  # consecutive, per operator
         self._operators: list[Operator] = []
         self._threads: list[threading.Thread] = []
         self.errors: list[tuple[str, BaseException]] = []
@@ -166,10 +173,18 @@ class Graph:
             self._operators.append(op)
 
     def connect(self, upstream: Operator, downstream: Operator, capacity: int = 4,
-                policy: Policy = Policy.BLOCK) -> Channel:
-        """Wire ``upstream`` → ``downstream`` through a new channel."""
-        if downstream in self._inputs:
+                policy: Policy = Policy.BLOCK) -> Channel | None:
+        """Wire ``upstream`` → ``downstream`` through a new channel (``INLINE``: none, the
+        downstream runs in the upstream's thread; returns None)."""
+        if downstream in self._inputs or self._parent(downstream) is not None:
             raise ValueError(f"{downstream.name} already has an input")
+        if policy is Policy.INLINE:
+            if isinstance(downstream, SourceOperator):
+                raise ValueError(f"{downstream.name}: a source has no input")
+            self._add(upstream)
+            self._add(downstream)
+            self._inline[upstream].append(downstream)
+            return None
         channel = Channel(f"{upstream.name}->{downstream.name}", capacity, policy)
         self._add(upstream)
         self._add(downstream)
@@ -179,6 +194,19 @@ class Graph:
         self.channels.append(channel)
         return channel
 
+    def _parent(self, op: Operator) -> Operator | None:
+        """The operator in whose thread ``op`` runs (an ``INLINE`` edge), if any."""
+        return next((up for up, downs in self._inline.items() if op in downs), None)
+
+    def _inline_below(self, op: Operator) -> list[Operator]:
+        """The operators run in ``op``'s thread through ``INLINE`` edges, nearest first."""
+        out, todo = [], list(self._inline.get(op, ()))
+        while todo:
+            child = todo.pop(0)
+            out.append(child)
+            todo.extend(self._inline.get(child, ()))
+        return out
+
     def inbox(self, op: Operator) -> Channel | None:
         return self._inputs.get(op)
 
@@ -187,7 +215,7 @@ class Graph:
         return list(self._operators)
 
     def start(self) -> "Graph":
-        for op in self._operators:
+        for op in (o for o in self._operators if self._parent(o) is None):
             thread = threading.Thread(target=self._run_op, args=(op,), name=f"{self.name}:{op.name}",
                                       daemon=True)
             self._threads.append(thread)
@@ -220,12 +248,32 @@ class Graph:
     def _emit(self, op: Operator, item: Any) -> None:
         for channel in self._outputs.get(op, ()):
             channel.put(item)
+        for child in self._inline.get(op, ()):
+            self._process_inline(child, item)
+
+    def _process_inline(self, op: Operator, item: Any) -> None:
+        """``op`` on ``item`` in the caller's thread, failures counted as :meth:`_drain` counts them."""
+        try:
+            out = op.process(item)
+            self._inline_errors[op] = 0
+        except Exception as exc:
+            self._inline_errors[op] += 1
+            consecutive = self._inline_errors[op]
+            self.item_errors[op.name] += 1
+            log.warning("%s failed on one item (%d in a row): %s", op.name, consecutive, exc)
+            if consecutive >= op.max_consecutive_errors:
+                raise RuntimeError(f"{op.name}: {consecutive} consecutive failures, last: {exc}") from exc
+            out = op.on_error(item, exc)
+        if out is not None:
+            self._emit(op, out)
 
     def _run_op(self, op: Operator) -> None:
         try:
             if op.nice:
                 lower_this_thread(op.nice)
             op.setup()
+            for child in self._inline_below(op):
+                child.setup()
             if isinstance(op, SourceOperator):
                 for item in op.items(self.stop_event):
                     self._emit(op, item)
@@ -244,13 +292,14 @@ class Graph:
             if op in self._inputs:
                 self._inputs[op].close()
         finally:
-            try:
-                op.teardown()
-            except Exception as exc:
-                log.error("%s teardown failed: %s", op.name, exc)
-                self.errors.append((op.name, exc))
-            for channel in self._outputs.get(op, ()):
-                channel.close()
+            for each in (op, *self._inline_below(op)):
+                try:
+                    each.teardown()
+                except Exception as exc:
+                    log.error("%s teardown failed: %s", each.name, exc)
+                    self.errors.append((each.name, exc))
+                for channel in self._outputs.get(each, ()):
+                    channel.close()
 
     def _drain(self, op: Operator, inbox: Channel) -> None:
         consecutive = 0

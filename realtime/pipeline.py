@@ -8,7 +8,10 @@
 Live passthrough (docs/LIVE.md, the default for live sources) adds a display path that
 waits for no inference: source ─▶ show ─┬▶ subscribers (the view) and ─▶ the "as shown"
 recorder; the overlay posts each new layer on a :class:`~.layer.LayerBoard`, read by show
-and told to the view. Edges name the display modes they belong to.
+and told to the view. Live, show and the subscribers run in the capture thread (``INLINE``
+edges: no hand-over between capture and the view's mailbox), so a subscriber must return
+at once, as the view's one-slot :class:`~nerveseg.ui.bridge.Bridge` does. Edges name the
+display modes they belong to.
 
 Replay (files, tests) uses ``BLOCK`` on every edge: every frame, in order. Live sources
 put a one-slot ``DROP_OLDEST`` edge after the source, so inference always takes the
@@ -85,20 +88,22 @@ class Edge:
     modes: tuple[str, ...] = ("per-frame", "passthrough")
 
 
-BLOCK, DROP = Policy.BLOCK, Policy.DROP_OLDEST
+BLOCK, DROP, INLINE = Policy.BLOCK, Policy.DROP_OLDEST, Policy.INLINE
 # Live: latency over completeness. The newest frame enters, one waits per edge, the view
 # is fed before the recorder, and a recorder more than a second behind loses its oldest
 # frames (counted) rather than stall the view. Replay: every frame, in order, lossless.
 # Passthrough (docs/LIVE.md): the source also feeds the display path, which waits for no
 # inference; the view and the "as shown" recorder hang off it instead of the overlay.
+# Live, the show and the hand-over to the view run in the capture thread itself (INLINE):
+# each thread hand-over on this path was a wake-up in the video delay's tail.
 PASS = ("passthrough",)
 EDGES: tuple[Edge, ...] = (
-    Edge("source", "show", live=(1, DROP), replay=("q", BLOCK), modes=PASS),
+    Edge("source", "show", live=(0, INLINE), replay=("q", BLOCK), modes=PASS),
     Edge("source", "gate", live=(1, DROP), replay=("q", BLOCK)),
     Edge("gate", "segment", live=(1, BLOCK), replay=("q", BLOCK)),
     Edge("segment", "overlay", live=(1, BLOCK), replay=("q", BLOCK)),
     Edge("overlay", "subscribers", live=(2, DROP), replay=(2, DROP), modes=("per-frame",)),
-    Edge("show", "subscribers", live=(2, DROP), replay=(2, DROP), modes=PASS),
+    Edge("show", "subscribers", live=(0, INLINE), replay=(2, DROP), modes=PASS),
     Edge("show", "shown_record", live=("1s", DROP), replay=("q", BLOCK), modes=PASS),
     Edge("overlay", "record", live=("1s", DROP), replay=("q", BLOCK)),
     Edge("record", "log", live=("q", BLOCK), replay=("q", BLOCK)),

@@ -158,3 +158,53 @@ def test_stop_ends_an_endless_source_promptly():
     p.stop()
     assert p.wait(2.0), "every thread must end within 2 s of stop()"
     assert time.monotonic() - t0 < 2.0 and sink.items
+
+
+class Where(Collect):
+    """Notes the thread each call runs in."""
+
+    name = "where"
+
+    def __init__(self):
+        super().__init__()
+        self.threads, self.setup_thread = set(), None
+
+    def setup(self):
+        self.setup_thread = threading.current_thread().name
+
+    def process(self, item):
+        self.threads.add(threading.current_thread().name)
+        return super().process(item)
+
+
+def test_an_inline_edge_runs_downstream_in_the_upstreams_thread_with_no_channel():
+    """INLINE: the downstream runs right after its upstream in the upstream's thread (set up
+    and torn down there too), item by item, in order; what it emits goes on through
+    ordinary channels, which close when the upstream ends; failures are counted and
+    handled as on any edge, without stopping the run."""
+    graph = Graph("g")
+    source, show, fails, sink = Counter(6), Where(), FailOn({2}), Collect()
+    assert graph.connect(source, show, policy=Policy.INLINE) is None
+    graph.connect(show, fails, policy=Policy.INLINE)
+    graph.connect(fails, sink, capacity=8)
+    with pytest.raises(ValueError, match="already has an input"):
+        graph.connect(Counter(1), show, policy=Policy.INLINE)
+    graph.start()
+    assert graph.wait(5.0)
+    assert [t.name for t in graph._threads] == ["g:counter", "g:collect"]  # no thread for show nor fail
+    assert show.threads == {"g:counter"} and show.setup_thread == "g:counter" and show.torn_down
+    assert show.items == list(range(6))
+    assert sink.items == [0, 1, ("failed", 2), 3, 4, 5] and sink.torn_down
+    assert graph.item_errors["fail"] == 1 and not graph.errors
+    assert [c.name for c in graph.channels] == ["fail->collect"]
+
+
+def test_an_inline_operator_failing_on_every_item_stops_the_run_as_a_threaded_one_would():
+    graph = Graph("g")
+    bad = FailOn(set(range(100)))
+    bad.max_consecutive_errors = 3
+    graph.connect(Counter(10), bad, policy=Policy.INLINE)
+    graph.start()
+    assert graph.wait(5.0)
+    assert graph.fatal is not None and "3 consecutive failures" in str(graph.fatal)
+    assert graph.item_errors["fail"] == 3
