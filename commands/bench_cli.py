@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run naive, bare and replay this many times, interleaved, and report the "
                              "median round: on a shared machine, load moves between modes otherwise")
     parser.add_argument("--soak", type=int, default=10000, help="frames in the soak replay (memory growth)")
+    parser.add_argument("--soak-fps", type=float, default=0.0,
+                        help="offer the soak's frames live at this rate (newest-frame policy, passthrough: the "
+                             "delay a surgeon gets); 0: a replay as fast as possible (default)")
     parser.add_argument("--sizes", default="224,320,512", help="input sizes for the scaling mode")
     parser.add_argument("--backends", default="torch,onnxruntime,openvino,int8,tensorrt",
                         help="formats to compare (torch, onnxruntime, openvino, int8: INT8 files made now by "
@@ -172,7 +175,8 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
                 lambda: _formats(args, config, gate_pt, seg_pt),
                 lambda why: ([{"format": "every format", "backend": "", "precision": None, "skipped": why}], ""))
         elif mode == "soak":
-            results["soak"] = modes.soak(frames, engines, config, args.soak, args.out / "soak.avi")
+            results["soak"] = modes.soak(frames, engines, config, args.soak, args.out / "soak.avi",
+                                         fps=args.soak_fps)
         elif mode == "scaling":
             results["scaling"] = _scaling(frames, args)
         elif mode == "steadiness":

@@ -41,7 +41,7 @@ RANGES: dict[str, Range] = {
     "duration": POSITIVE, "seconds": POSITIVE, "after": Range(0, 3600),
     "ood_count": Range(1, 100_000), "quantile": Range(0.5, 1, hi_open=True, why="a quantile of the validation scores"),
     "annotation_threshold_ms": POSITIVE, "perturb": Range(0, 1), "video_threshold_ms": POSITIVE,
-    "pixel_tolerance": Range(0, 255),
+    "pixel_tolerance": Range(0, 255), "soak_fps": Range(0, 1000, why="frames per second; 0: as fast as possible"),
 }
 ANY_NUMBER = Range(0, why="not negative")
 

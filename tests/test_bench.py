@@ -51,6 +51,10 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     assert soak["window"] == 9 and 0 < soak["annotation_p99_first_ms"] and 0 < soak["annotation_p99_last_ms"]
     assert abs(soak["p99_ratio_last_first"] - soak["annotation_p99_last_ms"] / soak["annotation_p99_first_ms"]) < 0.01
     assert isinstance(soak["targets"]["met"], bool) and soak["targets"]["rss_growth_mb"] == 50.0
+    assert soak["paced_fps"] is None and soak["dropped"] == 0  # a replay: every frame
+    assert soak["annotation_p99_windows_ms"][0] == soak["annotation_p99_first_ms"]
+    assert soak["annotation_p99_windows_ms"][-1] == soak["annotation_p99_last_ms"]
+    assert len(soak["annotation_p99_windows_ms"]) == 10
     assert set(results["replay"]["stages_ms"]) == {"decode", "preprocess", "gate", "segment", "overlay", "encode"}
     assert {"p50", "p95", "p99", "p99_9", "max", "std"} <= results["bare"]["ms_per_frame"].keys()
     # One live run per display, side by side: the picture straight to the (offscreen) Qt view, and
@@ -92,6 +96,23 @@ def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines,
     out = capsys.readouterr().out
     assert "replay/naive" in out and "statistics skip the first and last" in out
     assert "live 60 passthrough video" in out and "live 60 per-frame annotation" in out
+
+
+def test_a_soak_can_be_offered_live_at_a_rate(tmp_path, trained_engines, capsys):
+    """``--soak-fps``: the soak's frames offered live from memory at that rate (newest-frame
+    policy, passthrough): what was offered, processed and dropped adds up, the p99 is kept
+    per window, and the printed line says the rate."""
+    video = write_video(tmp_path / "in.mp4", frames=20, fps=30)
+    code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
+                 "--frames", "20", "--modes", "soak", "--soak", "80", "--soak-fps", "40",
+                 "--out", str(tmp_path / "bench")])
+    assert code == 0
+    soak = json.loads((tmp_path / "bench" / "bench.json").read_text())["soak"]
+    assert soak["paced_fps"] == 40 and soak["offered"] == 80 and soak["frames"] + soak["dropped"] == 80
+    assert "offered live at 40 FPS" in soak["what"] and soak["rss_growth_mb"] is not None
+    windows = soak["annotation_p99_windows_ms"]
+    assert windows and all(v > 0 for v in windows) and soak["window"] * len(windows) <= soak["frames"]
+    assert "(offered live at 40 FPS)" in capsys.readouterr().out
 
 
 def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, training_gate_data, training_seg_data,

@@ -274,14 +274,18 @@ SOAK_TARGETS = {"rss_growth_mb": 50.0, "p99_ratio_last_first": 1.10}
 
 
 def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, total: int, out: Path,
-         every: int = 250) -> dict:
-    """A replay of ``total`` frames (the decoded frames over and over, recorded to AVI):
-    resident memory and thread count sampled every ``every`` frames after a warm-up of
-    ``2 × every`` frames; every frame's annotation delay, its p99 over the first and the
-    last window compared. The recording is deleted afterwards (it is large)."""
+         every: int = 250, fps: float = 0.0) -> dict:
+    """``total`` frames (the decoded frames over and over, recorded to AVI), as fast as
+    possible (``fps`` 0: a replay, every frame, where the delay is mostly queueing) or
+    offered live at ``fps`` (newest-frame policy, passthrough display: the delay a surgeon
+    gets): resident memory and thread count sampled every ``every`` frames after a warm-up
+    of ``2 × every`` frames; every processed frame's annotation delay, its p99 per window
+    (each tenth of the run, at most :data:`SOAK_WINDOW` frames), the last window's against
+    the first. The recording is deleted afterwards (it is large)."""
     loops = -(-total // len(frames))
     config = dataclasses.replace(config, record=dataclasses.replace(config.record, path=str(out)))
-    source = MemorySource(frames, 30.0, loops, name="soak", live=False)
+    live = fps > 0
+    source = MemorySource(frames, fps if live else 30.0, loops, name="soak", live=live)
     tap = _DelayTap(source.frame_count)
     pipeline = NervePipeline(config, source=source, engines=engines, history=1000, taps=[tap])
     samples: list[tuple[int, float, int]] = []
@@ -299,15 +303,23 @@ def soak(frames: list[np.ndarray], engines: Engines, config: PipelineConfig, tot
     window = min(SOAK_WINDOW, max(1, tap.count // 10))
     first = float(np.percentile(delays[:window], 99)) if tap.count else None
     last = float(np.percentile(delays[-window:], 99)) if tap.count else None
+    # every window's p99, in order: a drift climbs through them, noise scatters them
+    windows = [round(float(np.percentile(delays[i:i + window], 99)), 3)
+               for i in range(0, tap.count - window + 1, window)] if tap.count else []
     threads = sorted({s[2] for s in steady})
     growth = round(rss[-1] - rss[0], 1)
     ratio = round(last / first, 3) if first else None
-    return {"what": f"replay of {summary['frames']} frames from memory, recorded", "frames": summary["frames"],
+    what = (f"{source.frame_count} frames offered live at {fps:g} FPS from memory ({summary['frames']} "
+            f"processed, {summary['dropped']} dropped by the newest-frame policy), recorded" if live else
+            f"replay of {summary['frames']} frames from memory, recorded")
+    return {"what": what, "paced_fps": fps if live else None, "frames": summary["frames"],
+            "offered": source.frame_count, "dropped": summary["dropped"],
             "fps": summary.get("fps"), "rss_start_mb": round(rss[0], 1), "rss_end_mb": round(rss[-1], 1),
             "rss_growth_mb": growth, "rss_max_mb": round(max(rss), 1),
             "threads": threads, "window": window,
             "annotation_p99_first_ms": None if first is None else round(first, 3),
             "annotation_p99_last_ms": None if last is None else round(last, 3), "p99_ratio_last_first": ratio,
+            "annotation_p99_windows_ms": windows,
             "targets": {**SOAK_TARGETS, "threads_constant": True,
                         "met": growth <= SOAK_TARGETS["rss_growth_mb"] and len(threads) == 1
                         and ratio is not None and ratio <= SOAK_TARGETS["p99_ratio_last_first"]},

@@ -101,12 +101,14 @@ def table(results: dict) -> str:
                      f"({r['frames']} frames)")
     soak = results.get("soak")
     if soak:
-        lines.append(f"soak: {soak['frames']} frames at {soak['fps']} FPS, RSS {soak['rss_start_mb']} → "
+        paced = f" (offered live at {soak['paced_fps']:g} FPS)" if soak.get("paced_fps") else ""
+        lines.append(f"soak: {soak['frames']} frames at {soak['fps']} FPS{paced}, RSS {soak['rss_start_mb']} → "
                      f"{soak['rss_end_mb']} MB (growth {soak['rss_growth_mb']} MB, max {soak['rss_max_mb']}), "
                      f"threads {soak['threads']}"
                      + (f"; annotation p99 first {soak['window']} frames {soak['annotation_p99_first_ms']:.1f} ms, "
                         f"last {soak['annotation_p99_last_ms']:.1f} ms (×{soak['p99_ratio_last_first']}); targets "
-                        f"{'met' if soak['targets']['met'] else 'NOT met'}"
+                        f"{'met' if soak['targets']['met'] else 'NOT met'}; p99 per window "
+                        f"{', '.join(f'{v:.1f}' for v in soak.get('annotation_p99_windows_ms', []))} ms"
                         if soak.get("annotation_p99_first_ms") is not None else ""))
     if (results.get("scaling") or {}).get("markdown"):
         lines.append("engine ms by input size and backbone (random weights, speed only):")
