@@ -46,13 +46,21 @@ def test_synth_video_makes_a_4k_side_by_side_clip(tmp_path):
 def test_bench_4k_mode_serves_the_file_live_and_reports_drops_and_delay(tmp_path, tiny_engines, capsys):
     video = write_video(tmp_path / "uhd.mp4", frames=24, fps=30, height=2160, width=3840)
     out = tmp_path / "bench"
+    # The mode's reporting is under test here, not the priorities: inference not lowered, so
+    # that on a loaded machine a 0.8 s clip still gets its masks painted (lowered, at 4K the
+    # display path can starve it: docs/BENCHMARKS.md, "4K side by side")
+    config = tmp_path / "run.yaml"
+    config.write_text("display:\n  inference_nice: 0\n")
     assert main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
-                 "--modes", "4k", "--uhd-video", str(video), "--frames", "4", "--out", str(out)]) == 0
+                 "--config", str(config), "--modes", "4k", "--uhd-video", str(video), "--frames", "4",
+                 "--out", str(out)]) == 0
     result = json.loads((out / "bench.json").read_text())["4k"]
     assert result["size"] == [2160, 3840] and result["fps_offered"] == pytest.approx(30)
-    assert result["offered"] == 24 and result["shown"] + result["dropped"] <= 24 < result["shown"] + 24
+    # passthrough: the display and inference take frames apart (a frame may be shown and
+    # skipped by inference), so each adds up on its own
+    assert result["offered"] == 24 and 0 < result["shown"] <= 24 and result["processed"] + result["dropped"] <= 24
     assert result["dropped_fraction"] == pytest.approx(1 - result["shown"] / 24, abs=1e-4)
-    assert result["annotation_delay_ms"]["p99"] > 0 and result["source_fps"] <= 31 and result["shown_with_mask"] > 0
+    assert result["annotation_delay_ms"]["p99"] > 0 and 0 < result["inference_fps"] <= 31 and 0 < result["shown_fps"] <= 31 and result["shown_with_mask"] > 0
     assert {"decode", "preprocess", "gate"} <= set(result["stages_ms"])
     printed = capsys.readouterr().out
     assert "4k 3840x2160 file served live at 30 FPS" in printed and "annotation delay p50" in printed
