@@ -161,7 +161,7 @@ class Graph:
         self._inputs: dict[Operator, Channel] = {}
         self._outputs: dict[Operator, list[Channel]] = collections.defaultdict(list)
         self._inline: dict[Operator, list[Operator]] = collections.defaultdict(list)  # INLINE edges
-        self._inline_errors: collections.Counter = collections.Counter()  # consecutive, per operator
+        self._consecutive: collections.Counter = collections.Counter()  # failures in a row, per operator
         self._operators: list[Operator] = []
         self._threads: list[threading.Thread] = []
         self.errors: list[tuple[str, BaseException]] = []
@@ -249,16 +249,18 @@ class Graph:
         for channel in self._outputs.get(op, ()):
             channel.put(item)
         for child in self._inline.get(op, ()):
-            self._process_inline(child, item)
+            self._process(child, item)
 
-    def _process_inline(self, op: Operator, item: Any) -> None:
-        """``op`` on ``item`` in the caller's thread, failures counted as :meth:`_drain` counts them."""
+    def _process(self, op: Operator, item: Any) -> None:
+        """``op`` on ``item`` in the calling thread (its own, or its upstream's for an
+        ``INLINE`` edge), its output passed on; a failure is counted, logged and handed to
+        ``on_error``, and too many in a row stop the run."""
         try:
             out = op.process(item)
-            self._inline_errors[op] = 0
+            self._consecutive[op] = 0
         except Exception as exc:
-            self._inline_errors[op] += 1
-            consecutive = self._inline_errors[op]
+            self._consecutive[op] += 1
+            consecutive = self._consecutive[op]
             self.item_errors[op.name] += 1
             log.warning("%s failed on one item (%d in a row): %s", op.name, consecutive, exc)
             if consecutive >= op.max_consecutive_errors:
@@ -302,7 +304,6 @@ class Graph:
                     channel.close()
 
     def _drain(self, op: Operator, inbox: Channel) -> None:
-        consecutive = 0
         while True:
             try:
                 item = inbox.get(op.idle_s)
@@ -311,15 +312,4 @@ class Graph:
             except TimeoutError:
                 op.on_idle()
                 continue
-            try:
-                out = op.process(item)
-                consecutive = 0
-            except Exception as exc:
-                consecutive += 1
-                self.item_errors[op.name] += 1
-                log.warning("%s failed on one item (%d in a row): %s", op.name, consecutive, exc)
-                if consecutive >= op.max_consecutive_errors:
-                    raise RuntimeError(f"{op.name}: {consecutive} consecutive failures, last: {exc}") from exc
-                out = op.on_error(item, exc)
-            if out is not None:
-                self._emit(op, out)
+            self._process(op, item)
