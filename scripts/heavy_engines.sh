@@ -27,18 +27,17 @@ GATE_SIZE=${GATE_SIZE:-224}
 SEG_SIZE=${SEG_SIZE:-512}
 GATE_MODEL=${GATE_MODEL:-resnet50}
 NICE=${NICE:-19}
-# CPU budget: about 2 CPU seconds per image and epoch for either model, and at nice 19 a
-# process gets almost nothing while others keep both cores busy (a 15:1024 share): 60 gate
-# images per class and 50 masks at 512 px, 2 epochs each, are what fitted beside another
-# engineer's measurements. A small training: the targets judge INT8 against its own FP32.
-PER_CLASS=${PER_CLASS:-60}
-COUNT=${COUNT:-50}
+# CPU budget: about 2 CPU seconds per image and epoch for either model, at nice 19 beside
+# other engineers' measurements: 100 gate images per class for 6 epochs and 100 masks at
+# 512 px for 3 epochs took 33 minutes in all (2026-12-06; runs/heavy/timings.txt).
+PER_CLASS=${PER_CLASS:-100}
+COUNT=${COUNT:-100}
 # The held-out set: a seed no recipe trains on (9001, as `nerveseg quantize` and bench use),
 # made at the engines' own sizes, so a 512-px U-Net is scored on 512-px images.
 TEST_PER_CLASS=${TEST_PER_CLASS:-100}
 TEST_COUNT=${TEST_COUNT:-60}
-GATE=(--model "$GATE_MODEL" --epochs "${GATE_EPOCHS:-2}" --lr 1e-3 --batch-size 8 --seed 0)
-SEG=(--model unet_mobilenet_v2 --epochs "${SEG_EPOCHS:-2}" --lr 5e-4 --batch-size 4 --seed 0)
+GATE=(--model "$GATE_MODEL" --epochs "${GATE_EPOCHS:-6}" --lr 1e-3 --batch-size 8 --seed 0)
+SEG=(--model unet_mobilenet_v2 --epochs "${SEG_EPOCHS:-3}" --lr 5e-4 --batch-size 4 --seed 0)
 [ "$SEG_INIT" != none ] && SEG+=(--init "$SEG_INIT")
 
 if [ -z "${ALLOW_DIRTY:-}" ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then
