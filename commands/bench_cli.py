@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="formats to compare (torch, onnxruntime, openvino, int8: INT8 files made now by "
                              "`nerveseg quantize` on the video and run by the CPU runtimes listed, tensorrt); "
                              "missing ones say why")
+    parser.add_argument("--format-replay", action="store_true",
+                        help="formats mode: also replay the video end to end with each format's engines "
+                             "(FPS side by side in the run)")
     parser.add_argument("--input-size", type=int, help="engine input size: re-export the checkpoints at this size")
     parser.add_argument("--frames", type=int, default=300, help="frames decoded into memory for bare/live/costs")
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
@@ -318,9 +321,19 @@ def _formats(args, config, gate_pt, seg_pt) -> tuple[list[dict], str]:
     data, described = formats.held_out_set(args.test_set, domain=args.test_domain)
     gate, seg = Path(config.gate.engine), Path(config.segment.engine)
     int8 = formats.int8_engines(gate, seg, Path(args.video), args.out, data, described) if "int8" in backends else None
-    rows = [formats.measure(f, data, args.splits)
+    replay = _format_replay(args, config) if args.format_replay else None
+    rows = [formats.measure(f, data, args.splits, replay)
             for f in formats.candidate_formats(gate, seg, gate_pt, seg_pt, backends, int8)]
-    return rows, described
+    return formats.relative(rows), described
+
+
+def _format_replay(args, config):
+    """``(gate, seg, slug) -> dict``: the replay mode with a format's engines."""
+    from nerveseg.commands.bench import modes
+    from nerveseg.realtime.pipeline import Engines
+
+    return lambda gate, seg, slug: modes.replay(Path(args.video), Engines(gate, seg), config,
+                                                args.out / f"replay_{slug}.avi")
 
 
 def _rates(text: str) -> list[float]:

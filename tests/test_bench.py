@@ -240,3 +240,43 @@ def test_formats_put_int8_and_openvino_beside_fp32_in_one_run(tmp_path, trained_
     assert code == 1  # a mask IoU of exactly 1 on every row: never
     printed = capsys.readouterr().out
     assert "below the floor" in printed and all(f"{name}: nerve IoU" in printed for name in rows)
+
+
+def test_a_segmenter_of_another_input_size_runs_in_every_mode_and_format(tmp_path, training_gate_data,
+                                                                         training_seg_data):
+    """The heavy configuration pairs a gate at 224 px with a U-Net at 512 px: the
+    segmenter gets the view resized to its own size (as the pipeline's SegmentOp does) in
+    the one-thread, bare and replay modes, and ``--format-replay`` replays the video with
+    each format's engines, its FPS beside the engine ms and the ratios to ONNX Runtime FP32."""
+    from engine_fixtures import make_gate, make_segmenter
+
+    gate, seg = make_gate(tmp_path / "gate.onnx", size=32), make_segmenter(tmp_path / "unet.onnx", size=48)
+    video = write_video(tmp_path / "in.mp4", frames=24, fps=30)
+    test_set = tmp_path / "test_set"
+    test_set.mkdir()
+    (test_set / "classify").symlink_to(training_gate_data)
+    (test_set / "segment").symlink_to(training_seg_data)
+    out = tmp_path / "bench"
+    backends = "onnxruntime,openvino" if _has("openvino") else "onnxruntime"
+    code = main(["bench", str(video), "--gate", str(gate), "--seg", str(seg), "--frames", "24",
+                 "--modes", "sequential,bare,replay,formats", "--backends", backends, "--format-replay",
+                 "--test-set", str(test_set), "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "bench.json").read_text())
+    assert results["bare"]["nerve_fraction"] == 0.5  # every other frame is nerve: the 48-px segmenter ran
+    assert results["replay"]["recorded_frames"] == 24 and results["sequential"]["frames"] == 24
+    rows = results["formats"]
+    assert [r["backend"] for r in rows] == backends.split(",")
+    for row in rows:
+        assert "skipped" not in row, row
+        assert row["replay"]["recorded_frames"] == 24 and row["replay"]["fps"] > 0
+        assert (out / f"replay_{row['backend']}_fp32.avi").is_file()
+    assert rows[0]["speedup"] == 1.0 and rows[0]["replay_speedup"] == 1.0
+    if len(rows) > 1:
+        assert rows[1]["speedup"] == round(rows[0]["ms_per_frame"] / rows[1]["ms_per_frame"], 2)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

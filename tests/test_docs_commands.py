@@ -32,7 +32,8 @@ FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".mp4", ".avi", ".yaml", ".yml", ".json
 
 def doc_commands(path: Path) -> tuple[list[str], set[str]]:
     """The commands of ``path``'s code blocks (continuations joined, comments and shown
-    output dropped) and the files its ``yaml`` blocks show (``e.g. `exp/seg.yaml```)."""
+    output dropped) and the files its ``yaml`` blocks show (``e.g. `exp/seg.yaml```) or a
+    recipe script shown makes (``scripts/heavy_engines.sh runs/heavy``: its WORK folder)."""
     text = path.read_text()
     commands, shown = [], set()
     for match in FENCE.finditer(text):
@@ -43,6 +44,9 @@ def doc_commands(path: Path) -> tuple[list[str], set[str]]:
             continue
         for line in re.sub(r"\\\n\s*", " ", body).splitlines():
             line = line.strip().removeprefix("$ ")
+            recipe = re.match(r"scripts/[\w-]+\.sh (\S+)", line)  # a recipe script makes its WORK folder
+            if recipe and (REPO / line.split()[0]).is_file():
+                shown.add(recipe.group(1).rstrip("/"))
             if line.startswith("nerveseg ") and not re.match(r"nerveseg [\w-]+:", line):  # output, not a command
                 commands.append(line.split(" #")[0].strip())
     return commands, shown

@@ -85,11 +85,10 @@ def _engines(fmt: Format):
             load_engine(fmt.segment, fmt.backend, task="segment"))
 
 
-def measure(fmt: Format | dict, data: Path, splits: Path | None = None) -> dict:
-    """Size, gate accuracy, nerve IoU and engine ms of one format, or why it was skipped."""
-    from nerveseg.training import data as datasets
-    from nerveseg.training.evaluation import evaluate_gate, evaluate_seg
-
+def measure(fmt: Format | dict, data: Path, splits: Path | None = None, replay=None) -> dict:
+    """Size, gate accuracy, nerve IoU and engine ms of one format, or why it was skipped.
+    ``replay``: ``(gate, seg, slug) -> dict`` (the bench's end-to-end replay of its video
+    with these engines), its result kept as ``row["replay"]``; None: engines alone."""
     if isinstance(fmt, dict):  # a format that could not even be made: its row says why
         return fmt
     row = {"format": fmt.name, "backend": fmt.backend, "precision": fmt.precision}
@@ -97,6 +96,20 @@ def measure(fmt: Format | dict, data: Path, splits: Path | None = None) -> dict:
         gate, seg = _engines(fmt)
     except (EngineError, ImportError) as exc:
         return {**row, "skipped": extras.missing_extra(exc) or " ".join(str(exc).split())}
+    try:
+        row = _scores(row, gate, seg, data, splits)
+        if replay is not None:
+            row["replay"] = replay(gate, seg, f"{fmt.backend}_{fmt.precision}")
+    finally:
+        gate.close()
+        seg.close()
+    return row
+
+
+def _scores(row: dict, gate, seg, data: Path, splits: Path | None) -> dict:
+    from nerveseg.training import data as datasets
+    from nerveseg.training.evaluation import evaluate_gate, evaluate_seg
+
     cls_items = _items(splits, "classify") or datasets.list_classification(data / "classify")
     seg_items = _items(splits, "segment") or datasets.list_segmentation(data / "segment")
     g = evaluate_gate(gate, data / "classify", cls_items, batch_size=1)
@@ -128,6 +141,24 @@ def int8_engines(gate_onnx: Path, seg_onnx: Path, video: Path, out: Path, data: 
         return paths[0], paths[1]
     except (EngineError, ImportError) as exc:
         return extras.missing_extra(exc) or " ".join(str(exc).split())
+
+
+def relative(rows: list[dict], to: str = "ONNX Runtime FP32") -> list[dict]:
+    """``rows`` with ``speedup`` (``to``'s engine ms / the row's) and, where replayed,
+    ``replay_speedup`` (the row's replay FPS / ``to``'s): ratios from one run, side by side."""
+    base = next((r for r in rows if r.get("format") == to and "skipped" not in r), None)
+    if base is None:
+        return rows
+    base_fps = (base.get("replay") or {}).get("fps")
+    out = []
+    for row in rows:
+        if "skipped" not in row:
+            row = {**row, "speedup": round(base["ms_per_frame"] / row["ms_per_frame"], 2)}
+            fps = (row.get("replay") or {}).get("fps")
+            if fps and base_fps:
+                row["replay_speedup"] = round(fps / base_fps, 2)
+        out.append(row)
+    return out
 
 
 def _items(splits: Path | None, task: str) -> list[str] | None:

@@ -40,7 +40,20 @@ def rss_mb() -> float:
         return 0.0
 
 
-def _gate_seg(gate: Engine, seg: Engine, engine_input: np.ndarray, nerve: int) -> tuple[np.ndarray, np.ndarray | None]:
+def seg_input(seg: Engine, view: np.ndarray, engine_input: np.ndarray) -> np.ndarray:
+    """The segmenter's ``(1, h, w, 3) uint8`` input: the gate's when their sizes agree,
+    else the view resized to the segmenter's size, as the pipeline's SegmentOp does (a
+    ResNet gate at 224 px beside a U-Net at 512 px)."""
+    import cv2
+
+    h, w = seg.input_size
+    if engine_input.shape[1:3] == (h, w):
+        return engine_input
+    return cv2.resize(view, (w, h), interpolation=cv2.INTER_AREA)[None]
+
+
+def _gate_seg(gate: Engine, seg: Engine, view: np.ndarray, engine_input: np.ndarray,
+              nerve: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Gate, then the segmenter on nerve frames; one forward when the gate is a gate_segment engine."""
     outputs = gate.run(engine_input)
     logits = outputs["logits"][0]
@@ -48,7 +61,7 @@ def _gate_seg(gate: Engine, seg: Engine, engine_input: np.ndarray, nerve: int) -
         return logits, None
     if "mask_logits" in outputs:
         return logits, outputs["mask_logits"][0, 0]
-    return logits, seg.run(engine_input)["mask_logits"][0, 0]
+    return logits, seg.run(seg_input(seg, view, engine_input))["mask_logits"][0, 0]
 
 
 def naive(video: Path, gate: Engine, seg: Engine, config: PipelineConfig, out: Path) -> dict:
@@ -73,7 +86,7 @@ def naive(video: Path, gate: Engine, seg: Engine, config: PipelineConfig, out: P
             logits = gate.run(engine_input[None])["logits"][0]
             out_image = view.copy()
             if int(np.argmax(logits)) == nerve:
-                mask_logits = seg.run(engine_input[None])["mask_logits"][0, 0]
+                mask_logits = seg.run(seg_input(seg, view, engine_input[None]))["mask_logits"][0, 0]
                 h, w = view.shape[:2]
                 mask = cv2.resize(mask_logits, (w, h)) > 0
                 colour_plane = np.zeros_like(out_image)
@@ -115,7 +128,7 @@ def sequential(video: Path, gate: Engine, seg: Engine, config: PipelineConfig, o
         t0 = now_ns()  # each frame's time runs from the end of the previous one: its decode counts
         for frame in container.decode(video=0):
             view, engine_input, _ = pre(frame.to_ndarray(format="rgb24"))
-            logits, mask_logits = _gate_seg(gate, seg, engine_input, nerve)
+            logits, mask_logits = _gate_seg(gate, seg, view, engine_input, nerve)
             image = view.copy()
             if mask_logits is not None:
                 h, w = view.shape[:2]
@@ -140,17 +153,20 @@ def bare(frames: list[np.ndarray], gate: Engine, seg: Engine, config: PipelineCo
     """Gate + segmenter alone on pre-decoded, pre-resized frames; the segmenter runs on
     the frames the gate calls nerve, as in the pipeline."""
     pre = Preprocessor(config.preprocess, gate.input_size)
-    inputs = [pre(image)[1].copy() for image in frames]
+    inputs = []
+    for image in frames:  # both engines' inputs made before the clock starts
+        view, engine_input, _ = pre(image)
+        inputs.append((engine_input.copy(), seg_input(seg, view, engine_input).copy()))
     nerve = gate.classes.index(config.gate.nerve_class)
     per_frame, gate_ms, seg_ms = [], [], []
-    for engine_input in inputs:
+    for engine_input, segment_input in inputs:
         t0 = now_ns()
         outputs = gate.run(engine_input)
         t1 = now_ns()
         gate_ms.append((t1 - t0) / 1e6)
         if int(np.argmax(outputs["logits"][0])) == nerve:
             if "mask_logits" not in outputs:  # a gate_segment engine answered both already
-                seg.run(engine_input)
+                seg.run(segment_input)
             seg_ms.append((now_ns() - t1) / 1e6)
         per_frame.append((now_ns() - t0) / 1e6)
     out = _throughput(per_frame, "gate + segmenter inference only, pre-decoded pre-resized frames")

@@ -127,7 +127,9 @@ def table(results: dict) -> str:
             lines.append(f"format {row['format']:<30} skipped: {row['skipped']}")
         else:
             lines.append(f"format {row['format']:<30} {row['size_mb']:>6.2f} MB  acc {row['gate_accuracy']:.3f}  "
-                         f"IoU {row['nerve_iou']:.3f}  {row['ms_per_frame']:.2f} ms  {row['fps']} FPS")
+                         f"IoU {row['nerve_iou']:.3f}  {row['ms_per_frame']:.2f} ms  {row['fps']} FPS"
+                         + (f"  x{row['speedup']}" if "speedup" in row else "")
+                         + (f"  replay {row['replay']['fps']} FPS" if row.get("replay") else ""))
     lines.append(f"(statistics skip the first and last {results.get('skip', 10)} frames of each run: "
                  "warm-up and tear-down)")
     return "\n".join(lines)
