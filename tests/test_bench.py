@@ -16,6 +16,15 @@ from nerveseg.commands.cli import main
 pytest.importorskip("torch")
 
 
+def held_out(tmp_path, gate_data, seg_data):
+    """A held-out set as the bench reads it: ``classify/`` and ``segment/`` side by side."""
+    test_set = tmp_path / "test_set"
+    test_set.mkdir()
+    (test_set / "classify").symlink_to(gate_data)
+    (test_set / "segment").symlink_to(seg_data)
+    return test_set
+
+
 @pytest.fixture(scope="module")
 def trained_engines(training_gate_run, training_seg_run, tmp_path_factory):
     """gate.onnx/gate.pt and unet.onnx/unet.pt side by side, from the tiny training runs."""
@@ -29,10 +38,7 @@ def trained_engines(training_gate_run, training_seg_run, tmp_path_factory):
 def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines, training_gate_data,
                                                       training_seg_data, capsys):
     video = write_video(tmp_path / "in.mp4", frames=30, fps=30)
-    test_set = tmp_path / "test_set"
-    test_set.mkdir()
-    (test_set / "classify").symlink_to(training_gate_data)
-    (test_set / "segment").symlink_to(training_seg_data)
+    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     docs = tmp_path / "BENCHMARKS.md"
     docs.write_text(f"# Benchmarks\n\nhand-written notes stay\n\n{BEGIN}\nold figures\n{END}\n\nmore notes\n")
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
@@ -118,10 +124,7 @@ def test_a_soak_can_be_offered_live_at_a_rate(tmp_path, trained_engines, capsys)
 def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, training_gate_data, training_seg_data,
                                           capsys):
     video = write_video(tmp_path / "in.mp4", frames=12, fps=30)
-    test_set = tmp_path / "test_set"
-    test_set.mkdir()
-    (test_set / "classify").symlink_to(training_gate_data)
-    (test_set / "segment").symlink_to(training_seg_data)
+    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
                  "--modes", "formats", "--backends", "onnxruntime", "--test-set", str(test_set),
                  "--min-iou", "1", "--out", str(tmp_path / "bench")])  # a mask IoU of exactly 1: never
@@ -217,10 +220,7 @@ def test_formats_put_int8_and_openvino_beside_fp32_in_one_run(tmp_path, trained_
     still judge every row."""
     pytest.importorskip("openvino")
     video = write_video(tmp_path / "in.mp4", frames=12, fps=30)
-    test_set = tmp_path / "test_set"
-    test_set.mkdir()
-    (test_set / "classify").symlink_to(training_gate_data)
-    (test_set / "segment").symlink_to(training_seg_data)
+    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     out = tmp_path / "bench"
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
                  "--modes", "formats", "--backends", "onnxruntime,openvino,int8", "--test-set", str(test_set),
@@ -252,10 +252,7 @@ def test_a_segmenter_of_another_input_size_runs_in_every_mode_and_format(tmp_pat
 
     gate, seg = make_gate(tmp_path / "gate.onnx", size=32), make_segmenter(tmp_path / "unet.onnx", size=48)
     video = write_video(tmp_path / "in.mp4", frames=24, fps=30)
-    test_set = tmp_path / "test_set"
-    test_set.mkdir()
-    (test_set / "classify").symlink_to(training_gate_data)
-    (test_set / "segment").symlink_to(training_seg_data)
+    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     out = tmp_path / "bench"
     backends = "onnxruntime,openvino" if _has("openvino") else "onnxruntime"
     code = main(["bench", str(video), "--gate", str(gate), "--seg", str(seg), "--frames", "24",
