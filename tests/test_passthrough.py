@@ -470,3 +470,48 @@ def test_inference_nice_is_checked_at_start_up(tmp_path, tiny_engines, capsys):
                  "--seg", str(tiny_engines[1]), "--inference-nice", "-3"])
     err = capsys.readouterr().err
     assert code == 2 and "inference" in err and "-3" in err and "[0, 19]" in err and "Traceback" not in err
+
+
+def test_a_layer_waits_for_the_next_frames_paint_and_a_newer_one_gets_its_own_wait(qtbot, engines):
+    """Layers come about as often as frames: each waits up to one and a half frame periods
+    for the next frame's paint, and only then gets a paint of its own. A newer layer that
+    arrives during an older one's wait gets its own full wait, rather than a paint at the
+    end of its predecessor's (that doubled the view's paints)."""
+    from nerveseg.ui.frame_view import FrameView
+
+    summary, shown, layers = run_live(engines, 0.0, mode="passthrough")
+    r = next(r for r, _ in reversed(shown) if r.layer is not None)
+    frame = dataclasses.replace(r, layer=None)
+
+    class Counting(FrameView):
+        def __init__(self):
+            super().__init__()
+            self.paints = []  # (when, the layer painted)
+
+        def paintEvent(self, event):
+            super().paintEvent(event)
+            self.paints.append((time.monotonic(), self._painted_layer))
+
+    view = Counting()
+    qtbot.addWidget(view)
+    view.resize(480, 270)
+    view.show()
+    qtbot.waitExposed(view)
+    for i in range(7):  # frames every 20 ms: the view learns the period (a wait of 30 ms)
+        if i:
+            qtbot.wait(20)
+        view.set_frame(frame)
+    wait_ms = view._layer_wait_ms()
+    assert 20 <= wait_ms <= 50
+    qtbot.wait(1)  # the last frame's paint
+    view.paints.clear()
+    first = dataclasses.replace(r.layer, captured_ns=now_ns())
+    view.set_layer(first)  # a frame came just now: wait for the next one
+    qtbot.wait(int(wait_ms * 0.4))
+    second = dataclasses.replace(r.layer, captured_ns=now_ns())
+    arrived = time.monotonic()
+    view.set_layer(second)  # a frame came lately: wait too; and no frame comes any more
+    qtbot.waitUntil(lambda: any(layer is second for _, layer in view.paints), timeout=2000)
+    painted_at = next(t for t, layer in view.paints if layer is second)
+    assert (painted_at - arrived) * 1000 >= wait_ms * 0.9, "the newer layer waited its own period"
+    assert len(view.paints) == 1, "one paint for the two layers, not one at the end of each wait"

@@ -79,6 +79,7 @@ class FrameView(QWidget):
         self._received_ns: int | None = None  # when the newest frame arrived
         self._frame_ms = 0.0  # the frames' recent interval (ms, a running average)
         self._painted_layer: Layer | None = None  # the layer the last paint drew
+        self._layer_arrived_ns = 0  # when the newest layer arrived
         self.roi_mode = "rect"
         self._drag: tuple[QPointF, QPointF] | None = None
         self._corners: list[QPointF] = []
@@ -104,15 +105,27 @@ class FrameView(QWidget):
         frame would double the GUI's work, and slow the picture."""
         if not self._newer_layer(layer):
             return
-        wait = min(LAYER_WAIT_MS, 1.5 * self._frame_ms) if self._frame_ms else 0
+        self._layer_arrived_ns = now_ns()
+        wait = self._layer_wait_ms()
         if self._received_ns is not None and (now_ns() - self._received_ns) / 1e6 < wait:
             if not self._layer_wait.isActive():
                 self._layer_wait.start(round(wait))
         else:
             self.update()
 
+    def _layer_wait_ms(self) -> float:
+        return min(LAYER_WAIT_MS, 1.5 * self._frame_ms) if self._frame_ms else 0.0
+
     def _layer_waited(self) -> None:
-        if self.layer is not None and self._painted_layer is not self.layer:
+        """The wait is up: paint the layer if no frame's paint showed it. A layer newer than
+        the one the wait began for gets its own full wait (layers come about as often as
+        frames: painting each at the end of its predecessor's wait doubled the paints)."""
+        if self.layer is None or self._painted_layer is self.layer:
+            return
+        waited = (now_ns() - self._layer_arrived_ns) / 1e6
+        if waited < self._layer_wait_ms():
+            self._layer_wait.start(max(1, round(self._layer_wait_ms() - waited)))
+        else:
             self.update()
 
     def _fade_tick(self) -> None:
