@@ -24,12 +24,11 @@ from tqdm import tqdm
 
 from nerveseg.engines import interrupts
 from nerveseg.engines.errors import UserError
-from nerveseg.engines.loader import BACKEND_CHOICES
 from nerveseg.engines.preprocess import PreprocessConfig
 from nerveseg.realtime import config as cfg
 from nerveseg.realtime.frames import Frame
 from nerveseg.realtime.pipeline import Engines
-from nerveseg.realtime.replay_cli import overrides
+from nerveseg.realtime.replay_cli import add_engine_choice_arguments, overrides
 from nerveseg.realtime.stages import GateOp, SegmentOp
 
 from .annotation_formats import WRITERS, Prelabel, write_json
@@ -47,13 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="annotation formats to write (default: all)")
     parser.add_argument("--segment-all", action="store_true",
                         help="mask every image, not only those the gate calls nerve")
-    parser.add_argument("--config", type=Path, help="YAML run configuration (gate, segment sections)")
-    parser.add_argument("--gate", help=f"classifier gate engine (default {cfg.DEFAULT_GATE})")
-    parser.add_argument("--seg", help=f"segmentation engine (default {cfg.DEFAULT_SEGMENTER})")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES,
-                        help="engine backend (default: the config's, else auto)")
-    parser.add_argument("--threads", type=int, help="inference threads per engine (0: runtime's choice)")
-    parser.add_argument("--threshold", type=float, help="segmentation probability threshold")
+    add_engine_choice_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -15,16 +15,22 @@ from .stages import MIN_FRAME_SIDE, one_line
 from .stats import format_table
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the pipeline."""
+def add_engine_choice_arguments(parser: argparse.ArgumentParser) -> None:
+    """The configuration, the engines, how they run and the mask threshold: every command
+    that runs the gate and the segmenter (the pipeline's, and ``prelabel`` on images)."""
     parser.add_argument("--config", type=Path, help="YAML run configuration (sections per stage)")
     parser.add_argument("--gate", help=f"classifier gate engine (default {cfg.DEFAULT_GATE})")
     parser.add_argument("--seg", help=f"segmentation engine (default {cfg.DEFAULT_SEGMENTER})")
     parser.add_argument("--backend", choices=BACKEND_CHOICES,
                         help="engine backend (default: the config's, else auto; see docs/TENSORRT.md)")
     parser.add_argument("--threads", type=int, help="inference threads per engine (0: runtime's choice)")
-    parser.add_argument("--eye", choices=["left", "right", "full"], help="which part of a stereo frame to use")
     parser.add_argument("--threshold", type=float, help="segmentation probability threshold")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the pipeline."""
+    add_engine_choice_arguments(parser)
+    parser.add_argument("--eye", choices=["left", "right", "full"], help="which part of a stereo frame to use")
     parser.add_argument("--codec", choices=["mjpeg", "ffv1", "h264"], help="AVI codec (ffv1: lossless)")
 
 
