@@ -352,3 +352,25 @@ def test_the_classic_world_is_the_narrow_one_the_shipped_engines_know(tmp_path, 
             image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             right += int(gate.run(image[None])["logits"][0].argmax()) == k
     assert right >= 22, f"{right} of 24"
+
+
+def test_the_mixed_world_is_the_wide_one_with_a_quarter_of_classic_items():
+    """``--domain mixed`` (what the shipped engines learn since issue 15): each item is the very
+    item the classic or the wide world draws at its index, about a quarter of them classic, so
+    an engine trained on it keeps the narrow world it knew and learns the wide one."""
+    from nerveseg.training.synth.datasets import render_item
+    from nerveseg.training.synth.scene import CLASSIC_SHARE, draws_classic
+
+    kinds = []
+    for index in range(16):
+        mixed, classic, wide = (render_item(5, 0, index, "nerve", 64, (180, 320), domain=d)[0]
+                                for d in ("mixed", "classic", "wide"))
+        assert not np.array_equal(classic, wide)
+        same = [np.array_equal(mixed, classic), np.array_equal(mixed, wide)]
+        assert sum(same) == 1, index
+        kinds.append(same[0])
+    assert 0 < sum(kinds) < len(kinds)
+    draws = [draws_classic("mixed", np.random.default_rng(k)) for k in range(2000)]
+    assert abs(np.mean(draws) - CLASSIC_SHARE) < 0.03
+    assert all(draws_classic("classic", np.random.default_rng(k)) for k in range(5))
+    assert not any(draws_classic(d, np.random.default_rng(k)) for d in ("wide", "target") for k in range(5))

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("--domain", choices=DOMAINS, default="wide",
                              help="wide: the training world; target: a setting held out of training "
                                   "(docs/SIM2REAL.md); classic: the narrower world before it, in which the "
-                                  "shipped engines were trained (default wide)")
+                                  "first engines were trained; mixed: wide with a quarter of classic items "
+                                  "(default wide)")
     for command in (classify, segment, video, every, sheet, instances):
         command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         command.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -22,7 +22,7 @@ from nerveseg.engines.preprocess import PreprocessConfig, view_box
 
 from .files import prepare_dir, write_png
 from .render import render_stereo
-from .scene import CLASSES, in_domain, random_scene
+from .scene import CLASSES, draws_classic, in_domain, random_scene
 from .stats import eye_square, frame_stats, summarise, write_summary
 
 RENDER_SIZE = (540, 960)     # stereo (height, width) the datasets are rendered at
@@ -52,8 +52,9 @@ def render_item(seed: int, kind: int, index: int, cls: str, size: int,
     (what the real frames' statistics were measured on, before the runtime's crop)."""
     rng = np.random.default_rng((seed, kind, index))
     shift = np.random.default_rng((seed, kind, index, _DOMAIN))  # apart: a domain moves no other draw
+    classic = draws_classic(domain, np.random.default_rng((seed, kind, index, _DOMAIN, 1)))
     for _ in range(MAX_DRAWS):
-        frame, mask = render_stereo(in_domain(random_scene(rng, cls, classic=domain == "classic"), shift, domain),
+        frame, mask = render_stereo(in_domain(random_scene(rng, cls, classic=classic), shift, domain),
                                     *render_size)
         # A view blown out almost everywhere shows no class and no nerve: draw again.
         if _blown(crop_view(frame, mask, 64)[0]) <= MAX_BLOWN:

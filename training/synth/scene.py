@@ -20,7 +20,15 @@ GLARE_SIDES = ("outer", "top", "bottom")  # "outer": left edge of the left eye, 
 # at the edges, with a harder tone curve.
 # "classic": the generator before the wide world (the shipped engines' training world), for
 # held-out sets that measure engines trained on it.
-DOMAINS = ("wide", "target", "classic")
+DOMAINS = ("wide", "target", "classic", "mixed")
+CLASSIC_SHARE = 0.25            # "mixed": the share of items drawn in the classic world
+
+
+def draws_classic(domain: str, rng: np.random.Generator) -> bool:
+    """Whether an item of ``domain`` is drawn in the classic world: always in "classic",
+    a :data:`CLASSIC_SHARE` of items in "mixed" (the wide world plus the narrower one the
+    first engines knew, so an engine trained on it keeps both), never otherwise."""
+    return domain == "classic" or (domain == "mixed" and bool(rng.uniform() < CLASSIC_SHARE))
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ def in_domain(scene: Scene, rng: np.random.Generator, domain: str) -> Scene:
     """``scene`` as seen in ``domain`` (one of :data:`DOMAINS`; ``rng`` draws the change)."""
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, not {domain!r}")
-    if domain in ("wide", "classic"):  # classic is drawn so from the start (random_scene)
+    if domain in ("wide", "classic", "mixed"):  # classic is drawn so from the start (random_scene)
         return scene
     u = rng.uniform
     return replace(scene, zoom=float(math.exp(u(math.log(1.7), math.log(2.6)))),

@@ -21,7 +21,7 @@ from nerveseg.engines.errors import UserError
 from .fields import Pose
 from .files import prepare_dir, write_png
 from .render import render_frame
-from .scene import Scene, in_domain, random_scene
+from .scene import Scene, draws_classic, in_domain, random_scene
 
 SEQUENCE = ("nerve", "tendon", "nerve", "opening_wound")
 SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -47,7 +47,7 @@ def plan(seed: int, frames: int, fps: float, domain: str = "wide") -> list[Shot]
     while start < frames:
         u = rng.uniform
         scene = random_scene(np.random.default_rng((seed, _SCENE, k)), SEQUENCE[k % len(SEQUENCE)],
-                             classic=domain == "classic")
+                             classic=draws_classic(domain, np.random.default_rng((seed, _SCENE, k, 98))))
         scene = in_domain(scene, np.random.default_rng((seed, _SCENE, k, 99)), domain)
         shots.append(Shot(start, scene, drift=(u(-0.03, 0.03), u(-0.03, 0.03), u(-0.02, 0.02)),
                           sway=(u(0.0, 0.01), u(0.0, 0.01), u(0.005, 0.02), u(0.03, 0.1)),
