@@ -199,6 +199,11 @@ def test_calibrate_writes_a_new_engine_and_info_says_so(gate_splits, tmp_path, c
     assert f"temperature {report['temperature']:.3f}" in json.loads(capsys.readouterr().out)["calibration"]
     assert main(["info", str(plain)]) == 0
     assert "not calibrated (T=1)" in json.loads(capsys.readouterr().out)["calibration"]
+    # the recipe's report (samples/models/RECIPE.md) says what the shipped gate carries
+    from nerveseg.training.recipe import calibration_line
+    line, = calibration_line(out)
+    assert f"temperature {report['temperature']:.3f}" in line and "view-statistics distance" in line
+    assert calibration_line(plain) == ["- calibration: none (no temperature, no unfamiliar-view threshold)"]
     # never over its input
     assert main(["calibrate", str(plain), "--data", str(data), "--splits", str(splits), "--split", "train",
                  "--out", str(plain), "--exist-ok"]) == 2

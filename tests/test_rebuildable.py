@@ -101,3 +101,17 @@ def test_the_shipped_engines_name_a_clean_commit_of_this_repository(name):
     if known.returncode != 0 and (repo / ".git" / "shallow").exists():
         pytest.skip("a shallow clone: the engines' commit is not in this history")
     assert known.returncode == 0, f"{name}: revision {revision} is not a commit of this repository"
+
+
+def test_the_recipe_report_names_its_world_and_where_each_run_started():
+    """RECIPE.md says which synthetic world trained the shipped engines and whether a run was
+    fine-tuned (from which engine and commit) or started from scratch, from the run's own files."""
+    from nerveseg.training.recipe import _start, world
+
+    commands = [".venv/bin/nerveseg synth classify runs/s/data/classify --per-class 300 --size 224 --seed 1 "
+                "--domain mixed --no-progress", ".venv/bin/nerveseg train gate runs/s/data/classify"]
+    assert world(commands) == "mixed"
+    assert world(commands[1:]) == "wide"  # synth's default
+    assert _start({"init": None}) == "from scratch (no pretrained weights)"
+    assert _start({"init": "samples/models/gate.onnx", "init_from": {"revision": "870ae16"}}) == \
+        "fine-tuned from `samples/models/gate.onnx` (revision 870ae16)"

@@ -49,6 +49,41 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.is_file() else []
 
 
+def _start(config: dict) -> str:
+    """How a run began: from scratch, or fine-tuned from an engine (and the commit it came from)."""
+    if not config.get("init"):
+        return "from scratch (no pretrained weights)"
+    revision = (config.get("init_from") or {}).get("revision")
+    return f"fine-tuned from `{config['init']}`" + (f" (revision {revision})" if revision else "")
+
+
+def world(commands: list[str]) -> str:
+    """The synthetic world (``--domain``) the recipe's training data came from, as its commands say."""
+    for line in commands:
+        words = line.split()
+        if "synth" in words and "classify" in words and "--domain" in words:
+            return words[words.index("--domain") + 1]
+    return "wide"
+
+
+def calibration_line(onnx: Path) -> list[str]:
+    """The gate's calibration as its metadata holds it (``export --calibrate``), or that it has none."""
+    from nerveseg.engines.loader import load_engine
+
+    values = (load_engine(onnx, "onnxruntime").meta.extra or {}).get("calibration")
+    if not values:
+        return ["- calibration: none (no temperature, no unfamiliar-view threshold)"]
+    view = values.get("view_statistics") or {}
+    parts = [f"temperature {values['temperature']:.3f}"]
+    if values.get("ece_before") is not None and values.get("ece_after") is not None:
+        parts.append(f"validation ECE {values['ece_before']:.3f} → {values['ece_after']:.3f}")
+    if values.get("energy_threshold") is not None:
+        parts.append(f"unfamiliar above energy {values['energy_threshold']:.3f}")
+    if view.get("threshold") is not None:
+        parts.append(f"or view-statistics distance {view['threshold']:.2f}")
+    return ["- calibration (fitted on the validation split, `export --calibrate`): " + ", ".join(parts)]
+
+
 def _run_section(title: str, run: Path, onnx: Path, speed: dict, metric_lines: list[str]) -> list[str]:
     config = yaml.safe_load((run / "config.yaml").read_text())
     sizes = {s: len(_lines(run / "splits" / f"{s}.txt")) for s in ("train", "val", "test")}
@@ -61,6 +96,7 @@ def _run_section(title: str, run: Path, onnx: Path, speed: dict, metric_lines: l
             f"- augmentation: hflip {config['hflip']}, vflip {config['vflip']}, "
             f"rotate ±{config['rotate']}°, brightness ±{config['brightness']}, "
             f"contrast ±{config['contrast']}, crop scale ≥ {config['scale_min']}",
+            f"- start: {_start(config)}",
             f"- training time: {sum(r['seconds'] for r in history):.0f} s over {len(history)} epochs",
             f"- ONNX file: {onnx.stat().st_size / 1e6:.2f} MB; ONNX Runtime on {speed['threads']} threads, "
             f"one {speed['size']} frame: median {speed['median_ms']:.2f} ms, p90 {speed['p90_ms']:.2f} ms "
@@ -121,7 +157,7 @@ def _gate_seg_section(work: Path, models: Path, gate_onnx: dict, seg_onnx: dict)
             f"{len(history)} epochs in all",
             f"- ONNX file: {onnx.stat().st_size / 1e6:.2f} MB; ONNX Runtime on {speed['threads']} threads, one "
             f"{speed['size']} frame: median {speed['median_ms']:.2f} ms, p90 {speed['p90_ms']:.2f} ms "
-            "(both answers)", "",
+            "(both answers)", *calibration_line(onnx), "",
             *gate_seg_lines(_metrics(run, "eval_test"), gate_onnx, seg_onnx), ""]
 
 
@@ -140,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict = [f"- {k}: {v:.3f} (target ≥ {TARGETS[k]}) — {'met' if v >= TARGETS[k] else 'MISSED'}"
                for k, v in achieved.items()]
     text = ["# Recipe of the shipped sample engines", "",
-            "Made by `scripts/train_samples.sh` on synthetic data (`nerveseg synth`), trained from "
-            "scratch on the CPU (no pretrained weights). Re-run it to reproduce these files.", "",
+            "Made by `scripts/train_samples.sh` on synthetic data (`nerveseg synth --domain "
+            f"{world(_lines(work / 'commands.txt'))}`), trained on the CPU (no ImageNet weights; each run "
+            "below says where it started). Re-run it to reproduce these files.", "",
             f"Host: {platform.machine()}, Python {platform.python_version()}; "
             f"nerveseg revision {gate_onnx['engine']['revision']}.", "", "## Targets", "", *verdict, "",
             *_run_section("Gate", work / "gate", models / "gate.onnx", speeds["gate.onnx"],
-                          gate_lines(gate, gate_onnx)),
+                          calibration_line(models / "gate.onnx") + ["", *gate_lines(gate, gate_onnx)]),
             *_run_section("Segmenter", work / "seg", models / "unet.onnx", speeds["unet.onnx"],
                           seg_lines(seg, seg_onnx)),
             *_gate_seg_section(work, models, gate_onnx, seg_onnx),
