@@ -21,6 +21,7 @@ from nerveseg.engines.errors import UserError
 
 # Flags that override a config key: checked by that key's own declaration.
 CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence"),
+                "gate_every": (GateConfig, "every"),
                 "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms"),
                 "inference_nice": (DisplayConfig, "inference_nice")}
 

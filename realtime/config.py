@@ -55,6 +55,9 @@ class GateConfig:
     nerve_class: str = "nerve"
     # Above 1 no frame would ever pass: a useless run, refused rather than run.
     min_confidence: float = bounded(0.5, UNIT)
+    # The gate runs on every Nth frame; the frames between hold its verdict (docs/BENCHMARKS.md,
+    # "Heavy configuration"): at most N-1 frames (33 ms at 30 fps for N = 2) of an old label.
+    every: int = bounded(1, Range(1, 10, why="the gate runs on every Nth frame, the ones between hold its verdict"))
 
 
 @dataclass(frozen=True)

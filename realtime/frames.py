@@ -54,7 +54,8 @@ class GateResult:
     ``gate_segment`` engine and called the frame nerve (the segmenter then runs nothing).
     ``energy`` and ``view_distance``: the unfamiliar-view scores (engines/calibration.py,
     engines/familiarity.py); ``unfamiliar``: one is above the engine's threshold, so no
-    label is shown and nothing is segmented."""
+    label is shown and nothing is segmented. ``held``: the gate did not run on this frame
+    (``gate.every``); the verdict is the last gated frame's."""
 
     frame: Frame
     view: np.ndarray
@@ -71,6 +72,7 @@ class GateResult:
     energy: float | None = None
     view_distance: float | None = None
     unfamiliar: bool = False
+    held: bool = False
 
     @property
     def shown_label(self) -> str:

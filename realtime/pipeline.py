@@ -213,7 +213,8 @@ class NervePipeline:
         # the log's (an "as shown" one has its own, of the frames shown). The view starts
         # and stops its own, each with a CSV beside it.
         avi = self.outputs["avi"]
-        gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady)
+        gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady,
+                      c.gate.every)
         shown = self._recording(avi, self._shown_csv(avi)) if avi and self.as_shown else None
         ops = Ops(
             source=SourceOp(self.source),

@@ -127,7 +127,7 @@ class GateOp(Operator):
     name = "gate"
 
     def __init__(self, engine: Engine, preprocess: PreprocessConfig, nerve_class: str = "nerve",
-                 min_confidence: float = 0.5, steady: SteadyConfig = SteadyConfig()):
+                 min_confidence: float = 0.5, steady: SteadyConfig = SteadyConfig(), every: int = 1):
         if engine.meta.task not in ("classify", "gate_segment"):
             raise EngineError(f"{engine.provenance.path}: the gate needs a 'classify' (or 'gate_segment') "
                               f"engine, this is a {engine.meta.task!r} engine")
@@ -145,6 +145,12 @@ class GateOp(Operator):
         self._hysteresis = Hysteresis(steady)
         self._shown: int | None = None  # the class shown for the previous frame
         self._connection = 0  # the source's reconnect count at the last frame
+        if every > 1 and self.segments:
+            raise EngineError(f"{engine.provenance.path}: gate.every {every} needs a separate segmenter: this "
+                              "gate_segment engine's one forward is also the mask, which cannot be held")
+        self.every = every
+        self._held: tuple | None = None  # (verdict, box) of the last frame the gate ran on
+        self._since = 0  # frames since then that held it
 
     @property
     def eye(self) -> str:
@@ -156,14 +162,22 @@ class GateOp(Operator):
         swapped in whole, so a frame in progress finishes with the old one."""
         config = dataclasses.replace(self.preprocess.config, eye=value)  # checks the value
         self.preprocess = Preprocessor(config, self.engine.input_size)
+        self._held = None  # another eye: the gate looks again
 
     def process(self, frame: Frame) -> GateResult:
         t0 = now_ns()
         if frame.connection != self._connection:  # a live source came back: maybe another picture
             self._connection = frame.connection
             self.preprocess.redetect()
+            self._held = None
         view, engine_input, box = self.preprocess(frame.image)
         t1 = now_ns()
+        held = self._hold(box)
+        if held is not None:  # gate.every: this frame takes the last gated frame's verdict
+            label, confidence, probs, is_nerve, score, distance, unfamiliar = held
+            return GateResult(frame, view, box, engine_input.copy(), label, confidence, probs, is_nerve,
+                              frame.stamps + (("preprocess", t0, t1),), dropped=self._dropped(), energy=score,
+                              view_distance=distance, unfamiliar=unfamiliar, held=True)
         outputs = self.engine.run(engine_input)
         logits = outputs["logits"][0].astype(np.float32)  # calibrated by the engine (ℓ/T)
         probs = softmax(logits)
@@ -175,10 +189,21 @@ class GateOp(Operator):
         is_nerve = is_nerve and not unfamiliar  # an unfamiliar view gets no mask
         # Copied: it crosses to the segmenter's thread, and a backend may reuse its buffers.
         mask_logits = outputs["mask_logits"][0, 0].copy() if self.segments and is_nerve else None
+        if self.every > 1:
+            self._held, self._since = ((self.engine.classes[k], float(probs[k]), probs, is_nerve, score, distance,
+                                        unfamiliar), box), 0
         return GateResult(frame, view, box, engine_input.copy(), self.engine.classes[k], float(probs[k]),
                           probs, is_nerve, frame.stamps + (("preprocess", t0, t1), ("gate", t1, t2)),
                           dropped=self._dropped(), mask_logits=mask_logits, energy=score,
                           view_distance=distance, unfamiliar=unfamiliar)
+
+    def _hold(self, box: Box) -> tuple | None:
+        """The verdict this frame holds (``gate.every``), or None when the gate must run: on
+        every Nth frame, and whenever the crop changed (another picture, another eye)."""
+        if self._held is None or self._since >= self.every - 1 or self._held[1] != box:
+            return None
+        self._since += 1
+        return self._held[0]
 
     def set_steady(self, steady: SteadyConfig) -> None:
         """Switch the hysteresis while running: it starts afresh from the next frame."""

@@ -30,6 +30,7 @@ def frame_row(r: Rendered, t0_ns: int, done_ns: int) -> dict:
         "confidence": round(gate.confidence, 4),
         "segmented": seg.mask is not None,
         "unfamiliar": gate.unfamiliar,
+        "gate_held": gate.held,
         "energy": None if gate.energy is None else round(gate.energy, 4),
         "view_distance": None if gate.view_distance is None else round(gate.view_distance, 3),
         "mask_fraction": round(seg.mask_fraction, 5),
@@ -67,6 +68,7 @@ class LatencyStats:
     segmented: int = 0
     failed: int = 0
     unfamiliar: int = 0  # frames the gate did not recognise: shown with no label
+    held: int = 0  # frames that held the last gated frame's verdict (gate.every)
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -74,6 +76,7 @@ class LatencyStats:
         self.segmented += bool(row["segmented"])
         self.failed += row["status"] != "ok"
         self.unfamiliar += row.get("unfamiliar") is True
+        self.held += row.get("gate_held") is True
         if self.keep is not None and len(self.rows) >= 2 * self.keep:
             del self.rows[:-self.keep]  # amortised: one trim per `keep` frames
 
@@ -95,6 +98,7 @@ class LatencyStats:
         out["failed_frames"] = self.failed
         out["unfamiliar_frames"] = self.unfamiliar
         out["unfamiliar_fraction"] = round(self.unfamiliar / self.count, 4) if self.count else 0.0
+        out["gate_held_frames"] = self.held
         out["dropped"] = self.rows[-1]["dropped"] if self.rows else 0
         out["stages_ms"] = {s: describe([r[f"{s}_ms"] for r in rows]) for s in STAGES}
         out["annotation_delay_ms"] = describe([r["annotation_delay_ms"] for r in rows])
