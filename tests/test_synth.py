@@ -374,3 +374,22 @@ def test_the_mixed_world_is_the_wide_one_with_a_quarter_of_classic_items():
     assert abs(np.mean(draws) - CLASSIC_SHARE) < 0.03
     assert all(draws_classic("classic", np.random.default_rng(k)) for k in range(5))
     assert not any(draws_classic(d, np.random.default_rng(k)) for d in ("wide", "target") for k in range(5))
+
+
+def test_every_nerve_item_shows_its_nerve():
+    """A nerve drawn into a blown-out sheen, blurred into its surroundings or left outside the
+    view is one no person could label: such an item is drawn again, so a nerve item's nerve
+    stands out (measured as the generator measures it) and an unreadable band scores near 0."""
+    from nerveseg.training.synth.datasets import MIN_LEGIBLE, legible, render_item
+
+    for index in range(12):
+        image, mask = render_item(3, 1, index, "nerve", 128, (270, 480), domain="wide")
+        assert legible(image, mask) >= MIN_LEGIBLE, index
+    flat = np.full((64, 64, 3), 250, np.uint8)
+    band = np.zeros((64, 64), np.uint8)
+    band[30:34] = 1
+    assert legible(flat, band) == 0.0  # a band the colour of the sheen around it
+    drawn = flat.copy()
+    drawn[30:34] = 180
+    assert legible(drawn, band) == 1.0
+    assert legible(drawn, np.zeros_like(band)) == 0.0  # no nerve in view

@@ -31,6 +31,7 @@ _CLASSIFY, _SEGMENT = 1, 2   # the "kind" in an item's seed: the datasets draw a
 MAX_BLOWN = 0.85             # most of the runtime's view an item may have blown out
 _DOMAIN = 99                 # the seed part of a domain's change
 MAX_DRAWS = 8                # scenes drawn for an item before the last one is kept anyway
+MIN_LEGIBLE = 0.4            # least share of a nerve's pixels that must stand out from around it
 
 
 def crop_view(frame: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,12 +57,28 @@ def render_item(seed: int, kind: int, index: int, cls: str, size: int,
     for _ in range(MAX_DRAWS):
         frame, mask = render_stereo(in_domain(random_scene(rng, cls, classic=classic), shift, domain),
                                     *render_size)
-        # A view blown out almost everywhere shows no class and no nerve: draw again.
-        if _blown(crop_view(frame, mask, 64)[0]) <= MAX_BLOWN:
+        # A view blown out almost everywhere shows no class and no nerve, and a nerve lost in
+        # a sheen or out of the view is one no person could label: draw again.
+        if _blown(crop_view(frame, mask, 64)[0]) <= MAX_BLOWN and (
+                cls != "nerve" or legible(*crop_view(frame, mask, 128)) >= MIN_LEGIBLE):
             break
     if stats is not None:
         stats.append((cls, frame_stats(eye_square(frame))))
     return crop_view(frame, mask, size)
+
+
+def legible(image: np.ndarray, mask: np.ndarray, step: int = 10) -> float:
+    """Share of the nerve's pixels in ``mask`` ``(S, S)`` that differ by more than ``step`` grey
+    levels from the tissue around them in ``image`` ``(S, S, 3) uint8`` (the local mean of the
+    pixels off the nerve, 9 px across): 0 when fewer than 20 nerve pixels are in view. A band
+    drawn into a blown-out sheen, or blurred into its surroundings, scores near 0."""
+    band = mask > 0
+    if band.sum() < 20:
+        return 0.0
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    off = (~band).astype(np.float32)
+    around = cv2.blur(grey * off, (9, 9)) / np.maximum(cv2.blur(off, (9, 9)), 1e-3)
+    return float((np.abs(grey - around)[band] > step).mean())
 
 
 def _blown(image: np.ndarray) -> float:
