@@ -134,3 +134,25 @@ def test_recipe_sets_the_single_engine_beside_the_two(gate_seg_run):
     assert f"| gate accuracy | {report['summary']['accuracy']:.3f} | 0.989 |" in lines
     assert f"| mean IoU | {report['summary']['seg_iou_mean']:.3f} | 0.816 |" in lines
     assert any(line.startswith("| nerve sensitivity |") and line.endswith("| 1.000 |") for line in lines)
+
+
+def test_export_calibrates_the_single_engine_on_the_gate_s_own_validation_split(
+        training_gate_data, training_seg_run, training_seg_data, tmp_path):
+    """``export --calibrate`` of a single engine: its run folder holds the U-Net's split lists
+    (mask items, no class), so the temperature and thresholds are fitted on the gate's data and
+    validation split named in the checkpoint, never on the masks."""
+    items = sorted(p.relative_to(training_gate_data).as_posix() for p in training_gate_data.glob("*/*.png"))
+    splits = tmp_path / "gate_splits"
+    splits.mkdir()
+    parts = {"val": items[0::3], "test": items[1::6], "train": [i for k, i in enumerate(items) if k % 3 and k % 6 != 1]}
+    for name, listed in parts.items():
+        (splits / f"{name}.txt").write_text("\n".join(listed) + "\n")
+    run = tmp_path / "gs"
+    assert main(["train", "gate-seg", "--gate-data", str(training_gate_data), "--seg-data", str(training_seg_data),
+                 "--gate-splits", str(splits), "--seg-splits", str(training_seg_run / "splits"),
+                 "--init-seg", str(training_seg_run / "best.pt"), "--out", str(run), "--head-epochs", "1",
+                 "--epochs", "0", "--threads", "1"]) == 0
+    onnx_path = tmp_path / "gs.onnx"
+    assert main(["export", str(run / "best.pt"), "--out", str(onnx_path), "--calibrate"]) == 0
+    calibration = load_engine(onnx_path, task="gate_segment").meta.extra["calibration"]
+    assert calibration["temperature"] > 0 and f"({len(parts['val'])} images" in calibration["fitted_on"]

@@ -103,8 +103,11 @@ def calibrate_model(model, meta, ckpt: dict, checkpoint: Path, o) -> dict:
 
     if meta.task not in ("classify", "gate_segment"):
         raise ExportError(f"{checkpoint}: --calibrate applies to gates, this is a {meta.task!r} checkpoint")
-    data = Path(o.data or ckpt.get("args", {}).get("data", ""))
-    folder = Path(o.splits) if o.splits else checkpoint.parent / "splits"
+    args = ckpt.get("args", {})
+    # A single engine's run keeps the U-Net's split lists beside it (for export's parity frames):
+    # its gate is calibrated on the gate's own data and validation split.
+    data = Path(o.data or args.get("gate_data") or args.get("data", ""))
+    folder = Path(o.splits or args.get("gate_splits") or checkpoint.parent / "splits")
     held, train = read_scored(folder, "val", data), read_scored(folder, "train", data)
     if len(held) < 10:
         raise ExportError(f"{folder}/val.txt: {len(held)} images; --calibrate needs at least 10")
