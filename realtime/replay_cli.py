@@ -88,7 +88,7 @@ def overrides(args: argparse.Namespace) -> dict:
     """CLI options as a config overlay (unset options leave the YAML/defaults alone)."""
     engine = {"backend": args.backend, "threads": args.threads}
     return {
-        "gate": {"engine": args.gate, "every": args.gate_every, **engine},
+        "gate": {"engine": args.gate, "every": getattr(args, "gate_every", None), **engine},
         "segment": {"engine": args.seg, "threshold": args.threshold, **engine},
         "preprocess": {"eye": args.eye},
         "record": {"codec": args.codec},
