@@ -128,3 +128,20 @@ def test_instance_rows_and_a_missing_instance_family(monkeypatch):
 def test_unique_names():
     paths = [Path("runs/gate/best.pt"), Path("runs/seg/best.pt"), Path("m/unet.onnx")]
     assert compare.unique_names(paths) == ["gate_best", "seg_best", "unet"]
+
+
+def test_split_all_scores_every_image_of_a_held_out_set(gate_set, tmp_path, capsys):
+    """``--split all``: a held-out set of its own (made apart from any training) is scored
+    whole, without split lists; given lists as well, it refuses in one line."""
+    data, splits = gate_set
+    gate = make_gate(tmp_path / "bright.onnx")
+    out = tmp_path / "all"
+    assert main(["eval", "gate", str(gate), "--data", str(data), "--split", "all", "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["n"] == 6 and report["split"] == "all" and report["accuracy"] == pytest.approx(4 / 6)
+    assert report["confusion_matrix"] == [[2, 0, 0], [0, 2, 0], [2, 0, 0]]
+    capsys.readouterr()
+    assert main(["eval", "gate", str(gate), "--data", str(data), "--split", "all", "--splits", str(splits),
+                 "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes no --splits" in err[0]

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder the split lists refer to")
     parser.add_argument("--splits", default=None, metavar="DIR",
                         help="folder with train/val/test.txt (default: splits/ beside .pt checkpoints)")
-    parser.add_argument("--split", choices=("test", "val", "train"), default="test",
-                        help="which list of --splits to score")
+    parser.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
+                        help="which list of --splits to score; all: every image of --data, a held-out set of "
+                             "its own that no model trained on (no --splits needed)")
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.txt, PNGs")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                         help="engine backend (default auto; see docs/TENSORRT.md)")
@@ -53,6 +54,15 @@ def shared_items(models: list[Path], given: str | None, split: str, data: str) -
 
     from .splits import read_scored, splits_folder
 
+    if split == "all":
+        from .importers import import_dataset
+
+        if given:
+            raise UserError(f"--split all scores every image of {data}: it takes no --splits ({given})")
+        items = list(import_dataset(data, "auto").by_item())
+        if not items:
+            raise UserError(f"{data}: no images to score")
+        return items
     folders = [splits_folder(model, given) for model in models]
     items = read_scored(folders[0], split, data)
     for model, folder in zip(models[1:], folders[1:]):
