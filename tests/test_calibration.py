@@ -233,14 +233,15 @@ def test_eval_ood_reports_silent_and_wrong_per_set(gate_splits, tmp_path):
 
 def test_validation_calibration_block_runs_on_a_fresh_clone(tmp_path):
     """docs/VALIDATION.md's calibration commands, as written but on fewer synthetic images:
-    a new engine beside the untouched shipped one, an --ood report, a scored replay."""
+    a new engine beside the untouched shipped one, an --ood report on a held-out set scored
+    whole, a scored replay."""
     import re
 
     from test_docs_commands import _fresh_clone, _run, doc_commands
 
     REPO = Path(__file__).resolve().parents[1]
-    commands = [c for c in doc_commands(REPO / "docs/VALIDATION.md")[0] if "runs/calibration" in c]
-    assert [c.split()[1] for c in commands] == ["synth", "data", "calibrate", "eval", "replay"]
+    commands = [c for c in doc_commands(REPO / "docs/VALIDATION.md")[0] if "runs/calibration" in c or "runs/ood" in c]
+    assert [c.split()[1] for c in commands] == ["synth", "data", "calibrate", "synth", "eval", "replay"]
     work = _fresh_clone(tmp_path)
     shipped = file_sha256(REPO / "samples/models/gate.onnx")
     for command in commands:
@@ -250,8 +251,9 @@ def test_validation_calibration_block_runs_on_a_fresh_clone(tmp_path):
     assert file_sha256(REPO / "samples/models/gate.onnx") == shipped
     cal = load_engine(work / "runs/calibration/gate.onnx", "onnxruntime").calibration
     assert cal.temperature != 1.0 and cal.energy_threshold is not None and cal.view.threshold > 0
-    assert json.loads((work / "runs/calibration/eval/ood.json").read_text())["sets"]
-    summary = json.loads((work / "runs/calibration/sample.json").read_text())
+    assert json.loads((work / "runs/ood/eval/ood.json").read_text())["sets"]
+    assert json.loads((work / "runs/ood/eval/metrics.json").read_text())["n"] == 3 * 25  # the whole set
+    summary = json.loads((work / "runs/ood/sample.json").read_text())
     assert summary["unfamiliar_frames"] == summary["ground_truth"]["unfamiliar_frames"]
 
 

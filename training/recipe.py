@@ -84,7 +84,19 @@ def calibration_line(onnx: Path) -> list[str]:
     return ["- calibration (fitted on the validation split, `export --calibrate`): " + ", ".join(parts)]
 
 
-def _run_section(title: str, run: Path, onnx: Path, speed: dict, metric_lines: list[str]) -> list[str]:
+def revisions(models: Path) -> str:
+    """The nerveseg revision each engine in ``models`` was exported from (its own metadata)."""
+    from nerveseg.engines.loader import load_engine
+
+    found = {name: load_engine(models / name, "onnxruntime").meta.revision
+             for name in ("gate.onnx", "unet.onnx", "gate_seg.onnx") if (models / name).is_file()}
+    if len(set(found.values())) == 1:
+        return f"nerveseg revision {next(iter(found.values()))}"
+    return "nerveseg revisions " + ", ".join(f"{name} {rev}" for name, rev in found.items())
+
+
+def _run_section(title: str, run: Path, onnx: Path, speed: dict, metric_lines: list[str],
+                 bullets: list[str] = ()) -> list[str]:
     config = yaml.safe_load((run / "config.yaml").read_text())
     sizes = {s: len(_lines(run / "splits" / f"{s}.txt")) for s in ("train", "val", "test")}
     history = json.loads((run / "history.json").read_text())
@@ -100,7 +112,7 @@ def _run_section(title: str, run: Path, onnx: Path, speed: dict, metric_lines: l
             f"- training time: {sum(r['seconds'] for r in history):.0f} s over {len(history)} epochs",
             f"- ONNX file: {onnx.stat().st_size / 1e6:.2f} MB; ONNX Runtime on {speed['threads']} threads, "
             f"one {speed['size']} frame: median {speed['median_ms']:.2f} ms, p90 {speed['p90_ms']:.2f} ms "
-            f"({speed['runs']} runs after 5 warm-up runs)",
+            f"({speed['runs']} runs after 5 warm-up runs)", *bullets,
             "", *metric_lines, ""]
 
 
@@ -179,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             "Made by `scripts/train_samples.sh` on synthetic data (`nerveseg synth --domain "
             f"{world(_lines(work / 'commands.txt'))}`), trained on the CPU (no ImageNet weights; each run "
             "below says where it started). Re-run it to reproduce these files.", "",
-            f"Host: {platform.machine()}, Python {platform.python_version()}; "
-            f"nerveseg revision {gate_onnx['engine']['revision']}.", "", "## Targets", "", *verdict, "",
+            f"Host: {platform.machine()}, Python {platform.python_version()}; {revisions(models)}.",
+            "", "## Targets", "", *verdict, "",
             *_run_section("Gate", work / "gate", models / "gate.onnx", speeds["gate.onnx"],
-                          calibration_line(models / "gate.onnx") + ["", *gate_lines(gate, gate_onnx)]),
+                          gate_lines(gate, gate_onnx), calibration_line(models / "gate.onnx")),
             *_run_section("Segmenter", work / "seg", models / "unet.onnx", speeds["unet.onnx"],
                           seg_lines(seg, seg_onnx)),
             *_gate_seg_section(work, models, gate_onnx, seg_onnx),
