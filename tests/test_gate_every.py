@@ -70,3 +70,18 @@ def test_a_gate_segment_engine_cannot_hold_its_verdict(tmp_path, tiny_engines, c
                             "segment": {"engine": str(tiny_engines[1])}})
     with pytest.raises(EngineError, match="gate.every 2 needs a separate segmenter"):
         NervePipeline(config)
+
+
+def test_a_held_frame_s_delay_splits_into_parts_with_no_gate_time():
+    """Validate's and the bench's delay breakdown take a frame that held the gate's verdict
+    (no gate stamp): its gate part is 0 and the parts still add up to the whole delay."""
+    from nerveseg.commands.validation.delays import PARTS, parts_ms
+    from nerveseg.realtime.display_probe import Shown
+
+    stamps = (("decode", 0, 1_000_000), ("preprocess", 2_000_000, 5_000_000), ("segment", 6_000_000, 9_000_000),
+              ("overlay", 10_000_000, 12_000_000))
+    shown = Shown(index=3, captured_ns=1_000_000, stamps=stamps, segmented=True, handoff_ns=13_000_000,
+                  received_ns=14_000_000, painted_ns=16_000_000)
+    parts = parts_ms(shown)
+    assert list(parts) == list(PARTS) and parts["gate"] == 0.0 and parts["segment"] == 3.0
+    assert sum(parts.values()) == pytest.approx((shown.painted_ns - shown.captured_ns) / 1e6)

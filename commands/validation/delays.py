@@ -45,8 +45,9 @@ def parts_ms(s: Shown) -> dict[str, float]:
     """One frame's delay split at its stamps (ms); the parts add up to the whole."""
     start = {name: a for name, a, _ in s.stamps}
     end = {name: b for name, _, b in s.stamps}
-    seg_start, seg_end = start.get("segment", end["gate"]), end.get("segment", end["gate"])
-    points = [s.captured_ns, start["preprocess"], end["preprocess"], end["gate"], seg_start, seg_end,
+    gated = end.get("gate", end["preprocess"])  # a frame that held the gate's verdict (gate.every) has no gate time
+    seg_start, seg_end = start.get("segment", gated), end.get("segment", gated)
+    points = [s.captured_ns, start["preprocess"], end["preprocess"], gated, seg_start, seg_end,
               start["overlay"], end["overlay"], s.handoff_ns, s.received_ns, s.painted_ns]
     return {name: (b - a) / 1e6 for name, a, b in zip(PARTS, points, points[1:])}
 
