@@ -12,6 +12,7 @@ from test_calibration import calibrated_gate, write_grey_video
 
 from nerveseg.engines.loader import load_engine
 from nerveseg.realtime.config import PipelineConfig
+from nerveseg.realtime.layer import DisplayConfig
 from nerveseg.realtime.overlay import LABEL_COLOURS
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.ui.window import ViewWindow
@@ -24,7 +25,10 @@ def window(qtbot, tmp_path):
     _, gate = calibrated_gate(tmp_path, 1.0, -1.5)  # mid-grey (128) frames are unfamiliar
     engines = Engines(load_engine(gate, task="classify"), load_engine(make_segmenter(tmp_path / "seg.onnx"),
                                                                       task="segment"))
-    made = ViewWindow(PipelineConfig(), engines, tmp_path / "out")
+    # About what is drawn, not how an old overlay fades (tests/test_passthrough.py): on a
+    # loaded machine the layer must not fade before the screenshot.
+    config = PipelineConfig(display=DisplayConfig(fade_after_ms=3000.0, hide_after_ms=6000.0))
+    made = ViewWindow(config, engines, tmp_path / "out")
     qtbot.addWidget(made)
     made.resize(900, 640)
     made.show()

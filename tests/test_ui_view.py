@@ -25,7 +25,7 @@ from nerveseg.commands.cli import main
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.engines.preprocess import Box
-from nerveseg.realtime.layer import composite
+from nerveseg.realtime.layer import DisplayConfig, composite
 from nerveseg.realtime.roi import Polygon, roi_mask
 from nerveseg.realtime.overlay_op import ROI_COLOUR
 from nerveseg.ui.snapshot import TEXT_KEY, read_png_text
@@ -52,12 +52,18 @@ def pipeline_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("nerveseg") and t.is_alive()]
 
 
+DRAWING = PipelineConfig(display=DisplayConfig(fade_after_ms=3000.0, hide_after_ms=6000.0))
+
+
 @pytest.fixture
 def make_window(qtbot, engines, tmp_path):
     windows = []
 
     def make(**kwargs) -> ViewWindow:
-        window = ViewWindow(PipelineConfig(), engines, tmp_path / "out", **kwargs)
+        # These tests are about what is drawn, not about how an old overlay fades and hides
+        # (tests/test_passthrough.py): on a loaded machine the layer must not fade before the
+        # screenshot.
+        window = ViewWindow(DRAWING, engines, tmp_path / "out", **kwargs)
         qtbot.addWidget(window)
         window.resize(900, 640)
         window.show()
@@ -124,7 +130,9 @@ def test_record_toggle_writes_avi_and_csv_with_the_region_per_frame(make_window,
     window.open_source(str(videos["long"]))
     wait_frames(qtbot, window, 2)
     window.session.set_roi(Box(10, 10, 200, 200))
-    wait_frames(qtbot, window, 4)  # frames in flight pass before recording starts
+    # frames in flight pass before recording starts: inference has the region on screen
+    qtbot.waitUntil(lambda: window.view.layer is not None and window.view.layer.seg.roi == Box(10, 10, 200, 200),
+                    timeout=5000)
     qtbot.keyClick(window.view, Qt.Key.Key_R)  # the shortcut
     qtbot.waitUntil(lambda: window.view.recording_since is not None)
     assert window.record_action.isChecked()
