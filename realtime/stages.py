@@ -246,6 +246,16 @@ class GateOp(Operator):
                           error=f"gate: {one_line(exc)}")
 
 
+def segmenter_input(engine: Engine, view: np.ndarray, engine_input: np.ndarray) -> np.ndarray:
+    """The segmenter's ``(1, h, w, 3) uint8`` input: the gate's ``engine_input`` when their
+    sizes agree, else ``view`` resized to the segmenter's own size (a ResNet gate at 224 px
+    beside a U-Net at 512 px)."""
+    h, w = engine.input_size
+    if engine_input.shape[1:3] == (h, w):
+        return engine_input
+    return cv2.resize(view, (w, h), interpolation=cv2.INTER_AREA)[None]
+
+
 def _check_segmenter(engine: Engine, nerve_class: str) -> None:
     if engine.meta.task == "gate_segment":  # the gate's classes; its mask channel is the nerve class
         if engine.meta.extra.get("mask_class", nerve_class) != nerve_class:
@@ -325,10 +335,7 @@ class SegmentOp(Operator):
         return self._raster[2]
 
     def _engine_input(self, g: GateResult) -> np.ndarray:
-        h, w = self.engine.input_size
-        if g.engine_input.shape[1:3] == (h, w):
-            return g.engine_input
-        return cv2.resize(g.view, (w, h), interpolation=cv2.INTER_AREA)[None]
+        return segmenter_input(self.engine, g.view, g.engine_input)
 
     def process(self, g: GateResult) -> Segmentation:
         t0 = now_ns()

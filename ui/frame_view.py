@@ -122,9 +122,9 @@ class FrameView(QWidget):
         frames: painting each at the end of its predecessor's wait doubled the paints)."""
         if self.layer is None or self._painted_layer is self.layer:
             return
-        waited = (now_ns() - self._layer_arrived_ns) / 1e6
-        if waited < self._layer_wait_ms():
-            self._layer_wait.start(max(1, round(self._layer_wait_ms() - waited)))
+        left = self._layer_wait_ms() - (now_ns() - self._layer_arrived_ns) / 1e6
+        if left > 0:
+            self._layer_wait.start(max(1, round(left)))
         else:
             self.update()
 

@@ -19,7 +19,7 @@ from nerveseg.realtime.overlay import draw_panel, text_lines, tint
 from nerveseg.realtime.pipeline import Engines, NervePipeline
 from nerveseg.engines.preprocess import Preprocessor, view_box
 from nerveseg.realtime.sinks import AviRecorder
-from nerveseg.realtime.stages import softmax
+from nerveseg.realtime.stages import segmenter_input, softmax
 from nerveseg.realtime.stats import describe
 from .memory_source import MemorySource
 
@@ -40,18 +40,6 @@ def rss_mb() -> float:
         return 0.0
 
 
-def seg_input(seg: Engine, view: np.ndarray, engine_input: np.ndarray) -> np.ndarray:
-    """The segmenter's ``(1, h, w, 3) uint8`` input: the gate's when their sizes agree,
-    else the view resized to the segmenter's size, as the pipeline's SegmentOp does (a
-    ResNet gate at 224 px beside a U-Net at 512 px)."""
-    import cv2
-
-    h, w = seg.input_size
-    if engine_input.shape[1:3] == (h, w):
-        return engine_input
-    return cv2.resize(view, (w, h), interpolation=cv2.INTER_AREA)[None]
-
-
 def _gate_seg(gate: Engine, seg: Engine, view: np.ndarray, engine_input: np.ndarray,
               nerve: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Gate, then the segmenter on nerve frames; one forward when the gate is a gate_segment engine."""
@@ -61,7 +49,7 @@ def _gate_seg(gate: Engine, seg: Engine, view: np.ndarray, engine_input: np.ndar
         return logits, None
     if "mask_logits" in outputs:
         return logits, outputs["mask_logits"][0, 0]
-    return logits, seg.run(seg_input(seg, view, engine_input))["mask_logits"][0, 0]
+    return logits, seg.run(segmenter_input(seg, view, engine_input))["mask_logits"][0, 0]
 
 
 def naive(video: Path, gate: Engine, seg: Engine, config: PipelineConfig, out: Path) -> dict:
@@ -86,7 +74,7 @@ def naive(video: Path, gate: Engine, seg: Engine, config: PipelineConfig, out: P
             logits = gate.run(engine_input[None])["logits"][0]
             out_image = view.copy()
             if int(np.argmax(logits)) == nerve:
-                mask_logits = seg.run(seg_input(seg, view, engine_input[None]))["mask_logits"][0, 0]
+                mask_logits = seg.run(segmenter_input(seg, view, engine_input[None]))["mask_logits"][0, 0]
                 h, w = view.shape[:2]
                 mask = cv2.resize(mask_logits, (w, h)) > 0
                 colour_plane = np.zeros_like(out_image)
@@ -156,7 +144,7 @@ def bare(frames: list[np.ndarray], gate: Engine, seg: Engine, config: PipelineCo
     inputs = []
     for image in frames:  # both engines' inputs made before the clock starts
         view, engine_input, _ = pre(image)
-        inputs.append((engine_input.copy(), seg_input(seg, view, engine_input).copy()))
+        inputs.append((engine_input.copy(), segmenter_input(seg, view, engine_input).copy()))
     nerve = gate.classes.index(config.gate.nerve_class)
     per_frame, gate_ms, seg_ms = [], [], []
     for engine_input, segment_input in inputs:
