@@ -30,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
         with load_engine(path, args.backend) as engine:
             report[role] = {"from": origin, "provenance": engine.provenance.to_dict(),
                             "calibration": engine.calibration.describe(),
-                            "metadata": json.loads(engine.meta.to_json())}
+                            "metadata": readable(json.loads(engine.meta.to_json()))}
     print(json.dumps(report["engine"] if args.engine is not None else report, indent=2))
     return 0
+
+
+def readable(meta: dict) -> dict:
+    """The metadata with the record of seen images (thousands of digests) cut to its counts."""
+    seen = (meta.get("extra") or {}).get("seen")
+    if isinstance(seen, dict):
+        meta["extra"]["seen"] = {k: v for k, v in seen.items() if k not in ("trained", "validated")}
+    return meta

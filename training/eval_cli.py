@@ -10,13 +10,17 @@ split items, plus a side-by-side ``comparison.txt`` and ``comparison.json``.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
 from nerveseg.engines.interrupts import deferred_signals
 from nerveseg.engines.loader import BACKEND_CHOICES
 
+from . import seen
+
 TASKS = {"gate": "classify", "seg": "segment", "region": "region_segment", "instance": "instance"}
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +142,12 @@ def evaluate_one(model: Path, out: Path, items: list[str], args) -> dict:
     if threshold is None:
         threshold = float(engine.meta.extra.get("threshold", 0.5))
     try:
+        check = seen.check_unseen(engine.meta, model, args.data, items, args.split)
+        if not check["checked"]:
+            log.info("%s: not checked against the images it learned from (%s)", model, check["reason"])
+        elif not check["complete"]:
+            log.warning("%s: none of these images is one it learned from, but it was fine-tuned from %s, "
+                        "which kept no such record", model, ", ".join(check["unknown"]))
         if args.task == "region":
             return region_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)
         report = run_eval(engine, args.data, items, out, args.split, args.batch_size, threshold)

@@ -177,6 +177,22 @@ def _phase_loader(batches: dict, phase: int):
     return zip(batches["gate_train"], itertools.cycle(batches["seg_train"]))
 
 
+def seen_record(args, data: dict):
+    """The images this network has seen: the U-Net's (``--init-seg``) and both parts' train and
+    val splits; refused when a part's validation or test split holds one the U-Net has seen."""
+    from . import seen
+    from .checkpoint import read_checkpoint
+    from nerveseg.engines.metadata import EngineMeta
+
+    before = seen.inherited(EngineMeta.from_dict(read_checkpoint(args.init_seg)["meta"], args.init_seg),
+                            args.init_seg)
+    parts = ((args.gate_data, data["gate"]["items"]), (args.seg_data, data["seg"]["items"]))
+    for root, splits in parts:
+        for split in ("val", "test"):
+            seen.refuse_seen(before, root, splits[split], split, args.init_seg)
+    return seen.record(before, list(parts))
+
+
 def make_meta(args, data: dict):
     """``(EngineMeta, resolved config)``: the recipe hash covers the config and both splits."""
     from nerveseg.engines.metadata import EngineMeta
@@ -193,7 +209,8 @@ def make_meta(args, data: dict):
     return EngineMeta(model=ARCH, task="gate_segment", classes=tuple(args.classes), input_size=args.input_size,
                       recipe_hash=recipe, revision=runlog.git_revision(),
                       created=runlog.utc_now(),
-                      extra={"mask_class": "nerve", "threshold": 0.5, "arch_kwargs": args.arch_kwargs}), config
+                      extra={"mask_class": "nerve", "threshold": 0.5, "arch_kwargs": args.arch_kwargs,
+                             "seen": seen_record(args, data).to_extra()}), config
 
 
 def main(args) -> dict:

@@ -55,6 +55,15 @@ def load(args) -> dict | None:
     return {"ckpt": ckpt, "meta": meta, "path": path}
 
 
+def meta_of(args) -> tuple[EngineMeta | None, Path | None]:
+    """``(metadata, checkpoint path)`` of ``--init`` (``(None, None)`` without one), read
+    before the split: the images it has seen may only be trained on (:mod:`.seen`)."""
+    if not getattr(args, "init", None):
+        return None, None
+    path = checkpoint_path(args.init)
+    return EngineMeta.from_dict(read_checkpoint(path)["meta"], path), path
+
+
 def check_fit(args, init: dict) -> None:
     """Refuse another width (or other architecture settings) or other classes, in one line."""
     path, ckpt, meta = init["path"], init["ckpt"], init["meta"]

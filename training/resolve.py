@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # Keys a resumed run takes from the command line; the rest come from the checkpoint.
 RESUME_OVERRIDES = ("epochs", "workers", "threads", "data", "out", "resume", "device")
 DEFAULT_EPOCHS = 10
-NOT_CONFIG = ("handler", "command", "verbose", "train_task", "set", "config")
+NOT_CONFIG = ("handler", "command", "verbose", "train_task", "set", "config", "seen")
 
 
 def config_of(args) -> dict:
@@ -99,6 +99,8 @@ def make_meta(args, splits) -> EngineMeta:
         extra["init"] = args.init_from  # fine-tuned from: the checkpoint, its revision and recipe
     if args.task == "segment":
         extra["threshold"] = 0.5
+    if getattr(args, "seen", None) is not None:
+        extra["seen"] = args.seen.to_extra()  # the images it learned from (training.seen)
     return EngineMeta(model=args.model, task=args.task, classes=classes,
                       input_size=(args.size, args.size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
                       recipe_hash=runlog.recipe_hash(config_of(args), splits),

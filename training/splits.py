@@ -25,13 +25,18 @@ FRACTIONS = (0.7, 0.15, 0.15)
 
 def make_splits(items: list[str], stratum: Callable[[str], str], seed: int = 0,
                 fractions: tuple[float, float, float] = FRACTIONS,
-                links: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
+                links: dict[str, tuple[str, ...]] | None = None,
+                pinned: set[str] | None = None) -> dict[str, list[str]]:
     """Split ``items`` per ``stratum(item)``; each split's list comes back sorted.
 
     ``links[item]``: keys (content hash, source recording) that tie items together; items
     sharing a key, directly or through others, form one unit that goes to one side whole.
     Units are shuffled per stratum (the stratum of the unit's first item) and fill train,
-    then val, then test up to their shares of the stratum's images."""
+    then val, then test up to their shares of the stratum's images.
+
+    ``pinned``: items that may only be trained on (images the model a run starts from has
+    already seen, :mod:`.seen`): their units go to train first, whatever the shares."""
+    pinned = pinned or set()
     out: dict[str, list[str]] = {name: [] for name in SPLITS}
     groups: dict[str, list[list[str]]] = {}
     for unit in units_of(sorted(set(items)), links or {}):
@@ -43,8 +48,13 @@ def make_splits(items: list[str], stratum: Callable[[str], str], seed: int = 0,
         n_val = int(n * fractions[1] + 0.5)
         n_train = n - n_val - int(n * fractions[2] + 0.5)
         filled = {"train": 0, "val": 0}
-        for i in rng.permutation(len(units)):
-            side = "train" if filled["train"] < n_train else ("val" if filled["val"] < n_val else "test")
+        order = rng.permutation(len(units))
+        if pinned:
+            held = [i for i in order if pinned.intersection(units[i])]
+            order = held + [i for i in order if not pinned.intersection(units[i])]
+        for i in order:
+            side = "train" if filled["train"] < n_train or pinned.intersection(units[i]) else (
+                "val" if filled["val"] < n_val else "test")
             out[side] += units[i]
             filled[side] = filled.get(side, 0) + len(units[i])
     return {name: sorted(values) for name, values in out.items()}
@@ -76,11 +86,12 @@ def units_of(items: list[str], links: dict[str, tuple[str, ...]]) -> list[list[s
 
 
 def split_items(root: str | Path, items: list[str], stratum: Callable[[str], str],
-                seed: int = 0, aliases: dict[str, str] | None = None) -> dict[str, list[str]]:
+                seed: int = 0, aliases: dict[str, str] | None = None,
+                pinned: set[str] | None = None) -> dict[str, list[str]]:
     """THE split of every layout and command: :func:`make_splits` with each item linked to
     identical images and to its source recording (:func:`~.split_keys.link_keys`), its
     merged copies' (``aliases``: copy → item) included."""
-    return make_splits(items, stratum, seed, links=item_links(root, items, aliases))
+    return make_splits(items, stratum, seed, links=item_links(root, items, aliases), pinned=pinned)
 
 
 def item_links(root: str | Path, items: list[str], aliases: dict[str, str] | None = None):
@@ -170,7 +181,8 @@ def splits_digest(splits: dict[str, list[str]]) -> str:
 def resolve_splits(out: str | Path | None, items: list[str], stratum: Callable[[str], str],
                    seed: int = 0, reuse: str | Path | None = None,
                    root: str | Path | None = None,
-                   aliases: dict[str, str] | None = None) -> dict[str, list[str]]:
+                   aliases: dict[str, str] | None = None,
+                   pinned: set[str] | None = None) -> dict[str, list[str]]:
     """The split a run uses, shared by every model family.
 
     ``reuse`` (``--splits DIR``) first, else ``out/splits`` when a run folder already
@@ -178,7 +190,9 @@ def resolve_splits(out: str | Path | None, items: list[str], stratum: Callable[[
     source linked when ``root`` is given). Lists read back are checked for leaks, mapped
     through ``aliases`` (a listed copy → the item it was merged into) and restricted to
     ``items`` (the validated dataset: ``--skip-bad`` may have left files out), then
-    written to ``out/splits``, so the run folder says what it used.
+    written to ``out/splits``, so the run folder says what it used. ``pinned`` items
+    (seen by the model the run starts from) go to train; lists read back that put one in
+    validation or test are refused.
     """
     own = Path(out) / "splits" if out is not None else None
     source = reuse or (own if own is not None and (own / "test.txt").is_file() else None)
@@ -186,8 +200,9 @@ def resolve_splits(out: str | Path | None, items: list[str], stratum: Callable[[
         splits = restrict(read_splits(source, root), items, source, aliases)
         if root is not None:
             check_leaks(splits, root, aliases)  # copies merged since the lists were written
+        check_pinned(splits, pinned or set(), source)
     elif root is not None:
-        splits = split_items(root, items, stratum, seed, aliases)
+        splits = split_items(root, items, stratum, seed, aliases, pinned)
     else:
         splits = make_splits(items, stratum, seed)
     if own is not None:
@@ -195,12 +210,22 @@ def resolve_splits(out: str | Path | None, items: list[str], stratum: Callable[[
     return splits
 
 
+def check_pinned(splits: dict[str, list[str]], pinned: set[str], source) -> None:
+    """Refuse lists that put an image the starting model has seen in validation or test."""
+    for name in ("val", "test"):
+        hits = sorted(pinned.intersection(splits[name]))
+        if hits:
+            raise UserError(f"{source}: {len(hits)} {name} images of the lists were seen by the --init model "
+                            f"(first: {hits[0]}); they may only be trained on: write new lists (leave out --splits)")
+
+
 def dataset_splits(out: str | Path | None, dataset, seed: int = 0,
-                   reuse: str | Path | None = None) -> dict[str, list[str]]:
+                   reuse: str | Path | None = None,
+                   pinned: set[str] | None = None) -> dict[str, list[str]]:
     """:func:`resolve_splits` for an imported dataset (its items, strata and merged copies)."""
     strata = {s.item: s.stratum for s in dataset.samples}
     aliases = {alias: s.item for s in dataset.samples for alias in s.aliases}
-    return resolve_splits(out, dataset.items, strata.__getitem__, seed, reuse, dataset.root, aliases)
+    return resolve_splits(out, dataset.items, strata.__getitem__, seed, reuse, dataset.root, aliases, pinned)
 
 
 def restrict(splits: dict[str, list[str]], items: list[str], source,

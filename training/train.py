@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from nerveseg.engines.metadata import IMAGENET_MEAN, IMAGENET_STD, EngineMeta
 from nerveseg.engines.errors import UserError
 
-from . import distributed, freeze, init_from, runlog
+from . import distributed, freeze, init_from, runlog, seen
 from .checkpoint import save_checkpoint
 from .datasets import Augment, ClassificationDataset, SegmentationDataset, build_transforms
 from .distributed import Dist, seed_all
@@ -54,7 +54,14 @@ def get_data(args, out: Path | None, where: Dist = Dist()) -> tuple[ImportedData
         skipped = write_skipped(out / "skipped.txt", dataset) if out else None
         log.info("data check:\n%s", format_report(dataset, skipped))
         try:
-            splits = dataset_splits(out, dataset, args.split_seed, args.splits)
+            before = seen.inherited(*init_from.meta_of(args))
+            pinned = seen.pinned(dataset.root, dataset.items, before)
+            splits = dataset_splits(out, dataset, args.split_seed, args.splits, pinned)
+            if pinned and not (splits["val"] and splits["test"]):
+                log.warning("%s: with the %d images the --init model has seen kept in train, the %s split is "
+                            "empty: add images it has not seen to score this run", args.data, len(pinned),
+                            "validation" if not splits["val"] else "test")
+            args.seen = seen.record(before, [(dataset.root, splits)])  # into the engine's metadata
         except UserError as exc:
             splits = exc  # sent on, so that no process waits for lists that never come
     splits = distributed.broadcast(splits)  # every process trains on rank 0's lists
