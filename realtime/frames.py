@@ -34,7 +34,10 @@ class Frame:
     source allocates a new array per frame). ``captured_ns``: when the frame became
     available to the pipeline. ``pts``: source time in seconds (None for cameras).
     ``connection``: how many times a live source had reconnected when it took this frame
-    (a new connection may bring another picture: the crop is found again)."""
+    (a new connection may bring another picture: the crop is found again). ``index``
+    counts the frames the source delivered; ``position`` is the frame's place in its file
+    (0 = the file's first frame, whether or not it decoded), where the source knows it: a
+    frame after an undecodable one keeps its own number, so annotations stay aligned."""
 
     index: int
     captured_ns: int
@@ -42,6 +45,12 @@ class Frame:
     pts: float | None = None
     stamps: tuple[Stamp, ...] = ()
     connection: int = 0
+    position: int | None = None
+
+    @property
+    def number(self) -> int:
+        """The frame's number in its recording: ``position`` where known, else ``index``."""
+        return self.index if self.position is None else self.position
 
 
 @dataclass(frozen=True, slots=True, eq=False)

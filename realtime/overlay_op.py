@@ -113,7 +113,7 @@ class OverlayOp(Operator):
         stamps, scored = s.stamps, {}
         if self.scorer is not None:  # timed on its own: the overlay's own time stays comparable
             ts = now_ns()
-            scored = self.scorer(g.frame.index, g.shown_label, s.mask, g.box, g.view.shape[:2])
+            scored = self.scorer(g.frame.number, g.shown_label, s.mask, g.box, g.view.shape[:2])
             stamps += (("score", ts, now_ns()),)
         t0 = now_ns()
         self._times.append(t0)

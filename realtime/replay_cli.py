@@ -228,7 +228,8 @@ def problems(pipeline, summary: dict, outputs: bool = True) -> list[str]:
                      f"shown raw with a warning, status 'failed' in the CSV")
     scorer = getattr(pipeline, "scorer", None)
     if scorer is not None:
-        found += scorer.run_problems(complete=not pipeline.interrupted and pipeline.graph.fatal is None)
+        found += scorer.run_problems(complete=not pipeline.interrupted and pipeline.graph.fatal is None,
+                                     undecodable=int(getattr(source, "skipped", 0) or 0))
     return found + (summary["output_errors"] if outputs else [])
 
 

@@ -143,8 +143,10 @@ def iou_dice(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     return inter / union, 2 * inter / total
 
 
-#: the CSV columns a scored replay adds (empty on a frame without annotation)
-COLUMNS = ("gt_class", "gate_correct", "gt_iou", "gt_dice")
+#: the CSV columns a scored replay adds (empty on a frame without annotation). ``gt_frame``:
+#: the annotation's frame number, the frame's place in the file (:attr:`Frame.number`), which
+#: runs ahead of the CSV's ``frame`` after an undecodable frame
+COLUMNS = ("gt_frame", "gt_class", "gate_correct", "gt_iou", "gt_dice")
 
 
 @dataclass
@@ -170,7 +172,7 @@ class TruthScorer:
         annotated = self.truth.labels.get(index)
         if annotated is None:
             return row
-        row["gt_class"], row["gate_correct"] = annotated, label == annotated
+        row["gt_frame"], row["gt_class"], row["gate_correct"] = index, annotated, label == annotated
         self.scored.add(index)
         self.silent[index] = label == "unfamiliar"
         self.correct.append(label == annotated)
@@ -210,14 +212,18 @@ class TruthScorer:
                 "problems": self.problems[:20], "problem_count": len(self.problems)}
 
 
-    def run_problems(self, complete: bool) -> list[str]:
+    def run_problems(self, complete: bool, undecodable: int = 0) -> list[str]:
         """What went wrong with the scoring, one line each: masks that failed and, after a
-        run that reached the video's end (``complete``), annotated frames it never had."""
+        run that reached the video's end (``complete``), annotated frames it never had
+        beyond the ``undecodable`` frames the source skipped (said by the source itself)."""
         found = []
         if self.problems:
             found.append(f"{len(self.problems)} annotated frame(s) not scored: {self.problems[0]}")
         missed = sorted(set(self.truth.labels) - self.scored)
-        if complete and missed:
+        if complete and missed and len(missed) <= undecodable:
+            found.append(f"{self.truth.folder / 'labels.csv'}: {len(missed)} annotated frame(s) were undecodable "
+                         f"in the video and not scored (first: frame {missed[0]})")
+        elif complete and missed:
             found.append(f"{self.truth.folder / 'labels.csv'}: {len(missed)} annotated frame(s) not in the "
                          f"video (first: frame {missed[0]}): annotations of another video?")
         return found

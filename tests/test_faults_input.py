@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 import pytest
 from fault_fixtures import write_frames
-from video_fixtures import count_frames, stereo_frame, write_video
+from video_fixtures import count_frames, scribble, stereo_frame, write_video
 
 from nerveseg.realtime import config as cfg
 from nerveseg.commands.cli import main
@@ -28,17 +28,8 @@ def replay(tmp_path, video, engines, *extra):
     return code, out
 
 
-def _scribble(src, dst, at=(0.3, 0.5, 0.7), length=2000):
-    data = bytearray(src.read_bytes())
-    for where in at:
-        i = int(len(data) * where)
-        data[i:i + length] = bytes((7 * k) % 251 for k in range(length))
-    dst.write_bytes(bytes(data))
-    return dst
-
-
 def test_corrupted_bytes_mid_file_skip_those_frames_and_keep_the_rest(tmp_path, tiny_engines, capsys):
-    video = _scribble(write_video(tmp_path / "clean.avi", frames=40, codec="mjpeg"), tmp_path / "damaged.avi")
+    video = scribble(write_video(tmp_path / "clean.avi", frames=40, codec="mjpeg"), tmp_path / "damaged.avi")
     good = count_frames(video)
     assert 30 < good < 40
     code, out = replay(tmp_path, video, tiny_engines)
@@ -54,7 +45,7 @@ def test_corrupted_bytes_mid_file_skip_those_frames_and_keep_the_rest(tmp_path, 
 def test_corrupted_inter_coded_file_ends_and_keeps_what_decodes(tmp_path, tiny_engines, capsys):
     """MPEG-4 part 2 with damage: FFmpeg conceals what it can; the replay ends, keeps
     every frame FFmpeg gives, and says the input was damaged."""
-    video = _scribble(write_video(tmp_path / "clean.mp4", frames=48), tmp_path / "damaged.mp4", at=(0.5,), length=400)
+    video = scribble(write_video(tmp_path / "clean.mp4", frames=48), tmp_path / "damaged.mp4", at=(0.5,), length=400)
     code, out = replay(tmp_path, video, tiny_engines)
     assert code == 1 and "damaged.mp4: damaged input" in capsys.readouterr().err
     assert count_frames(out) == count_frames(video) > 40

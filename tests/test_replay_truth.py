@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from video_fixtures import band_row, write_truth, write_video
+from video_fixtures import band_row, decodable_positions, scribble, write_truth, write_video
 
 from nerveseg.commands.cli import main
 from nerveseg.engines.preprocess import PreprocessConfig, Preprocessor
@@ -58,6 +58,44 @@ def test_synthetic_video_scored_on_its_known_truth(tmp_path, tiny_engines):
     right = sum(r["gate_correct"] == "True" for r in rows)
     assert report["gate_accuracy"]["correct"] == right
     assert report["iou_nerve_frames"]["n"] == 12
+
+
+def test_frames_after_an_undecodable_one_keep_their_own_annotations(tmp_path, tiny_engines, capsys):
+    """A damaged recording: the frames after a lost one are scored on their own annotations
+    (numbered by their place in the file, ``gt_frame``), not on their neighbours'."""
+    clean = write_video(tmp_path / "clean.avi", frames=40, nerve_every=3, codec="mjpeg")
+    video = scribble(clean, tmp_path / "damaged.avi")
+    good = decodable_positions(video)
+    assert 30 < len(good) < 40 and good != list(range(len(good)))
+    gt = write_truth(video, 40, nerve_every=3)
+    code, out = replay(tmp_path, video, *tiny_engines, gt)
+    err = capsys.readouterr().err
+    assert code == 1 and f"{40 - len(good)} undecodable frame(s) skipped" in err
+    assert f"{40 - len(good)} annotated frame(s) were undecodable" in err and "another video" not in err, err
+    rows = rows_of(out)
+    assert [int(r["frame"]) for r in rows] == list(range(len(good)))
+    assert [int(r["gt_frame"]) for r in rows] == good
+    assert all(r["gt_class"] == ("nerve" if int(r["gt_frame"]) % 3 == 0 else "opening_wound") for r in rows)
+    # the band moves from frame to frame: a mask scored on a neighbour's annotation would miss it
+    nerve = [float(r["gt_iou"]) for r in rows if r["gt_class"] == "nerve" and r["segmented"] == "True"]
+    assert nerve and np.mean(nerve) > 0.5
+    report = json.loads(out.with_suffix(".json").read_text())["ground_truth"]
+    assert report["scored_frames"] == len(good)
+
+
+def test_positions_count_lost_frames_in_presentation_order():
+    """Packets read in decode order (B-frames after the frame they lean on); one lost (pts 4)."""
+    from nerveseg.realtime.sources.file import Positions
+
+    positions, shown = Positions(), []
+    for read, out in ((0, [0]), (3, []), (1, [1]), (2, [2]), (6, [3]), (4, []), (5, [5])):
+        positions.add(read)
+        shown += [positions.of(pts) for pts in out]
+    shown.append(positions.of(6))  # the decoder's flush
+    assert shown == [0, 1, 2, 3, 5, 6]
+    lost = Positions()
+    lost.add(None)  # a packet without a time stamp: positions unknown, not guessed
+    assert lost.of(0) is None
 
 
 def test_a_wrong_annotation_scores_low(tmp_path, tiny_engines):

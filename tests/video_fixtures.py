@@ -43,6 +43,30 @@ def write_video(path: Path, frames: int = 24, fps: int = 24, nerve_every: int = 
     return path
 
 
+def scribble(src: Path, dst: Path, at=(0.3, 0.5, 0.7), length: int = 2000) -> Path:
+    """``src`` with ``length`` bytes overwritten at each fraction ``at`` of the file, as ``dst``."""
+    data = bytearray(src.read_bytes())
+    for where in at:
+        i = int(len(data) * where)
+        data[i:i + length] = bytes((7 * k) % 251 for k in range(length))
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def decodable_positions(path: Path) -> list[int]:
+    """The places in the file (0 = first packet) of the frames PyAV can decode, for a file
+    with one frame per packet and no reordering (MJPEG)."""
+    good = []
+    with av.open(str(path)) as container:
+        for k, packet in enumerate(p for p in container.demux(video=0) if p.size > 0):
+            try:
+                if packet.decode():
+                    good.append(k)
+            except av.error.InvalidDataError:
+                continue
+    return good
+
+
 def count_frames(path: Path) -> int:
     """Frames PyAV can decode from ``path`` (undecodable packets are passed over)."""
     n = 0

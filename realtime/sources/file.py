@@ -7,6 +7,7 @@ deadline (:mod:`.stall`): a replay always ends, with everything that could be de
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import threading
@@ -38,6 +39,8 @@ class VideoFileSource(Source):
     ``Frame.pts`` is each frame's own time from the first frame, so a variable frame
     rate shows in the CSV; ``fps`` (for pacing and the recording) is the file's
     average rate, or the median spacing of its first frames when that is implausible.
+    ``Frame.position`` is the frame's place in the file counting undecodable frames too
+    (:class:`Positions`), so ``replay --gt`` scores each frame on its own annotation.
     """
 
     def __init__(self, path: str | Path, pace: bool = False, decoder_threads: int = 0,
@@ -85,6 +88,7 @@ class VideoFileSource(Source):
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self._decoder_threads
             packets = container.demux(stream)
+            positions = Positions()
             while not halt.is_set():
                 try:
                     packet = next(packets)
@@ -94,10 +98,12 @@ class VideoFileSource(Source):
                     self.ended_early = f"demux error: {_av_message(exc)}"
                     log.warning("%s: stopped reading early (%s)", self.path, self.ended_early)
                     break
-                self._packets += packet.size > 0  # the last, empty packet only flushes the decoder
-                yield from self._decode_packet(packet, rgb)
+                if packet.size > 0:  # the last, empty packet only flushes the decoder
+                    self._packets += 1
+                    positions.add(packet.pts if packet.pts is not None else packet.dts)
+                yield from self._decode_packet(packet, rgb, positions)
 
-    def _decode_packet(self, packet, rgb) -> Iterator[tuple]:
+    def _decode_packet(self, packet, rgb, positions: "Positions") -> Iterator[tuple]:
         import av
 
         t0 = now_ns()
@@ -114,7 +120,7 @@ class VideoFileSource(Source):
             image = rgb.reformat(frame, format="rgb24").to_ndarray()
             self._decoded_count += 1
             t1 = now_ns()
-            yield image, frame.time, t0, t1
+            yield image, frame.time, t0, t1, positions.of(frame.pts)
             t0 = now_ns()
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
@@ -122,12 +128,13 @@ class VideoFileSource(Source):
         pacer = Pacer(self.fps) if self.pace else None
         index, first = 0, None
         try:
-            for image, time_s, t0, t1 in with_deadline(self._decoded, stop, self.stall_timeout, self.name):
+            for image, time_s, t0, t1, position in with_deadline(self._decoded, stop, self.stall_timeout,
+                                                                 self.name):
                 if pacer is not None:
                     pacer.wait(stop)
                 first = time_s if first is None else first
                 pts = index / self.fps if time_s is None or first is None else time_s - first
-                yield Frame(index, now_ns(), image, pts=pts, stamps=(("decode", t0, t1),))
+                yield Frame(index, now_ns(), image, pts=pts, stamps=(("decode", t0, t1),), position=position)
                 index += 1
         except Stalled as exc:
             self.ended_early = f"decoding stalled ({exc})"
@@ -142,6 +149,36 @@ class VideoFileSource(Source):
             return  # not read to the end: the rest was never asked for
         expected = self.frame_count or self._packets
         self.skipped = max(self.skipped, expected - self._decoded_count)
+
+
+class Positions:
+    """Each decoded frame's place in the file, undecodable frames counted.
+
+    A decoder gives its frames in presentation order (B-frames reordered), and it can give
+    a frame only after every packet of an earlier-shown frame was read. So when a frame
+    with timestamp ``t`` comes out, the frames shown before it are exactly the packets read
+    so far with a timestamp below ``t``, decodable or not: that count is its position. A
+    min-heap keeps the packets not yet passed (each enters and leaves once). A packet
+    without a timestamp makes positions unknown (``None``) from there on."""
+
+    def __init__(self) -> None:
+        self._waiting: list[int] = []
+        self._before = 0
+        self._known = True
+
+    def add(self, stamp: int | None) -> None:
+        if stamp is None:
+            self._known = False
+        elif self._known:
+            heapq.heappush(self._waiting, stamp)
+
+    def of(self, stamp: int | None) -> int | None:
+        if not self._known or stamp is None:
+            return None
+        while self._waiting and self._waiting[0] < stamp:
+            heapq.heappop(self._waiting)
+            self._before += 1
+        return self._before
 
 
 def _frame_rate(container, stream, plausible: tuple[float, float] = (1.0, 240.0), probe: int = 64) -> float:
