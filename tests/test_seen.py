@@ -105,6 +105,24 @@ def test_the_record_travels_in_the_engine_and_eval_of_the_engine_checks_it(train
     assert "learned from" in capsys.readouterr().err
 
 
+def test_validate_refuses_a_test_set_the_gate_learned_from(training_gate_run, training_gate_data, tmp_path,
+                                                            monkeypatch, capsys):
+    from engine_fixtures import make_segmenter
+    from video_fixtures import write_video
+
+    monkeypatch.setenv("NERVESEG_ALLOW_DIRTY", "1")
+    gate = tmp_path / "gate.onnx"
+    assert main(["export", str(training_gate_run / "best.pt"), "--out", str(gate)]) == 0
+    video = write_video(tmp_path / "v.mp4", frames=8)
+    capsys.readouterr()
+    code = main(["validate", "--gate", str(gate), "--seg", str(make_segmenter(tmp_path / "seg.onnx")),
+                 "--video", str(video), "--test-set", str(training_gate_data), "--out", str(tmp_path / "out"),
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "learned from" in err[0] and "gate.onnx" in err[0], err
+    assert not (tmp_path / "out" / "validation.json").exists()  # refused before measuring
+
+
 def test_lists_that_test_on_the_start_s_images_are_refused(training_gate_run, training_gate_data, tmp_path,
                                                            capsys):
     start = read_splits(training_gate_run / "splits")

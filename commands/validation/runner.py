@@ -22,6 +22,7 @@ from nerveseg.realtime.pipeline import Engines
 from nerveseg.realtime.sinks import check_writable
 from nerveseg.realtime.sources import open_source
 from nerveseg.engines.interrupts import check_stop, deferred_signals, temp_beside
+from nerveseg.training import seen
 
 from . import components, degradation as deg, delays, display, documents, incomplete, modelcard, passes, render
 from . import sections
@@ -78,6 +79,10 @@ def prepare(config: PipelineConfig, engines: Engines, o: Options) -> Inputs:
     source = open_source(str(o.video))
     truth = find_video_truth(Path(o.video), engines.gate.classes) if Path(o.video).is_file() else None
     tests = find_test_sets(list(o.test_sets), engines.gate.classes, o.gate_split, o.seg_split)
+    # A model scored on images it learned from would look better than it is (training/seen.py).
+    for kind, engine in (("classify", engines.gate), ("segment", engines.segment)):
+        if kind in tests and engine is not None:
+            seen.check_unseen(engine.meta, engine.provenance.path, tests[kind].root, list(tests[kind].items), "test")
     outputs = {"html": o.out / "validation.html", "json": o.out / "validation.json",
                "config": o.out / "validation.config.yaml"}
     if o.pdf:
