@@ -172,3 +172,21 @@ def test_the_single_engine_records_the_u_net_s_images_and_both_parts(training_se
     gate_train = read_splits(training_gate_run / "splits")["train"]
     assert chunks(record_of(training_seg_run / "best.pt")["trained"]) <= chunks(record["trained"])
     assert {digest(training_gate_data / item) for item in gate_train} <= chunks(record["trained"])
+
+
+def test_the_bench_release_gate_refuses_a_test_set_the_engine_learned_from(training_gate_run, training_gate_data,
+                                                                          training_seg_data, tmp_path, monkeypatch):
+    from engine_fixtures import make_segmenter
+
+    from nerveseg.commands.bench import formats
+    from nerveseg.engines.errors import UserError
+    from nerveseg.engines.loader import load_engine
+
+    monkeypatch.setenv("NERVESEG_ALLOW_DIRTY", "1")
+    assert main(["export", str(training_gate_run / "best.pt"), "--out", str(tmp_path / "gate.onnx")]) == 0
+    data = tmp_path / "set"
+    shutil.copytree(training_gate_data, data / "classify")
+    shutil.copytree(training_seg_data, data / "segment")
+    gate, seg = load_engine(tmp_path / "gate.onnx"), load_engine(make_segmenter(tmp_path / "seg.onnx"))
+    with pytest.raises(UserError, match="learned from"):
+        formats._scores({}, gate, seg, data, None)

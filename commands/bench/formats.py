@@ -107,11 +107,14 @@ def measure(fmt: Format | dict, data: Path, splits: Path | None = None, replay=N
 
 
 def _scores(row: dict, gate, seg, data: Path, splits: Path | None) -> dict:
-    from nerveseg.training import data as datasets
+    from nerveseg.training import data as datasets, seen
     from nerveseg.training.evaluation import evaluate_gate, evaluate_seg
 
     cls_items = _items(splits, "classify") or datasets.list_classification(data / "classify")
     seg_items = _items(splits, "segment") or datasets.list_segmentation(data / "segment")
+    for engine, part, items in ((gate, "classify", cls_items), (seg, "segment", seg_items)):
+        # the release gate's figures are honest only on images the engine never learned from
+        seen.check_unseen(engine.meta, engine.provenance.path, data / part, items, "test")
     g = evaluate_gate(gate, data / "classify", cls_items, batch_size=1)
     s = evaluate_seg(seg, data / "segment", seg_items, batch_size=1)
     ms = g["ms_per_image"] + s["ms_per_image"]
