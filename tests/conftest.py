@@ -59,13 +59,11 @@ def _train_write_rgb(path: Path, grey: np.ndarray) -> None:
     cv2.imwrite(str(path), np.repeat(image[..., None], 3, axis=2))
 
 
-@pytest.fixture(scope="session")
-def training_gate_data(tmp_path_factory) -> Path:
-    """``DATA/<class>/*.png``, 48 px, 12 images per class (nerve band / dark blobs / wide band)."""
-    root = tmp_path_factory.mktemp("gate_data")
-    rng = np.random.default_rng(7)
+def write_gate_data(root: Path, seed: int, per_class: int = 12) -> Path:
+    """``root/<class>/*.png``, 48 px: nerve band / dark blobs / wide band, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
     size = 48
-    for index in range(12):
+    for index in range(per_class):
         grey = _train_tissue(size, rng)
         grey[_train_band(size, rng, 4)] = 230
         _train_write_rgb(root / "nerve" / f"n{index:02d}.png", grey)
@@ -80,22 +78,42 @@ def training_gate_data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def training_seg_data(tmp_path_factory) -> Path:
-    """Supervisely ``DATA/<ds>/img`` + ``masks_machine`` (0/1), 48 px, two datasets of 10."""
+def write_seg_data(root: Path, seed: int, per_dataset: int = 10) -> Path:
+    """Supervisely ``root/<ds>/img`` + ``masks_machine`` (0/1), 48 px, two datasets, from ``seed``."""
     import cv2
 
-    root = tmp_path_factory.mktemp("seg_data")
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     size = 48
     for ds in ("clip_a", "clip_b"):
         (root / ds / "masks_machine").mkdir(parents=True)
-        for index in range(10):
+        for index in range(per_dataset):
             mask = _train_band(size, rng, 5)
             grey = _train_tissue(size, rng)
             grey[mask] = 220
             _train_write_rgb(root / ds / "img" / f"f{index:03d}.png", grey)
             cv2.imwrite(str(root / ds / "masks_machine" / f"f{index:03d}.png"), mask.astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def training_gate_data(tmp_path_factory) -> Path:
+    """``DATA/<class>/*.png``, 48 px, 12 images per class (nerve band / dark blobs / wide band)."""
+    return write_gate_data(tmp_path_factory.mktemp("gate_data"), seed=7)
+
+
+@pytest.fixture(scope="session")
+def training_seg_data(tmp_path_factory) -> Path:
+    """Supervisely ``DATA/<ds>/img`` + ``masks_machine`` (0/1), 48 px, two datasets of 10."""
+    return write_seg_data(tmp_path_factory.mktemp("seg_data"), seed=11)
+
+
+@pytest.fixture(scope="session")
+def heldout_set(tmp_path_factory) -> Path:
+    """``classify/`` and ``segment/`` as the two sets above, drawn from other seeds: images the
+    tiny training runs never learned from (an engine is not scored on those: training/seen.py)."""
+    root = tmp_path_factory.mktemp("heldout")
+    write_gate_data(root / "classify", seed=107, per_class=6)
+    write_seg_data(root / "segment", seed=111, per_dataset=5)
     return root
 
 

@@ -16,15 +16,6 @@ from nerveseg.commands.cli import main
 pytest.importorskip("torch")
 
 
-def held_out(tmp_path, gate_data, seg_data):
-    """A held-out set as the bench reads it: ``classify/`` and ``segment/`` side by side."""
-    test_set = tmp_path / "test_set"
-    test_set.mkdir()
-    (test_set / "classify").symlink_to(gate_data)
-    (test_set / "segment").symlink_to(seg_data)
-    return test_set
-
-
 @pytest.fixture(scope="module")
 def trained_engines(training_gate_run, training_seg_run, tmp_path_factory):
     """gate.onnx/gate.pt and unet.onnx/unet.pt side by side, from the tiny training runs."""
@@ -35,14 +26,12 @@ def trained_engines(training_gate_run, training_seg_run, tmp_path_factory):
     return folder / "gate.onnx", folder / "unet.onnx"
 
 
-def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines, training_gate_data,
-                                                      training_seg_data, capsys):
+def test_bench_runs_every_mode_and_writes_every_field(tmp_path, trained_engines, heldout_set, capsys):
     video = write_video(tmp_path / "in.mp4", frames=30, fps=30)
-    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     docs = tmp_path / "BENCHMARKS.md"
     docs.write_text(f"# Benchmarks\n\nhand-written notes stay\n\n{BEGIN}\nold figures\n{END}\n\nmore notes\n")
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
-                 "--frames", "30", "--live-fps", "60", "--test-set", str(test_set), "--rounds", "2",
+                 "--frames", "30", "--live-fps", "60", "--test-set", str(heldout_set), "--rounds", "2",
                  "--modes", "naive,sequential,bare,replay,live,costs,formats,soak", "--soak", "90", "--backends",
                  "torch,onnxruntime,tensorrt", "--out", str(tmp_path / "bench"), "--update-docs", str(docs)])
     assert code == 0
@@ -121,12 +110,10 @@ def test_a_soak_can_be_offered_live_at_a_rate(tmp_path, trained_engines, capsys)
     assert "(offered live at 40 FPS)" in capsys.readouterr().out
 
 
-def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, training_gate_data, training_seg_data,
-                                          capsys):
+def test_min_accuracy_floor_fails_the_run(tmp_path, trained_engines, heldout_set, capsys):
     video = write_video(tmp_path / "in.mp4", frames=12, fps=30)
-    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
-                 "--modes", "formats", "--backends", "onnxruntime", "--test-set", str(test_set),
+                 "--modes", "formats", "--backends", "onnxruntime", "--test-set", str(heldout_set),
                  "--min-iou", "1", "--out", str(tmp_path / "bench")])  # a mask IoU of exactly 1: never
     assert code == 1
     assert "below the floor: ONNX Runtime FP32: nerve IoU" in capsys.readouterr().out
@@ -213,17 +200,15 @@ def test_machine_use_of_a_busy_multithreaded_process_stays_at_most_one():
     assert 0 < use["efficiency"] <= 1.01, use
 
 
-def test_formats_put_int8_and_openvino_beside_fp32_in_one_run(tmp_path, trained_engines, training_gate_data,
-                                                              training_seg_data, capsys):
+def test_formats_put_int8_and_openvino_beside_fp32_in_one_run(tmp_path, trained_engines, heldout_set, capsys):
     """INT8 files made in the run (``nerveseg quantize`` on the bench video) and run by
     both CPU runtimes, beside FP32: size, accuracy, IoU, ms and FPS per row; the floors
     still judge every row."""
     pytest.importorskip("openvino")
     video = write_video(tmp_path / "in.mp4", frames=12, fps=30)
-    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     out = tmp_path / "bench"
     code = main(["bench", str(video), "--gate", str(trained_engines[0]), "--seg", str(trained_engines[1]),
-                 "--modes", "formats", "--backends", "onnxruntime,openvino,int8", "--test-set", str(test_set),
+                 "--modes", "formats", "--backends", "onnxruntime,openvino,int8", "--test-set", str(heldout_set),
                  "--min-iou", "1", "--out", str(out)])
     rows = {r["format"]: r for r in json.loads((out / "bench.json").read_text())["formats"]}
     assert list(rows) == ["ONNX Runtime FP32", "OpenVINO FP32", "ONNX Runtime INT8", "OpenVINO on the INT8 file"]
@@ -242,8 +227,7 @@ def test_formats_put_int8_and_openvino_beside_fp32_in_one_run(tmp_path, trained_
     assert "below the floor" in printed and all(f"{name}: nerve IoU" in printed for name in rows)
 
 
-def test_a_segmenter_of_another_input_size_runs_in_every_mode_and_format(tmp_path, training_gate_data,
-                                                                         training_seg_data):
+def test_a_segmenter_of_another_input_size_runs_in_every_mode_and_format(tmp_path, heldout_set):
     """The heavy configuration pairs a gate at 224 px with a U-Net at 512 px: the
     segmenter gets the view resized to its own size (as the pipeline's SegmentOp does) in
     the one-thread, bare and replay modes, and ``--format-replay`` replays the video with
@@ -252,12 +236,11 @@ def test_a_segmenter_of_another_input_size_runs_in_every_mode_and_format(tmp_pat
 
     gate, seg = make_gate(tmp_path / "gate.onnx", size=32), make_segmenter(tmp_path / "unet.onnx", size=48)
     video = write_video(tmp_path / "in.mp4", frames=24, fps=30)
-    test_set = held_out(tmp_path, training_gate_data, training_seg_data)
     out = tmp_path / "bench"
     backends = "onnxruntime,openvino" if _has("openvino") else "onnxruntime"
     code = main(["bench", str(video), "--gate", str(gate), "--seg", str(seg), "--frames", "24",
                  "--modes", "sequential,bare,replay,formats", "--backends", backends, "--format-replay",
-                 "--test-set", str(test_set), "--out", str(out)])
+                 "--test-set", str(heldout_set), "--out", str(out)])
     assert code == 0
     results = json.loads((out / "bench.json").read_text())
     assert results["bare"]["nerve_fraction"] == 0.5  # every other frame is nerve: the 48-px segmenter ran
