@@ -23,7 +23,8 @@ from nerveseg.engines.errors import UserError
 CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (GateConfig, "min_confidence"),
                 "gate_every": (GateConfig, "every"),
                 "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms"),
-                "inference_nice": (DisplayConfig, "inference_nice")}
+                "inference_nice": (DisplayConfig, "inference_nice"),
+                "realtime_priority": (DisplayConfig, "realtime_priority")}
 
 POSITIVE = Range(0, lo_open=True)
 AT_LEAST_ONE = Range(1)

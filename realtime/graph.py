@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Iterator
 
-from .priority import lower_this_thread
+from .priority import lower_this_thread, to_realtime
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,10 @@ class Operator:
     #: lower this operator's thread's OS priority by this much when it starts (live
     #: passthrough lowers inference below the display path: realtime/priority.py)
     nice: int = 0
+    #: run this operator's thread under the real-time policy at this priority (0: no;
+    #: the display path's capture thread: realtime/priority.py); ``realtime_note``: why not
+    realtime: int = 0
+    realtime_note: str | None = None
 
     def setup(self) -> None:
         """Called once in the operator's thread before the first item."""
@@ -273,6 +277,10 @@ class Graph:
         try:
             if op.nice:
                 lower_this_thread(op.nice)
+            if op.realtime:
+                op.realtime_note = to_realtime(op.realtime)
+                if op.realtime_note:
+                    log.warning("%s: real-time priority %s", op.name, op.realtime_note)
             op.setup()
             for child in self._inline_below(op):
                 child.setup()

@@ -53,6 +53,10 @@ class DisplayConfig:
     # passthrough: the inference threads' OS priority lowered by this (nice; 0: not lowered),
     # so the display path wins a busy CPU (realtime/priority.py)
     inference_nice: int = bounded(10, Range(0, 19), why="how far the inference threads' priority is lowered")
+    # passthrough, live: the display path's threads (capture and show; the GUI thread) run
+    # under the kernel's real-time policy at this priority (SCHED_FIFO 1-99; 0: off), so
+    # they take a core the moment a frame is there (realtime/priority.py)
+    realtime_priority: int = bounded(0, Range(0, 99), why="the display path's real-time priority, 0: off")
 
     def __post_init__(self) -> None:
         if self.hide_after_ms <= self.fade_after_ms:

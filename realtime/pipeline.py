@@ -234,6 +234,8 @@ class NervePipeline:
         if self.passthrough:  # the picture first: everything but the display path runs lower
             for op in (ops.gate, ops.segment, ops.overlay, ops.record, ops.log, ops.shown_record, *ops.taps):
                 op.nice = c.display.inference_nice
+            if self.live:  # and, where allowed and asked, the capture thread (it shows inline) real-time
+                ops.source.realtime = c.display.realtime_priority
         sizes = {"q": c.queue_capacity, "1s": max(2, round(self.source.fps))}
         p = Graph("nerveseg")
         mode = "passthrough" if self.passthrough else "per-frame"
@@ -434,7 +436,11 @@ class NervePipeline:
         """How far inference was lowered below the display path, and on how many threads."""
         nice = self.config.display.inference_nice
         ops = [self.ops.gate, self.ops.segment, self.ops.overlay]
+        source = self.ops.source
+        realtime = {"priority": source.realtime,
+                    "capture_thread": ("off" if not source.realtime else source.realtime_note or "real-time (fifo)")}
         return {"nice": nice, "supported": SUPPORTED, "engine_workers_lowered": self.lowered_workers,
+                "display_path_realtime": realtime,
                 "note": ("not lowered (display.inference_nice 0)" if not nice else
                          f"inference threads ({', '.join(o.name for o in ops)}, recorders, log) and "
                          f"{self.lowered_workers} engine worker thread(s) at nice +{nice}" if SUPPORTED else

@@ -16,6 +16,15 @@ at that level).
 
 Per-thread priorities are Linux's (``setpriority`` on a thread id); elsewhere nothing is
 changed and the run's summary says so.
+
+The other direction, opt-in (``display.realtime_priority``): the display path's own threads
+(the capture thread, which shows each frame inline, and the GUI thread that paints it) run
+under ``SCHED_FIFO``, so the kernel gives them a core the moment they are ready instead of
+at the next time slice. Threads they start go back to the normal policy (reset on fork), and
+the kernel's real-time throttling (95 % of each second) keeps a runaway one from taking a
+core for good. It needs the right to (``CAP_SYS_NICE``, or an ``rtprio`` limit for the
+account: ``ulimit -r``, ``/etc/security/limits.d``); without it the run goes on at the
+normal policy and says why.
 """
 
 from __future__ import annotations
@@ -90,3 +99,41 @@ def thread_nice(tid: int | None = None) -> int | None:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id() if tid is None else tid)
     except OSError:
         return None
+
+
+def to_realtime(priority: int, tid: int = 0) -> str | None:
+    """Put thread ``tid`` (0: the calling thread) under ``SCHED_FIFO`` at ``priority``, the
+    threads it starts back at the normal policy; None when done, else why not (one line)."""
+    if priority <= 0:
+        return "off (display.realtime_priority 0)"
+    if not SUPPORTED or not hasattr(os, "SCHED_FIFO"):
+        return "real-time priorities are Linux's: not used on this system"
+    try:
+        os.sched_setscheduler(tid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+        return None
+    except PermissionError:
+        return ("not permitted: the account needs an rtprio limit (ulimit -r, /etc/security/limits.d) or "
+                "CAP_SYS_NICE; the display path runs at the normal policy")
+    except OSError as exc:
+        return f"not set ({exc.strerror or exc})"
+
+
+def to_normal(tid: int = 0) -> None:
+    """Thread ``tid`` back to the normal policy (it may have ended: nothing to do then)."""
+    if SUPPORTED and hasattr(os, "SCHED_OTHER"):
+        try:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            pass
+
+
+def policy_name(tid: int = 0) -> str | None:
+    """``"fifo"``, ``"other"``, ... for thread ``tid`` (0: the calling one); None where unknown."""
+    if not SUPPORTED or not hasattr(os, "sched_getscheduler"):
+        return None
+    try:
+        policy = os.sched_getscheduler(tid) & ~getattr(os, "SCHED_RESET_ON_FORK", 0)
+    except OSError:
+        return None
+    names = {getattr(os, f"SCHED_{n.upper()}", None): n for n in ("other", "fifo", "rr", "batch", "idle")}
+    return names.get(policy, str(policy))

@@ -8,14 +8,18 @@ is a message in the window.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from pathlib import Path
 
 from nerveseg.realtime import config as cfg
+from nerveseg.realtime.priority import to_normal, to_realtime
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.replay_cli import (add_camera_arguments, add_display_arguments, add_engine_arguments,
                                          camera_overrides, display_overrides, overrides)
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
                                              {"source": {"pace": True, "live": True}}))
     engines = Engines.load(config)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # The window's thread paints every frame: with display.realtime_priority it runs real-time
+    # (the capture thread does so in each pipeline; realtime/priority.py).
+    realtime = config.display.realtime_priority if config.display.passthrough(True) else 0
+    refused = to_realtime(realtime) if realtime else "off"
+    if realtime:
+        (log.warning if refused else log.info)("the window's thread: real-time priority %s",
+                                               refused or f"{realtime} (fifo)")
     window = ViewWindow(config, engines, args.out)
     # Ctrl-C in the terminal (or SIGTERM) closes the window cleanly, also when it comes
     # while the window is still starting (a recording may already be open then): the
@@ -94,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                               lambda: (_save_screenshot(window, args.screenshot), window.close()))
         app.exec()
     finally:
+        if refused is None:
+            to_normal()
         tick.stop()
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)

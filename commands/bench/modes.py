@@ -238,7 +238,9 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
     channels = summary["channels"]
     offered = source.frame_count
     nice = config.display.inference_nice if pipeline.passthrough else None
-    variant = report["display_mode"] + (", inference not lowered" if nice == 0 else "")
+    realtime = config.display.realtime_priority if pipeline.passthrough else 0
+    variant = (report["display_mode"] + (", inference not lowered" if nice == 0 else "")
+               + (f", display path real-time ({realtime})" if realtime else ""))
     return {"what": f"live at {fps:g} FPS, newest-frame policy, {variant} display",
             "display": report["display_mode"], "variant": variant, "inference_nice": nice, "screen": where["on_screen_means"], "fps_offered": fps,
             "offered": offered, "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
@@ -249,6 +251,10 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
             "capture_to_overlay_ms": summary["annotation_delay_ms"],
             "queue_high_water": {name: c["high_water"] for name, c in channels.items()},
             "stages_ms": summary["stages_ms"], "note": summary["note"],
+            # the display path's threads under the real-time policy: asked, and what each got
+            "display_realtime": {"priority": realtime, "gui_thread": where.get("gui_thread_realtime"),
+                                 "capture_thread": (summary.get("display", {}).get("inference_priority") or {})
+                                 .get("display_path_realtime", {}).get("capture_thread")},
             "video_delay_values": video["per_frame"]["delay_ms"],
             "annotation_delay_values": annotation["per_frame"]["delay_ms"]}
 
