@@ -45,7 +45,7 @@ from .frames import Rendered
 from .graph import Operator, Graph, Policy
 from .layer import Layer, LayerBoard
 from .passthrough import ShowOp, as_shown
-from .priority import SUPPORTED, lower_all, threads_started
+from .priority import SUPPORTED, lower_all, status, threads_started
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
 from .overlay_op import OverlayOp
@@ -437,8 +437,7 @@ class NervePipeline:
         nice = self.config.display.inference_nice
         ops = [self.ops.gate, self.ops.segment, self.ops.overlay]
         source = self.ops.source
-        realtime = {"priority": source.realtime,
-                    "capture_thread": ("off" if not source.realtime else source.realtime_note or "real-time (fifo)")}
+        realtime = {"priority": source.realtime, "capture_thread": status(source.realtime, source.realtime_note)}
         return {"nice": nice, "supported": SUPPORTED, "engine_workers_lowered": self.lowered_workers,
                 "display_path_realtime": realtime,
                 "note": ("not lowered (display.inference_nice 0)" if not nice else

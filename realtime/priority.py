@@ -118,6 +118,23 @@ def to_realtime(priority: int, tid: int = 0) -> str | None:
         return f"not set ({exc.strerror or exc})"
 
 
+def status(priority: int, refused: str | None) -> str:
+    """What a display-path thread got, in words: ``off``, the refusal, or ``real-time (fifo)``."""
+    return "off" if priority <= 0 else refused or "real-time (fifo)"
+
+
+@contextmanager
+def realtime_while(priority: int):
+    """The calling thread real-time at ``priority`` for the block (0: left as it is), back at
+    the normal policy after; yields :func:`status`."""
+    refused = to_realtime(priority) if priority > 0 else None
+    try:
+        yield status(priority, refused)
+    finally:
+        if priority > 0 and refused is None:
+            to_normal()
+
+
 def to_normal(tid: int = 0) -> None:
     """Thread ``tid`` back to the normal policy (it may have ended: nothing to do then)."""
     if SUPPORTED and hasattr(os, "SCHED_OTHER"):

@@ -48,12 +48,10 @@ def make_splits(items: list[str], stratum: Callable[[str], str], seed: int = 0,
         n_val = int(n * fractions[1] + 0.5)
         n_train = n - n_val - int(n * fractions[2] + 0.5)
         filled = {"train": 0, "val": 0}
-        order = rng.permutation(len(units))
-        if pinned:
-            held = [i for i in order if pinned.intersection(units[i])]
-            order = held + [i for i in order if not pinned.intersection(units[i])]
+        held = {i for i, unit in enumerate(units) if pinned.intersection(unit)}
+        order = sorted(rng.permutation(len(units)), key=lambda i: i not in held)  # stable: held first
         for i in order:
-            side = "train" if filled["train"] < n_train or pinned.intersection(units[i]) else (
+            side = "train" if filled["train"] < n_train or i in held else (
                 "val" if filled["val"] < n_val else "test")
             out[side] += units[i]
             filled[side] = filled.get(side, 0) + len(units[i])

@@ -20,7 +20,7 @@ from PyQt6.QtWidgets import QApplication
 
 from nerveseg.realtime.frames import Rendered, now_ns
 from nerveseg.realtime.display_probe import Handoff, Shown, run_until_done
-from nerveseg.realtime.priority import to_normal, to_realtime
+from nerveseg.realtime.priority import realtime_while
 
 from .bridge import Bridge
 from .frame_view import FrameView
@@ -85,7 +85,7 @@ class QtPaintProbe:
         self._layer_received: dict[int, int] = {}
         self._lock = threading.Lock()
         self.reason = ""
-        self.gui_realtime: str | None = "off"  # drive(): None when this thread ran real-time
+        self.gui_realtime = "off"  # drive(): what this thread got (realtime/priority.py status)
 
     def attach(self, pipeline) -> None:
         pipeline.subscribe(self._post)
@@ -122,13 +122,9 @@ class QtPaintProbe:
         """Run ``pipeline`` to its end, painting; with ``display.realtime_priority`` (live
         passthrough) this GUI thread runs real-time meanwhile, as the view's does."""
         priority = pipeline.config.display.realtime_priority if pipeline.passthrough and pipeline.live else 0
-        self.gui_realtime = to_realtime(priority) if priority else "off"
-        try:
+        with realtime_while(priority) as self.gui_realtime:
             run_until_done(pipeline, tick, deadline_s, self._events)
             self._events(0.1)  # the last frame's paint
-        finally:
-            if self.gui_realtime is None:
-                to_normal()
 
     def shown(self) -> list[Shown]:
         with self._lock:
@@ -161,7 +157,7 @@ class QtPaintProbe:
                                     f"'{self.app.platformName()}'); the compositor, the display's refresh and "
                                     f"the monitor's input lag come on top"),
                 "fallback_reason": None, "not_shown_at_view": self.bridge.replaced + self._unpainted(),
-                "gui_thread_realtime": self.gui_realtime or "real-time (fifo)"}
+                "gui_thread_realtime": self.gui_realtime}
 
     def _unpainted(self) -> int:
         """Frames the GUI thread took but replaced before a paint showed them."""

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from nerveseg.realtime import config as cfg
-from nerveseg.realtime.priority import to_normal, to_realtime
+from nerveseg.realtime.priority import realtime_while, status
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.replay_cli import (add_camera_arguments, add_display_arguments, add_engine_arguments,
                                          camera_overrides, display_overrides, overrides)
@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
     from .platform_check import check_platform
 
     check_platform()  # before Qt: a plugin that cannot load would abort the process
-    from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     from nerveseg.realtime.pipeline import Engines
@@ -79,11 +78,17 @@ def run(args: argparse.Namespace) -> int:
     # The window's thread paints every frame: with display.realtime_priority it runs real-time
     # (the capture thread does so in each pipeline; realtime/priority.py).
     realtime = config.display.realtime_priority if config.display.passthrough(True) else 0
-    refused = to_realtime(realtime) if realtime else "off"
-    if realtime:
-        (log.warning if refused else log.info)("the window's thread: real-time priority %s",
-                                               refused or f"{realtime} (fifo)")
-    window = ViewWindow(config, engines, args.out)
+    with realtime_while(realtime) as got:
+        if realtime:
+            (log.info if got == status(realtime, None) else log.warning)(
+                "the window's thread, real-time priority %d: %s", realtime, got)
+        return _show(app, ViewWindow(config, engines, args.out), args, (width, height), roi)
+
+
+def _show(app, window, args: argparse.Namespace, size: tuple[int, int], roi) -> int:
+    """Show ``window`` (opening ``--source``) until it is closed; 0."""
+    from PyQt6.QtCore import QTimer
+
     # Ctrl-C in the terminal (or SIGTERM) closes the window cleanly, also when it comes
     # while the window is still starting (a recording may already be open then): the
     # close is posted to the event loop, which runs it as soon as it is running. The
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     tick = QTimer(interval=200, timeout=lambda: None)
     tick.start()
     try:
-        window.resize(width, height)
+        window.resize(*size)
         window.show()
         if args.source is not None:
             window.open_source(args.source, roi=roi, record=args.record)
@@ -105,8 +110,6 @@ def run(args: argparse.Namespace) -> int:
                               lambda: (_save_screenshot(window, args.screenshot), window.close()))
         app.exec()
     finally:
-        if refused is None:
-            to_normal()
         tick.stop()
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)

@@ -17,6 +17,7 @@ from nerveseg.realtime.frames import Rendered, now_ns
 from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.overlay import draw_panel, text_lines, tint
 from nerveseg.realtime.pipeline import Engines, NervePipeline
+from nerveseg.realtime.priority import status
 from nerveseg.engines.preprocess import Preprocessor, view_box
 from nerveseg.realtime.sinks import AviRecorder
 from nerveseg.realtime.stages import segmenter_input, softmax
@@ -253,8 +254,8 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
             "stages_ms": summary["stages_ms"], "note": summary["note"],
             # the display path's threads under the real-time policy: asked, and what each got
             "display_realtime": {"priority": realtime, "gui_thread": where.get("gui_thread_realtime"),
-                                 "capture_thread": (summary.get("display", {}).get("inference_priority") or {})
-                                 .get("display_path_realtime", {}).get("capture_thread")},
+                                 "capture_thread": status(pipeline.ops.source.realtime,
+                                                          pipeline.ops.source.realtime_note)},
             "video_delay_values": video["per_frame"]["delay_ms"],
             "annotation_delay_values": annotation["per_frame"]["delay_ms"]}
 
