@@ -95,13 +95,19 @@ BLOCK, DROP, INLINE = Policy.BLOCK, Policy.DROP_OLDEST, Policy.INLINE
 # Passthrough (docs/LIVE.md): the source also feeds the display path, which waits for no
 # inference; the view and the "as shown" recorder hang off it instead of the overlay.
 # Live, the show and the hand-over to the view run in the capture thread itself (INLINE):
-# each thread hand-over on this path was a wake-up in the video delay's tail.
+# each thread hand-over on this path was a wake-up in the video delay's tail. Live, the
+# segmenter and the overlay run in the gate's thread (INLINE): one frame in inference at
+# a time, gated, segmented and drawn before the gate takes the newest frame. A pipelined
+# chain kept up to three frames in it, each waiting for the stage ahead: a mask's age grew
+# by those waits whenever inference ran near the source's rate (docs/LIVE.md, "One frame
+# in inference"). Replay keeps the pipelined chain: there every frame is wanted, and the
+# stages overlap.
 PASS = ("passthrough",)
 EDGES: tuple[Edge, ...] = (
     Edge("source", "show", live=(0, INLINE), replay=("q", BLOCK), modes=PASS),
     Edge("source", "gate", live=(1, DROP), replay=("q", BLOCK)),
-    Edge("gate", "segment", live=(1, BLOCK), replay=("q", BLOCK)),
-    Edge("segment", "overlay", live=(1, BLOCK), replay=("q", BLOCK)),
+    Edge("gate", "segment", live=(0, INLINE), replay=("q", BLOCK)),
+    Edge("segment", "overlay", live=(0, INLINE), replay=("q", BLOCK)),
     Edge("overlay", "subscribers", live=(2, DROP), replay=(2, DROP), modes=("per-frame",)),
     Edge("show", "subscribers", live=(0, INLINE), replay=(2, DROP), modes=PASS),
     Edge("show", "shown_record", live=("1s", DROP), replay=("q", BLOCK), modes=PASS),

@@ -155,6 +155,37 @@ def test_live_passthrough_shows_every_frame_while_inference_lags(engines):
     assert min(ms for _, ms in shown_pf) >= 80.0  # each frame waited for its own inference
 
 
+@pytest.mark.parametrize("mode", ["passthrough", "per-frame"])
+def test_live_inference_takes_one_frame_at_a_time_and_replay_overlaps_its_stages(engines, mode):
+    """Live, the segmenter and the overlay run in the gate's thread: each frame is gated,
+    segmented and drawn before the gate takes the newest one, so no frame waits between
+    stages (a mask's age is its inference, not queues). Here the segmenter takes 40 ms on a
+    30 fps source, so a pipelined chain would have gated the next frame meanwhile. Replay
+    keeps a channel between the stages, which overlap: every frame is wanted there."""
+    gate, seg = engines
+    config = PipelineConfig(display=DisplayConfig(mode=mode))
+    pipeline = NervePipeline(config, source=MemorySource(FRAMES, 30.0, 1),
+                             engines=Engines(gate, Slow(seg, 0.04)))
+    stamps = []
+    if mode == "passthrough":
+        pipeline.subscribe_layers(lambda layer: stamps.append(layer.stamps))
+    else:
+        pipeline.subscribe(lambda r: stamps.append(r.stamps))
+    summary = pipeline.run()
+    names = {ch.name for ch in pipeline.graph.channels}
+    assert "source->gate" in names and not names & {"gate->segment", "segment->overlay"}
+    spans = [{name: (a, b) for name, a, b in s} for s in stamps]
+    assert len(spans) >= 10 and all("segment" in s for s in spans)  # every frame segmented, 40 ms each
+    assert summary["frames"] < len(FRAMES)  # inference at ~50 ms a frame took the newest of 30 fps
+    for before, after in zip(spans, spans[1:]):
+        assert after["preprocess"][0] >= before["overlay"][1]  # the next frame began after this one ended
+
+    replay = NervePipeline(dataclasses.replace(config, source=dataclasses.replace(config.source, live=False)),
+                           source=MemorySource(FRAMES, 30.0, 1, live=False), engines=Engines(gate, seg))
+    assert {"gate->segment", "segment->overlay"} <= {ch.name for ch in replay.graph.channels}
+    replay.close()
+
+
 def test_an_old_overlay_is_hidden_and_the_as_shown_recording_keeps_what_was_seen(engines, tmp_path):
     """Inference about as slow as ``hide_after_ms``: the overlay fades, and is hidden
     when it gets too old. The "as shown" AVI (lossless here) holds every frame shown, each with the layer
