@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-fps", default="30,60", help="source frame rates for the live mode")
     parser.add_argument("--uhd-video", type=Path, help="3840x2160 side-by-side video for the 4k mode (default: "
                                                        "synthesised once into --out as uhd_sample.mp4)")
+    parser.add_argument("--uhd-card-frames", type=int, default=150, metavar="N",
+                        help="4k mode: frames of the video held in memory for the capture-card rows (12 MB "
+                             "each at 4K), offered twice over")
     parser.add_argument("--perturb", type=float, default=0.0,
                         help="steadiness mode: make the video's frames flicker first (exposure, noise, blur; "
                              "0 = as recorded, 1 = strong), the same frames for both variants")
@@ -193,7 +196,8 @@ def _measure(args, results: dict, modes_wanted: list[str], video: Path, frames, 
 def _uhd(args, config, engines) -> dict:
     from .bench import uhd
 
-    return uhd.paced(uhd.uhd_video(args.out, args.uhd_video), engines, config, args.screen)
+    return uhd.measure(uhd.uhd_video(args.out, args.uhd_video), engines, config, args.screen,
+                       card_frames=args.uhd_card_frames)
 
 
 def _steadiness(video: Path, config, engines, perturb: float = 0.0) -> dict:

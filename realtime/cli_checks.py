@@ -15,7 +15,7 @@ import sys
 
 from nerveseg.engines.checks import MAX_THREADS, THREADS, UNIT, Range, field_problem, problem
 
-from .config import GateConfig, SegmentConfig
+from .config import GateConfig, SegmentConfig, SourceConfig
 from .layer import DisplayConfig
 from nerveseg.engines.errors import UserError
 
@@ -24,7 +24,8 @@ CONFIG_FLAGS = {"threshold": (SegmentConfig, "threshold"), "min_confidence": (Ga
                 "gate_every": (GateConfig, "every"),
                 "fade_after_ms": (DisplayConfig, "fade_after_ms"), "hide_after_ms": (DisplayConfig, "hide_after_ms"),
                 "inference_nice": (DisplayConfig, "inference_nice"),
-                "realtime_priority": (DisplayConfig, "realtime_priority")}
+                "realtime_priority": (DisplayConfig, "realtime_priority"),
+                "max_height": (SourceConfig, "max_height")}
 
 POSITIVE = Range(0, lo_open=True)
 AT_LEAST_ONE = Range(1)
@@ -35,7 +36,7 @@ RANGES: dict[str, Range] = {
     "negatives": UNIT, "scale_min": Range(0, 1, lo_open=True),
     "lr": POSITIVE, "finetune_lr": POSITIVE,
     "batch_size": Range(1, 4096), "rounds": Range(1, 1000), "frames": Range(1, 10_000_000),
-    "soak": Range(0, 10_000_000), "count": Range(1, 1_000_000), "per_class": Range(1, 1_000_000),
+    "soak": Range(0, 10_000_000), "uhd_card_frames": Range(1, 100_000), "count": Range(1, 1_000_000), "per_class": Range(1, 1_000_000),
     "size": Range(8, 8192, why="pixels"), "input_size": Range(8, 8192, why="pixels"),
     "detections": Range(1, 10_000), "opset": Range(7, 30), "rotate": Range(0, 180, why="degrees"),
     "width": Range(0, 4, lo_open=True, why="the model's width multiplier"),

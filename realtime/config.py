@@ -30,6 +30,8 @@ from .steady import SteadyConfig
 # Absolute, from the installed project (or $NERVESEG_MODELS): never the current folder.
 DEFAULT_GATE = default_engine(GATE)
 DEFAULT_SEGMENTER = default_engine(SEGMENTER)
+#: the fewest rows ``source.max_height`` may bring a frame to (the engines take 224-px views)
+MIN_MAX_HEIGHT = 120
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,22 @@ class SourceConfig:
     ``pace``: release file frames at their frame rate. ``live``: newest-frame policy
     (default: on for cameras and streams only). ``camera``: the mode to ask a camera for
     (docs/SOURCES.md). ``right``: a second device for the right eye, paired with
-    ``spec`` by capture time into one side-by-side frame."""
+    ``spec`` by capture time into one side-by-side frame. ``max_height``: frames taller than
+    this are scaled down to it (their shape kept) as they arrive, so the display, the
+    engines' input, the overlay and the recording all work at that size: the size shown
+    on the screen, not larger (a 4K source on a 1080p monitor: 1080). 0: never."""
 
     spec: str = ""
     pace: bool = False
     live: bool | None = None
     camera: CameraMode = field(default_factory=CameraMode)
     right: str | None = None
+    max_height: int = bounded(0, Range(0, 100_000), why="rows; 0 keeps every frame its size")
+
+    def __post_init__(self) -> None:
+        if 0 < self.max_height < MIN_MAX_HEIGHT:
+            raise ValueError(f"source.max_height = {self.max_height}: must be 0 (off) or at least "
+                             f"{MIN_MAX_HEIGHT} rows")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ from typing import Callable
 
 from .frames import Rendered, Stamp, now_ns
 
+#: the operating-room monitor the paint probe's window fills, (width, height)
+SCREEN = (1920, 1080)
+
 log = logging.getLogger(__name__)
 
 

@@ -48,6 +48,7 @@ from .passthrough import ShowOp, as_shown
 from .priority import SUPPORTED, lower_all, status, threads_started
 from .sinks import AviRecorder, CsvLog, LogOp, RecorderOp, Recording, SubscriberOp, check_writable, write_summary
 from .sources import Source, open_source
+from .sources.base import reduced_size
 from .overlay_op import OverlayOp
 from .stages import GateOp, SegmentOp, SourceOp, frame_size_problem, too_small
 from .stats import describe
@@ -170,6 +171,8 @@ class NervePipeline:
                  scorer: TruthScorer | None = None):
         self.config = config
         self.scorer = scorer  # replay --gt (realtime/truth.py): frames scored on their annotations
+        if scorer is not None:
+            scorer.max_height = config.source.max_height  # its masks reduced as the frames are
         s = config.source
         self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
         self.engines = engines or Engines.load(config)
@@ -223,7 +226,7 @@ class NervePipeline:
                       c.gate.every)
         shown = self._recording(avi, self._shown_csv(avi)) if avi and self.as_shown else None
         ops = Ops(
-            source=SourceOp(self.source),
+            source=SourceOp(self.source, c.source.max_height),
             gate=gate,
             segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
                               smoothing=c.steady.alpha),
@@ -399,7 +402,7 @@ class NervePipeline:
         stats = self.ops.log.stats.summary()
         return {
             "nerveseg": {"engines": self.provenance, "config": to_dict(self.config)},
-            "source": self.source.describe(),
+            "source": {**self.source.describe(), **self._reduction()},
             "view": self.ops.gate.preprocess.describe(),
             "mode": "live" if self.live else "replay",
             "interrupted": self.interrupted,
@@ -421,6 +424,16 @@ class NervePipeline:
             **stats,
             **({"ground_truth": self.scorer.report()} if self.scorer is not None else {}),
         }
+
+    def _reduction(self) -> dict:
+        """``source.max_height`` at work: the size frames arrived at and the size everything
+        after worked at (nothing when no frame was reduced)."""
+        op = self.ops.source
+        if op.reduced_from is None:
+            return {}
+        h, w = op.reduced_from
+        rh, rw = reduced_size(h, w, op.max_height)
+        return {"reduced": {"from": [h, w], "to": [rh, rw], "max_height": op.max_height}}
 
     def _recorders(self) -> list[RecorderOp]:
         return [op for op in (self.ops.record, self.ops.shown_record) if op is not None]

@@ -32,6 +32,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_choice_arguments(parser)
     parser.add_argument("--eye", choices=["left", "right", "full"], help="which part of a stereo frame to use")
     parser.add_argument("--codec", choices=["mjpeg", "ffv1", "h264"], help="AVI codec (ffv1: lossless)")
+    parser.add_argument("--max-height", type=int, metavar="ROWS",
+                        help="frames taller than this are scaled down to it as they arrive (shape kept): the "
+                             "display, the engines' input, the overlay and the recording work at that size "
+                             "(default 0: never; a 4K source on a 1080p screen: 1080; docs/SOURCES.md)")
     parser.add_argument("--gate-every", type=int, metavar="N",
                         help="run the gate on every Nth frame only, the frames between holding its verdict "
                              "(1 to 10; default 1: every frame). Saves the gate's time on N-1 of N frames at "
@@ -96,6 +100,7 @@ def overrides(args: argparse.Namespace) -> dict:
         "segment": {"engine": args.seg, "threshold": args.threshold, **engine},
         "preprocess": {"eye": args.eye},
         "record": {"codec": args.codec},
+        "source": {"max_height": getattr(args, "max_height", None)},
     }
 
 

@@ -21,6 +21,7 @@ from nerveseg.engines.preprocess import Box, PreprocessConfig, Preprocessor
 from .steady import Hysteresis, MaskSmoother, SteadyConfig
 from .roi import Roi, check_roi, region_raster, restrict, roi_mask
 from .sources import Source
+from .sources.base import reduce
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,10 @@ class SourceOp(SourceOperator):
 
     name = "source"
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, max_height: int = 0):
         self.source = source
+        self.max_height = max_height  # source.max_height: taller frames are reduced here
+        self.reduced_from: tuple[int, int] | None = None  # the first reduced frame's (H, W)
         self._running = threading.Event()
         self._running.set()
         self.last_frame_ns: int | None = None
@@ -70,6 +73,24 @@ class SourceOp(SourceOperator):
             h, w = frame.image.shape[:2]
             log.warning("%s: %s; skipped", self.source.name, frame_size_problem(h, w))
 
+    def _reduce(self, frame: Frame) -> Frame:
+        """``frame`` at ``max_height`` rows (:func:`~.sources.base.reduce`). The time it
+        takes is the source's: it is added to the ``decode`` stamp (or is one, for a source
+        that has none)."""
+        t0 = now_ns()
+        image = reduce(frame.image, self.max_height)
+        t1 = now_ns()
+        if self.reduced_from is None:
+            self.reduced_from = frame.image.shape[:2]
+            log.info("%s: %dx%d frames reduced to %dx%d (source.max_height %d)", self.source.name,
+                     frame.image.shape[1], frame.image.shape[0], image.shape[1], image.shape[0], self.max_height)
+        # the decode stamp grows by the reduction's time (a file's frame may wait for its
+        # pace between the two: the stamp is the work, not that wait)
+        decode = [s for s in frame.stamps if s[0] == "decode"]
+        start, end = (decode[-1][1], decode[-1][2]) if decode else (t0, t0)
+        stamps = tuple(s for s in frame.stamps if s[0] != "decode") + (("decode", start, end + t1 - t0),)
+        return dataclasses.replace(frame, image=image, stamps=stamps)
+
     def pause(self) -> None:
         self._running.clear()
 
@@ -83,6 +104,8 @@ class SourceOp(SourceOperator):
             if too_small(frame.image.shape[:2]):
                 self._skip_small(frame)
                 continue
+            if self.max_height and frame.image.shape[0] > self.max_height:
+                frame = self._reduce(frame)
             if self.source.live:
                 if self._running.is_set():
                     yield frame

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import struct
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import numpy as np
 from nerveseg.engines.errors import UserError
 from nerveseg.engines.intervals import METHODS, bounded_mean_ci, wilson
 from nerveseg.engines.preprocess import Box, eye_box, resolve_layout
+
+from .sources.base import reduced_size
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -164,6 +167,23 @@ class TruthScorer:
     problems: list[str] = field(default_factory=list)
     scored: set[int] = field(default_factory=set)
     silent: dict[int, bool] = field(default_factory=dict)  # frame → shown as an unfamiliar view
+    max_height: int = 0  # source.max_height: frames reduced to this many rows, so are the masks
+
+    def _at_work_size(self, mask: np.ndarray) -> tuple[GroundTruth, np.ndarray]:
+        """The annotations as the pipeline sees them: a mask of a frame that
+        ``source.max_height`` reduces is reduced the same way (area averaging; a pixel is
+        nerve where most of what it covers is), with the truth's frame size to match."""
+        h, w = self.truth.frame_size
+        rh, rw = reduced_size(h, w, self.max_height)
+        if (rh, rw) == (h, w):
+            return self.truth, mask
+        if mask.shape[:2] == (h, w):
+            size = (rw, rh)
+        else:
+            e = eye_box(rh, rw, "left", self.truth.layout)
+            size = (e.width, e.height)
+        small = cv2.resize(np.where(mask > 0, 255, 0).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
+        return dataclasses.replace(self.truth, frame_size=(rh, rw)), (small >= 128).astype(np.uint8)
 
     def __call__(self, index: int, label: str, mask: np.ndarray | None, box: Box,
                  view_shape: tuple[int, int]) -> dict:
@@ -182,7 +202,8 @@ class TruthScorer:
             self.problems.append(f"{path}: " + ("cannot read mask" if raw is None else
                                                 f"mask is {raw.shape[1]}x{raw.shape[0]}, not as checked"))
             return row
-        true = truth_in_view(self.truth, raw if raw.ndim == 2 else raw[..., 0], box, self.eye)
+        truth, raw = self._at_work_size(raw if raw.ndim == 2 else raw[..., 0])
+        true = truth_in_view(truth, raw, box, self.eye)
         if true.shape != tuple(view_shape):
             self.problems.append(f"{path}: frame {index} is not the size the annotations were checked against")
             return row

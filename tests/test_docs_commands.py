@@ -99,6 +99,8 @@ def test_every_doc_command_parses_and_its_files_exist_or_are_made_earlier(doc):
         inputs, outputs = _paths(args, parser)
         if args.command == "synth" and getattr(args, "out", None):
             outputs.append(str(args.out).rstrip("/"))
+            if str(args.out).endswith(".mp4"):  # synth video writes its annotations beside: OUT.gt/
+                outputs.append(str(Path(args.out).with_suffix(".gt")))
         for path in inputs:
             if not (REPO / path).exists() and not _made(path, made):
                 problems.append(f"{path} neither in the repository nor made earlier in {doc.name}: {command}")

@@ -1,6 +1,7 @@
 """4K (3840×2160) side by side: the synthetic generator makes it, the preprocessor's
 engine input costs a third (two resizes, the first by exactly 2) without changing 1080p,
-and ``bench --modes 4k`` serves a 4K file live at its rate and reports drops and delays."""
+and ``bench --modes 4k`` serves a 4K file and a capture card live at their rate, at full
+size and at the screen's, and reports drops and delays against the target."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_synth_video_makes_a_4k_side_by_side_clip(tmp_path):
     assert len(masks) == 2 and cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).shape == (2160, 1920)
 
 
-def test_bench_4k_mode_serves_the_file_live_and_reports_drops_and_delay(tmp_path, tiny_engines, capsys):
+def test_bench_4k_mode_serves_the_file_and_a_capture_card_at_full_and_screen_size(tmp_path, tiny_engines, capsys):
     video = write_video(tmp_path / "uhd.mp4", frames=24, fps=30, height=2160, width=3840)
     out = tmp_path / "bench"
     # The mode's reporting is under test here, not the priorities: inference not lowered, so
@@ -53,17 +54,28 @@ def test_bench_4k_mode_serves_the_file_live_and_reports_drops_and_delay(tmp_path
     config.write_text("display:\n  inference_nice: 0\n")
     assert main(["bench", str(video), "--gate", str(tiny_engines[0]), "--seg", str(tiny_engines[1]),
                  "--config", str(config), "--modes", "4k", "--uhd-video", str(video), "--frames", "4",
-                 "--out", str(out)]) == 0
-    result = json.loads((out / "bench.json").read_text())["4k"]
-    assert result["size"] == [2160, 3840] and result["fps_offered"] == pytest.approx(30)
-    # passthrough: the display and inference take frames apart (a frame may be shown and
-    # skipped by inference), so each adds up on its own
-    assert result["offered"] == 24 and 0 < result["shown"] <= 24 and result["processed"] + result["dropped"] <= 24
-    assert result["dropped_fraction"] == pytest.approx(1 - result["shown"] / 24, abs=1e-4)
-    assert result["annotation_delay_ms"]["p99"] > 0 and 0 < result["inference_fps"] <= 31 and 0 < result["shown_fps"] <= 31 and result["shown_with_mask"] > 0
-    assert {"decode", "preprocess", "gate"} <= set(result["stages_ms"])
+                 "--uhd-card-frames", "12", "--out", str(out)]) == 0
+    rows = json.loads((out / "bench.json").read_text())["4k"]["rows"]
+    assert [(r["source"], r["max_height"]) for r in rows] == [("file", 0), ("file", 1080),
+                                                              ("capture card", 0), ("capture card", 1080)]
+    for row in rows:
+        offered = 24  # the file's 24 frames; the card: 12 held, offered twice
+        assert row["size"] == [2160, 3840] and row["fps_offered"] == pytest.approx(30)
+        assert row["worked_at"] == ([2160, 3840] if row["max_height"] == 0 else [1080, 1920])
+        # passthrough: the display and inference take frames apart (a frame may be shown and
+        # skipped by inference), so each adds up on its own
+        assert row["offered"] == offered and 0 < row["shown"] <= offered
+        assert row["processed"] + row["dropped"] <= offered
+        assert row["dropped_fraction"] == pytest.approx(1 - row["shown"] / offered, abs=1e-4)
+        assert row["annotation_delay_ms"]["p99"] > 0 and row["shown_with_mask"] > 0
+        assert 0 < row["inference_fps"] <= 31 and 0 < row["shown_fps"] <= 31
+        assert {"decode", "preprocess", "gate"} <= set(row["stages_ms"])
+        met = row["dropped_fraction"] < 0.01 and row["annotation_delay_ms"]["p99"] <= 100
+        assert row["target"]["met"] == met
     printed = capsys.readouterr().out
-    assert "4k 3840x2160 file served live at 30 FPS" in printed and "annotation delay p50" in printed
+    assert "4k 3840x2160 file served live at 30 FPS, worked at 3840x2160" in printed
+    assert "4k 3840x2160 capture card served live at 30 FPS, worked at 1920x1080" in printed
+    assert "target (< 1 % dropped, annotation p99 <= 100 ms)" in printed
 
 
 def test_bench_4k_with_a_missing_video_is_one_line(tmp_path, tiny_engines, capsys):

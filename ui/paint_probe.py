@@ -19,14 +19,11 @@ from PyQt6.QtCore import QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
 from nerveseg.realtime.frames import Rendered, now_ns
-from nerveseg.realtime.display_probe import Handoff, Shown, run_until_done
+from nerveseg.realtime.display_probe import SCREEN, Handoff, Shown, run_until_done
 from nerveseg.realtime.priority import realtime_while
 
 from .bridge import Bridge
 from .frame_view import FrameView
-
-#: the operating-room monitor the view fills
-SCREEN = (1920, 1080)
 
 
 def _choose_platform() -> None:

@@ -99,3 +99,27 @@ def to_rgb(bgr) -> np.ndarray | None:
     if bgr.ndim == 3 and bgr.shape[2] in (3, 4):
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if bgr.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
     return None
+
+
+def reduced_size(height: int, width: int, max_height: int) -> tuple[int, int]:
+    """``(H, W)`` of a ``height`` × ``width`` frame brought to at most ``max_height`` rows,
+    its shape kept (0: never reduced). A whole factor (4K to 1080: 2) divides both sides
+    exactly; otherwise the width is rounded to an even number, so a side-by-side frame's
+    eyes stay the same width."""
+    if not max_height or height <= max_height:
+        return height, width
+    factor = height // max_height
+    if height % max_height == 0 and width % factor == 0:
+        return max_height, width // factor
+    return max_height, max(2, 2 * round(width * max_height / height / 2))
+
+
+def reduce(image: np.ndarray, max_height: int) -> np.ndarray:
+    """``image`` brought to :func:`reduced_size` by area averaging (each new pixel the mean
+    of the pixels it covers: no aliasing of the fine tissue texture; a whole factor of 2 is
+    OpenCV's fast path); the image itself when it is not taller than ``max_height``."""
+    h, w = image.shape[:2]
+    new = reduced_size(h, w, max_height)
+    if new == (h, w):
+        return image
+    return cv2.resize(image, (new[1], new[0]), interpolation=cv2.INTER_AREA)
