@@ -34,6 +34,9 @@ from .frames import now_ns
 
 DISPLAY_MODES = ("auto", "passthrough", "per-frame")
 AGE_MS = Range(1.0, 10_000.0)
+#: ``display.scale: auto`` shows a picture one frame pixel per screen pixel when fitting it
+#: to the window would enlarge it by this factor or less, and fits it otherwise
+AUTO_NATIVE_UP = 1.25
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,11 @@ class DisplayConfig:
 
     mode: str = bounded("auto", DISPLAY_MODES)
     # fit: the picture scaled to fill the window; native: one frame pixel per screen pixel
-    # when the picture fits (no scaling: the cheapest paint, the sharpest picture), else fit
-    scale: str = bounded("fit", ("fit", "native"))
+    # when the picture fits (no scaling: the cheapest paint, the sharpest picture), else fit;
+    # auto: native when fitting would only enlarge the picture a little (at most
+    # AUTO_NATIVE_UP: a 944-px eye in a 1080-px window), else fit (a small camera picture
+    # still fills the screen)
+    scale: str = bounded("auto", ("auto", "fit", "native"))
     fade_after_ms: float = bounded(100.0, AGE_MS, why="the overlay's age at which it starts to fade")
     hide_after_ms: float = bounded(250.0, AGE_MS, why="the overlay's age at which it is hidden")
     # passthrough: the inference threads' OS priority lowered by this (nice; 0: not lowered),
@@ -62,6 +68,15 @@ class DisplayConfig:
         if self.hide_after_ms <= self.fade_after_ms:
             raise ValueError(f"display.hide_after_ms ({self.hide_after_ms:g}) must be above "
                              f"display.fade_after_ms ({self.fade_after_ms:g})")
+
+    def native(self, picture: tuple[int, int], window: tuple[int, int]) -> bool:
+        """Whether a ``picture`` ``(w, h)`` is shown one pixel per screen pixel in a
+        ``window`` ``(w, h)``: it must fit; ``native`` then always, ``auto`` when fitting
+        would enlarge it by :data:`AUTO_NATIVE_UP` or less, ``fit`` never."""
+        (w, h), (ww, wh) = picture, window
+        if self.scale == "fit" or w > ww or h > wh or w <= 0 or h <= 0:
+            return False
+        return self.scale == "native" or min(ww / w, wh / h) <= AUTO_NATIVE_UP
 
     def passthrough(self, live: bool) -> bool:
         return self.mode == "passthrough" or (self.mode == "auto" and live)

@@ -445,6 +445,43 @@ def test_native_scale_shows_one_frame_pixel_per_screen_pixel(qtbot):
         config_mod.from_dict({"display": {"scale": "zoom"}}, "run.yaml")
 
 
+@pytest.mark.parametrize("picture, window, scale, native", [
+    ((944, 944), (1920, 1080), "auto", True),     # the sample's eye in a 1080p window: fitting enlarges 1.14x
+    ((640, 480), (1920, 1080), "auto", False),    # a small camera picture: fitting enlarges 2.25x, so fit
+    ((1888, 1888), (1920, 1080), "auto", False),  # larger than the window: scaled down to fit
+    ((864, 864), (1080, 1080), "auto", True),     # exactly 1.25x: native
+    ((863, 863), (1080, 1080), "auto", False),    # just over: fit
+    ((944, 944), (1920, 1080), "fit", False),
+    ((640, 480), (1920, 1080), "native", True),
+])
+def test_auto_scale_shows_a_nearly_fitting_picture_one_to_one(picture, window, scale, native):
+    """``display.scale: auto`` (the default): a picture that fitting would enlarge by at most
+    1.25x is shown one frame pixel per screen pixel (the sharpest picture, no resize in the
+    paint: docs/LIVE.md); a smaller one still fills the window, a larger one is fitted."""
+    assert DisplayConfig().scale == "auto"
+    assert DisplayConfig(scale=scale).native(picture, window) is native
+
+
+def test_the_view_shows_the_sample_eye_one_to_one_by_default(qtbot):
+    from types import SimpleNamespace
+
+    from nerveseg.ui.frame_view import FrameView
+
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    frame = np.zeros((250, 250, 3), np.uint8)
+    frame[::2, ::2] = (255, 255, 255)
+    view.set_frame(SimpleNamespace(image=frame, index=1, frame=SimpleNamespace(captured_ns=now_ns())))
+    rect = view.image_rect()
+    assert (rect.width(), rect.height(), rect.x(), rect.y()) == (250, 250, 75, 25)  # 1.2x to fit: shown 1:1
+    view.repaint()
+    shot = view.grab().toImage()
+    assert shot.pixelColor(75, 25).red() == 255 and shot.pixelColor(76, 25).red() == 0
+
+
 class NiceTap(Operator):
     """A tap (an inference-side consumer of the overlay's output) noting its thread's priority."""
 

@@ -161,15 +161,15 @@ class FrameView(QWidget):
         self.state = state
         self.update()
 
-    def _frame_size(self) -> tuple[int, int]:
+    def frame_size(self) -> tuple[int, int]:
         """The frame's ``(width, height)`` in pixels."""
         return self._array.shape[1], self._array.shape[0]
 
     def image_rect(self) -> QRectF | None:
         if self._array is None:
             return None
-        w, h = self._frame_size()
-        if self.display.scale == "native" and w <= self.width() and h <= self.height():
+        w, h = self.frame_size()
+        if self.display.native((w, h), (self.width(), self.height())):
             return QRectF((self.width() - w) // 2, (self.height() - h) // 2, w, h)  # whole pixels: no resize
         return fit_rect(w, h, QRectF(self.rect()))
 
@@ -178,14 +178,14 @@ class FrameView(QWidget):
         target = self.image_rect()
         if target is None:
             return None
-        w, h = self._frame_size()
+        w, h = self.frame_size()
         x = (pos.x() - target.x()) * w / target.width()
         y = (pos.y() - target.y()) * h / target.height()
         return int(min(max(x, 0), w)), int(min(max(y, 0), h))
 
     def from_frame(self, x: float, y: float) -> QPointF:
         target = self.image_rect()
-        w, h = self._frame_size()
+        w, h = self.frame_size()
         return QPointF(target.x() + x * target.width() / w, target.y() + y * target.height() / h)
 
     # -- drawing a region --------------------------------------------------------------
@@ -293,7 +293,7 @@ class FrameView(QWidget):
         if cached is None or any(a is not b for a, b in zip(cached[0][:2], key[:2])) or cached[0][2:] != key[2:]:
             bgrx = cv2.cvtColor(self._array, cv2.COLOR_RGB2BGRA)  # Format_RGB32's byte order, ready to blit
             blend_bgrx(bgrx, layer, self.layer_alpha)  # as composite() does for a recording
-            if (w, h) != self._frame_size():  # converted first: 4-channel resizing is faster
+            if (w, h) != self.frame_size():  # converted first: 4-channel resizing is faster
                 larger = w > bgrx.shape[1]
                 bgrx = cv2.resize(bgrx, (w, h), interpolation=cv2.INTER_LINEAR if larger else cv2.INTER_AREA)
             image = QImage(bgrx.data, w, h, bgrx.strides[0], QImage.Format.Format_RGB32)

@@ -118,7 +118,7 @@ class QtPaintProbe:
     def drive(self, pipeline, tick: Callable[[], None], deadline_s: float) -> None:
         """Run ``pipeline`` to its end, painting; with ``display.realtime_priority`` (live
         passthrough) this GUI thread runs real-time meanwhile, as the view's does."""
-        priority = pipeline.config.display.realtime_priority if pipeline.passthrough and pipeline.live else 0
+        priority = pipeline.config.display.realtime()[0] if pipeline.passthrough and pipeline.live else 0
         with realtime_while(priority) as self.gui_realtime:
             run_until_done(pipeline, tick, deadline_s, self._events)
             self._events(0.1)  # the last frame's paint
@@ -147,12 +147,23 @@ class QtPaintProbe:
                 out.append(Shown(index, h.captured_ns, h.stamps, h.segmented, h.handoff_ns, received, painted))
         return out
 
+    def picture(self) -> str:
+        """How the last frame was shown in the window: its size, and 1:1 or scaled."""
+        rect = self.view.image_rect()
+        if rect is None:
+            return "no frame"
+        w, h = self.view.frame_size()
+        how = "one frame pixel per screen pixel" if (rect.width(), rect.height()) == (w, h) else (
+            f"scaled to {rect.width():.0f}x{rect.height():.0f}")
+        return f"the {w}x{h} picture {how} (display.scale {self.view.display.scale})"
+
     def describe(self) -> dict:
         return {"method": self.method, "platform": self.app.platformName(),
                 "on_screen_means": (f"the end of the view's paint of the frame (nerveseg.ui FrameView, "
-                                    f"{self.view.width()}x{self.view.height()}, Qt platform "
+                                    f"{self.view.width()}x{self.view.height()}, {self.picture()}, Qt platform "
                                     f"'{self.app.platformName()}'); the compositor, the display's refresh and "
                                     f"the monitor's input lag come on top"),
+                "picture": self.picture(),
                 "fallback_reason": None, "not_shown_at_view": self.bridge.replaced + self._unpainted(),
                 "gui_thread_realtime": self.gui_realtime}
 
