@@ -69,7 +69,7 @@ def describe(hint: Any, allowed: Range | tuple = ()) -> str:
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe(a) for a in args)
+        return " or ".join(describe(a, allowed if isinstance(allowed, Range) else ()) for a in args)
     if origin is tuple:
         return f"a list of {len(args)} {describe(args[0]).removeprefix('a ')}s"
     span = f" {allowed.text()}" if isinstance(allowed, Range) and allowed.text() else ""

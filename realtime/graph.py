@@ -127,6 +127,8 @@ class Operator:
     #: the display path's capture thread: realtime/priority.py); ``realtime_note``: why not
     realtime: int = 0
     realtime_note: str | None = None
+    #: the real-time priority was asked for by number (a refusal is a warning), not ``auto``
+    realtime_asked: bool = True
 
     def setup(self) -> None:
         """Called once in the operator's thread before the first item."""
@@ -280,7 +282,8 @@ class Graph:
             if op.realtime:
                 op.realtime_note = to_realtime(op.realtime)
                 if op.realtime_note:
-                    log.warning("%s: real-time priority %s", op.name, op.realtime_note)
+                    (log.warning if op.realtime_asked else log.info)("%s: real-time priority %s", op.name,
+                                                                     op.realtime_note)
             op.setup()
             for child in self._inline_below(op):
                 child.setup()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import cv2
 import numpy as np
@@ -37,6 +37,9 @@ AGE_MS = Range(1.0, 10_000.0)
 #: ``display.scale: auto`` shows a picture one frame pixel per screen pixel when fitting it
 #: to the window would enlarge it by this factor or less, and fits it otherwise
 AUTO_NATIVE_UP = 1.25
+#: ``display.realtime_priority: auto``: the display path's threads at this real-time
+#: priority where the account may use the policy (docs/LIVE.md)
+AUTO_REALTIME = 10
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,22 @@ class DisplayConfig:
     inference_nice: int = bounded(10, Range(0, 19), why="how far the inference threads' priority is lowered")
     # passthrough, live: the display path's threads (capture and show; the GUI thread) run
     # under the kernel's real-time policy at this priority (SCHED_FIFO 1-99; 0: off), so
-    # they take a core the moment a frame is there (realtime/priority.py)
-    realtime_priority: int = bounded(0, Range(0, 99), why="the display path's real-time priority, 0: off")
+    # they take a core the moment a frame is there (realtime/priority.py); auto: at
+    # AUTO_REALTIME where the account may use the policy, else at the normal one, quietly
+    realtime_priority: Literal["auto"] | int = bounded(
+        "auto", Range(0, 99), why="the display path's real-time priority; 0: off; auto: 10 where the account may")
 
     def __post_init__(self) -> None:
         if self.hide_after_ms <= self.fade_after_ms:
             raise ValueError(f"display.hide_after_ms ({self.hide_after_ms:g}) must be above "
                              f"display.fade_after_ms ({self.fade_after_ms:g})")
+
+    def realtime(self) -> tuple[int, bool]:
+        """``(priority, asked)``: the display path's real-time priority (0: off), and whether it
+        was asked for by number (a refusal is then a warning; under ``auto`` it is only noted)."""
+        if self.realtime_priority == "auto":
+            return AUTO_REALTIME, False
+        return int(self.realtime_priority), True
 
     def native(self, picture: tuple[int, int], window: tuple[int, int]) -> bool:
         """Whether a ``picture`` ``(w, h)`` is shown one pixel per screen pixel in a

@@ -244,7 +244,7 @@ class NervePipeline:
             for op in (ops.gate, ops.segment, ops.overlay, ops.record, ops.log, ops.shown_record, *ops.taps):
                 op.nice = c.display.inference_nice
             if self.live:  # and, where allowed and asked, the capture thread (it shows inline) real-time
-                ops.source.realtime = c.display.realtime_priority
+                ops.source.realtime, ops.source.realtime_asked = c.display.realtime()
         sizes = {"q": c.queue_capacity, "1s": max(2, round(self.source.fps))}
         p = Graph("nerveseg")
         mode = "passthrough" if self.passthrough else "per-frame"

@@ -70,8 +70,8 @@ def add_display_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inference-nice", type=int, help="passthrough: how far the inference threads' OS "
                         "priority is lowered below the display path's, 0 to 19 (default 10; 0: not lowered)")
     parser.add_argument("--realtime-priority", type=int, help="live passthrough: run the display path's threads "
-                        "(capture, show, the window's) under the real-time policy at this priority, 1 to 99 "
-                        "(default 0: off; needs the right to, docs/LIVE.md)")
+                        "(capture, show, the window's) under the real-time policy at this priority, 1 to 99, "
+                        "0: off (default: auto, 10 where the account has the right to, else off; docs/LIVE.md)")
     parser.add_argument("--record-content", choices=["annotated", "as-shown"],
                         help="what a recording holds: annotated (each frame inference took, drawn with its "
                              "mask; the default) or as-shown (passthrough: every frame shown, with the overlay "

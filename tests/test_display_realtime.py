@@ -97,16 +97,27 @@ def test_live_passthrough_runs_capture_and_paint_real_time(tmp_path):
     assert summary["display"]["inference_priority"]["display_path_realtime"] == {
         "priority": 5, "capture_thread": "real-time (fifo)"}
     row = modes.live(FRAMES, 30.0, engines, config)  # the Qt paint probe, as bench and validate use it
-    assert row["display_realtime"] == {"priority": 5, "gui_thread": "real-time (fifo)",
+    assert row["display_realtime"] == {"priority": 5, "asked": 5, "gui_thread": "real-time (fifo)",
                                        "capture_thread": "real-time (fifo)"}
     assert "display path real-time (5)" in row["variant"] and row["shown"] > 0
     assert priority.policy_name() == "other"
 
 
-def test_off_by_default_and_for_files(tmp_path):
+def test_auto_by_default_off_when_asked_and_never_for_files(tmp_path, monkeypatch, caplog):
+    """``auto`` (the default): real-time where the account may, else the normal policy with a
+    note, not a warning; 0: off; a file replayed never (no live picture to serve)."""
     config = config_with(tmp_path)
-    assert config.display.realtime_priority == 0
-    pipeline = NervePipeline(config, source=MemorySource(FRAMES[:4], 30.0, 1), engines=Engines.load(config))
+    assert config.display.realtime_priority == "auto" and config.display.realtime() == (10, False)
+    shown = set()
+    if allowed():
+        pipeline = NervePipeline(config, source=MemorySource(FRAMES[:4], 30.0, 1), engines=Engines.load(config))
+        pipeline.subscribe(lambda r: shown.add(priority.policy_name()))
+        summary = pipeline.run()
+        assert shown == {"fifo"}
+        assert summary["display"]["inference_priority"]["display_path_realtime"] == {
+            "priority": 10, "capture_thread": "real-time (fifo)"}
+    off = config_with(tmp_path, realtime_priority=0)
+    pipeline = NervePipeline(off, source=MemorySource(FRAMES[:4], 30.0, 1), engines=Engines.load(off))
     shown = set()
     pipeline.subscribe(lambda r: shown.add(priority.policy_name()))
     summary = pipeline.run()
@@ -119,11 +130,28 @@ def test_off_by_default_and_for_files(tmp_path):
     pipeline.run()
     assert shown == {"other"}
 
+    # refused under auto: the run goes on at the normal policy, noted at INFO, no warning
+    def refuse(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    caplog.set_level("INFO")
+    for asked, level in (("auto", "INFO"), (7, "WARNING")):
+        caplog.clear()
+        cfg = config_with(tmp_path, realtime_priority=asked)
+        pipeline = NervePipeline(cfg, source=MemorySource(FRAMES[:4], 30.0, 1), engines=Engines.load(cfg))
+        summary = pipeline.run()
+        got = summary["display"]["inference_priority"]["display_path_realtime"]["capture_thread"]
+        assert got.startswith("not permitted") and summary["frames"] > 0
+        notes = [r for r in caplog.records if "real-time priority" in r.getMessage()]
+        assert notes and {r.levelname for r in notes} == {level}, (asked, [(r.levelname, r.getMessage()) for r in notes])
+
 
 def test_the_priority_is_checked_at_start_up(tmp_path, capsys):
     from nerveseg.commands.cli import main
 
-    with pytest.raises(UserError, match=r"display.realtime_priority = 120: must be a whole number within \[0, 99\]"):
+    with pytest.raises(UserError, match=r"display.realtime_priority = 120: must be one of 'auto' or a whole number "
+                                        r"within \[0, 99\]"):
         config_mod.from_dict({"display": {"realtime_priority": 120}})
     code = main(["run", "--source", str(tmp_path / "none.mp4"), "--gate", str(make_gate(tmp_path / "g.onnx")),
                  "--seg", str(make_segmenter(tmp_path / "s.onnx")), "--realtime-priority", "-1"])

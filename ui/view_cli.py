@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # The window's thread paints every frame: with display.realtime_priority it runs real-time
     # (the capture thread does so in each pipeline; realtime/priority.py).
-    realtime = config.display.realtime_priority if config.display.passthrough(True) else 0
+    realtime, asked = config.display.realtime() if config.display.passthrough(True) else (0, True)
     with realtime_while(realtime) as got:
         if realtime:
-            (log.info if got == status(realtime, None) else log.warning)(
+            (log.info if got == status(realtime, None) or not asked else log.warning)(
                 "the window's thread, real-time priority %d: %s", realtime, got)
         return _show(app, ViewWindow(config, engines, args.out), args, (width, height), roi)
 

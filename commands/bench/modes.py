@@ -239,9 +239,11 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
     channels = summary["channels"]
     offered = source.frame_count
     nice = config.display.inference_nice if pipeline.passthrough else None
-    realtime = config.display.realtime_priority if pipeline.passthrough else 0
+    source_op = pipeline.ops.source
+    realtime = source_op.realtime if pipeline.passthrough else 0
+    got = realtime and source_op.realtime_note is None  # auto where the account may not: not real-time
     variant = (report["display_mode"] + (", inference not lowered" if nice == 0 else "")
-               + (f", display path real-time ({realtime})" if realtime else ""))
+               + (f", display path real-time ({realtime})" if got else ""))
     return {"what": f"live at {fps:g} FPS, newest-frame policy, {variant} display",
             "display": report["display_mode"], "variant": variant, "inference_nice": nice, "screen": where["on_screen_means"], "fps_offered": fps,
             "offered": offered, "processed": summary["frames"], "shown": len(shown), "dropped": summary["dropped"],
@@ -253,9 +255,9 @@ def live(frames: list[np.ndarray], fps: float, engines: Engines, config: Pipelin
             "queue_high_water": {name: c["high_water"] for name, c in channels.items()},
             "stages_ms": summary["stages_ms"], "note": summary["note"],
             # the display path's threads under the real-time policy: asked, and what each got
-            "display_realtime": {"priority": realtime, "gui_thread": where.get("gui_thread_realtime"),
-                                 "capture_thread": status(pipeline.ops.source.realtime,
-                                                          pipeline.ops.source.realtime_note)},
+            "display_realtime": {"priority": realtime, "asked": config.display.realtime_priority,
+                                 "gui_thread": where.get("gui_thread_realtime"),
+                                 "capture_thread": status(source_op.realtime, source_op.realtime_note)},
             "video_delay_values": video["per_frame"]["delay_ms"],
             "annotation_delay_values": annotation["per_frame"]["delay_ms"]}
 
