@@ -104,16 +104,18 @@ class SourceOp(SourceOperator):
             if too_small(frame.image.shape[:2]):
                 self._skip_small(frame)
                 continue
-            if self.max_height and frame.image.shape[0] > self.max_height:
-                frame = self._reduce(frame)
             if self.source.live:
                 if self._running.is_set():
-                    yield frame
-                continue
+                    yield self._sized(frame)
+                continue  # paused: read and let go, never reduced
             while not self._running.wait(0.05):
                 if stop.is_set():
                     return
-            yield frame
+            yield self._sized(frame)
+
+    def _sized(self, frame: Frame) -> Frame:
+        """``frame``, reduced when it is taller than ``max_height``."""
+        return self._reduce(frame) if self.max_height and frame.image.shape[0] > self.max_height else frame
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
