@@ -437,3 +437,22 @@ def test_frame_view_scales_the_picture_itself_with_the_right_colours(qtbot, tmp_
     pixels = grab(view, tmp_path / "fv2.png")
     rect = view.image_rect()
     assert tuple(pixels[round(rect.y()) + 5, round(rect.center().x())]) == (0, 0, 255), "the new frame, not the cache"
+
+
+def test_frames_taller_than_the_screen_get_a_one_time_hint(make_window, qtbot, tmp_path):
+    """A source whose frames are taller than the screen (a 4K stereoscope on a 1080p monitor)
+    and no ``source.max_height``: the window says once what --max-height would do."""
+    window = make_window()
+    rows = window.screen_rows()
+    tall = write_video(tmp_path / "tall.mp4", frames=6, fps=24, height=rows + 16, width=2 * (rows + 16))
+    window.open_source(str(tall))
+    qtbot.waitUntil(lambda: any("--max-height" in m for m in window.messages), timeout=10000)
+    hints = [m for m in window.messages if "--max-height" in m]
+    assert len(hints) == 1 and f"{2 * (rows + 16)}x{rows + 16} frames on a {rows}-row screen" in hints[0]
+    assert f"--max-height {rows}" in hints[0]
+    # a source that fits says nothing
+    small = write_video(tmp_path / "small.mp4", frames=6, fps=24)
+    before = len(window.messages)
+    window.open_source(str(small))
+    wait_frames(qtbot, window, 3)
+    assert not any("--max-height" in m for m in window.messages[before:])

@@ -15,7 +15,8 @@ from typing import Callable
 
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
-from PyQt6.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QMainWindow, QSlider, QToolBar
+from PyQt6.QtWidgets import (QApplication, QComboBox, QFileDialog, QInputDialog, QLabel, QMainWindow, QSlider,
+                             QToolBar)
 
 from nerveseg.realtime.config import PipelineConfig
 from nerveseg.engines.errors import UserError
@@ -57,6 +58,8 @@ class ViewWindow(QMainWindow):
         self.view.set_state(SourceState("no source", "open a video (Ctrl+O) or a camera (Ctrl+K)"))
         self.setCentralWidget(self.view)
         self.frames_shown = 0
+        self._max_height = config.source.max_height
+        self._size_told = False  # the hint below, once per source
         self.messages: list[str] = []  # everything told to the operator, newest last
         self.recording_path: str | None = None
         self._closed = False
@@ -285,6 +288,22 @@ class ViewWindow(QMainWindow):
         if rendered is not None:
             self.view.set_frame(rendered)
             self.frames_shown += 1
+            if not self._size_told:
+                self._size_told = True
+                self._hint_size(rendered.frame.image.shape[0], rendered.frame.image.shape[1])
+
+    def screen_rows(self) -> int:
+        """The rows of the screen the window is on, in device pixels."""
+        screen = self.screen() or QApplication.primaryScreen()
+        return round(screen.geometry().height() * screen.devicePixelRatio())
+
+    def _hint_size(self, height: int, width: int) -> None:
+        """Frames taller than the screen, and ``source.max_height`` not set: say once that
+        every stage could work at the size shown (a 4K source on a 1080p monitor)."""
+        rows = self.screen_rows()
+        if not self._max_height and height > rows:
+            self.tell(f"{width}x{height} frames on a {rows}-row screen: --max-height {rows} (source.max_height) "
+                      f"would do every stage at the size shown, with masks sooner (docs/SOURCES.md)")
 
     def _on_layer_ready(self) -> None:
         layer = self.bridge.take_layer()
@@ -293,6 +312,7 @@ class ViewWindow(QMainWindow):
 
     def _on_status(self, state: SourceState) -> None:
         if state.state == "starting":  # a new source: the old one's drawing, overlay and pause are gone
+            self._size_told = False
             self.view.cancel_drawing()
             self.view.layer = None
             self.pause_action.setChecked(False)
