@@ -51,9 +51,13 @@ class MemorySource(Source):
             if pacer is not None:
                 pacer.wait(stop)
             t = now_ns()
-            yield Frame(index, t, self.images[index % len(self.images)], pts=index / self.fps,
-                        stamps=(("decode", t, t),))
+            image = self.image(index)
+            yield Frame(index, t, image, pts=index / self.fps, stamps=(("decode", t, now_ns()),))
         self.status.set("ended", "end of frames")
+
+    def image(self, index: int) -> np.ndarray:
+        """Frame ``index`` as offered (its time is the frame's ``decode`` stamp)."""
+        return self.images[index % len(self.images)]
 
 
 def card_frames_of(video: str | Path, limit: int) -> tuple[list[np.ndarray], float]:
@@ -63,31 +67,16 @@ def card_frames_of(video: str | Path, limit: int) -> tuple[list[np.ndarray], flo
     return [cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420) for image in images], fps
 
 
-class CardSource(Source):
+class CardSource(MemorySource):
     """A live capture card, modelled: ``planes`` (I420, from :func:`card_frames_of`) offered
     ``loops`` times over at ``fps``, each converted to RGB as it is offered, as the camera
     source converts a driver's frame (``to_rgb``). The capture stamp is the moment a frame is
     offered; the conversion is the source's ``decode`` stamp, and in the video delay."""
 
-    live = True
-
     def __init__(self, planes: list[np.ndarray], fps: float, loops: int = 1, name: str = "capture card"):
-        super().__init__()
-        if not planes:
-            raise ValueError("CardSource needs at least one frame")
-        self.planes, self.fps, self.loops, self.name = planes, fps, loops, name
-        self.frame_count = len(planes) * loops
+        super().__init__(planes, fps, loops, name, live=True)
         height, width = planes[0].shape[:2]
         self.size = (height * 2 // 3, width)
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        self.status.set("ok")
-        pacer = Pacer(self.fps)
-        for index in range(self.frame_count):
-            if stop.is_set():
-                break
-            pacer.wait(stop)
-            t = now_ns()
-            image = cv2.cvtColor(self.planes[index % len(self.planes)], cv2.COLOR_YUV2RGB_I420)
-            yield Frame(index, t, image, pts=index / self.fps, stamps=(("decode", t, now_ns()),))
-        self.status.set("ended", "end of frames")
+    def image(self, index: int) -> np.ndarray:
+        return cv2.cvtColor(super().image(index), cv2.COLOR_YUV2RGB_I420)

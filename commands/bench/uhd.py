@@ -70,8 +70,8 @@ def measure(video: Path, engines: Engines, config: PipelineConfig, screen: str =
             at = dataclasses.replace(config, source=dataclasses.replace(config.source, max_height=max_height))
             source = (VideoFileSource(video, pace=True) if kind == "file"
                       else CardSource(planes, fps, loops=2, name=f"{video} (capture card model)"))
-            row = served(source, engines, at, screen)
-            rows.append({**row, "source": kind, "max_height": max_height, "target": verdict(row)})
+            row = served(source, kind, engines, at, screen)
+            rows.append({**row, "max_height": max_height, "target": verdict(row)})
     return {"video": str(video), "rows": rows, "target": TARGET}
 
 
@@ -85,8 +85,8 @@ def verdict(row: dict) -> dict:
     return {"met": met, "dropped_fraction": dropped, "annotation_p99_ms": p99}
 
 
-def served(source, engines: Engines, config: PipelineConfig, screen: str = "qt") -> dict:
-    """``source`` served live at its rate (newest-frame policy, the configured display
+def served(source, kind: str, engines: Engines, config: PipelineConfig, screen: str = "qt") -> dict:
+    """``source`` (a ``kind``: file, capture card) served live at its rate (newest-frame policy, the configured display
     mode, nothing recorded), measured as the ``live`` mode and ``nerveseg validate`` measure:
     frames shown and dropped, the rates of frames shown and of frames inference took, video
     and annotation delay (capture → painted on ``screen``), and each stage's time."""
@@ -109,9 +109,8 @@ def served(source, engines: Engines, config: PipelineConfig, screen: str = "qt")
     report = delay_report(shown, source.fps, {}, layers)
     offered = source.frame_count or summary["frames"]
     size = source.size
-    return {"what": f"{size[1]}x{size[0]} {'file' if isinstance(source, VideoFileSource) else 'capture card'} "
-                    f"served live at {source.fps:g} FPS",
-            "video": source.name, "size": list(size), "display": report["display_mode"],
+    return {"what": f"{size[1]}x{size[0]} {kind} served live at {source.fps:g} FPS",
+            "source": kind, "video": source.name, "size": list(size), "display": report["display_mode"],
             "fps_offered": source.fps, "offered": offered, "processed": summary["frames"], "shown": len(shown),
             "shown_with_mask": report["frames"]["shown_with_mask"],
             "dropped": summary["dropped"], "dropped_fraction": round(1 - len(shown) / offered, 4) if offered else None,
