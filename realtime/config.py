@@ -43,7 +43,9 @@ class SourceConfig:
     ``spec`` by capture time into one side-by-side frame. ``max_height``: frames taller than
     this are scaled down to it (their shape kept) as they arrive, so the display, the
     engines' input, the overlay and the recording all work at that size: the size shown
-    on the screen, not larger (a 4K source on a 1080p monitor: 1080). 0: never."""
+    on the screen, not larger (a 4K source on a 1080p monitor: 1080). 0: never.
+    ``read_ahead_ms``: a video file played at its rate is decoded up to this far ahead of
+    its clock, at the lowest priority (:class:`~.sources.file.VideoFileSource`); 0: in step."""
 
     spec: str = ""
     pace: bool = False
@@ -51,6 +53,7 @@ class SourceConfig:
     camera: CameraMode = field(default_factory=CameraMode)
     right: str | None = None
     max_height: int = bounded(0, Range(0, 100_000), why="rows; 0 keeps every frame its size")
+    read_ahead_ms: int = bounded(1000, Range(0, 10_000), why="ms of a file played at its rate decoded ahead; 0: in step")
 
     def __post_init__(self) -> None:
         if 0 < self.max_height < MIN_MAX_HEIGHT:

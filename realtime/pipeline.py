@@ -174,7 +174,8 @@ class NervePipeline:
         if scorer is not None:
             scorer.max_height = config.source.max_height  # its masks reduced as the frames are
         s = config.source
-        self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right)
+        self.source = source or open_source(s.spec, pace=s.pace, camera=s.camera, right=s.right,
+                                            read_ahead_ms=s.read_ahead_ms)
         self.engines = engines or Engines.load(config)
         self.live = self.source.live if config.source.live is None else config.source.live
         self.passthrough = config.display.passthrough(self.live)

@@ -54,11 +54,18 @@ class SourceOp(SourceOperator):
     def __init__(self, source: Source, max_height: int = 0):
         self.source = source
         self.max_height = max_height  # source.max_height: taller frames are reduced here
-        self.reduced_from: tuple[int, int] | None = None  # the first reduced frame's (H, W)
+        self._reduced_from: tuple[int, int] | None = None  # the first frame reduced here: (H, W)
+        # a source that reduces its frames itself (a file, in its reader thread) is asked to
+        self.at_source = bool(max_height) and source.reduce_to(max_height)
         self._running = threading.Event()
         self._running.set()
         self.last_frame_ns: int | None = None
         self.received = 0
+
+    @property
+    def reduced_from(self) -> tuple[int, int] | None:
+        """The size of the first frame reduced, here or by the source; None: none was."""
+        return self._reduced_from or getattr(self.source, "reduced_from", None)
 
     @property
     def paused(self) -> bool:
@@ -80,8 +87,8 @@ class SourceOp(SourceOperator):
         t0 = now_ns()
         image = reduce(frame.image, self.max_height)
         t1 = now_ns()
-        if self.reduced_from is None:
-            self.reduced_from = frame.image.shape[:2]
+        if self._reduced_from is None:
+            self._reduced_from = frame.image.shape[:2]
             log.info("%s: %dx%d frames reduced to %dx%d (source.max_height %d)", self.source.name,
                      frame.image.shape[1], frame.image.shape[0], image.shape[1], image.shape[0], self.max_height)
         # the decode stamp grows by the reduction's time (a file's frame may wait for its

@@ -68,7 +68,7 @@ def measure(video: Path, engines: Engines, config: PipelineConfig, screen: str =
     for kind in ("file", "capture card"):
         for max_height in (0, reduced):
             at = dataclasses.replace(config, source=dataclasses.replace(config.source, max_height=max_height))
-            source = (VideoFileSource(video, pace=True) if kind == "file"
+            source = (VideoFileSource(video, pace=True, read_ahead_ms=config.source.read_ahead_ms) if kind == "file"
                       else CardSource(planes, fps, loops=2, name=f"{video} (capture card model)"))
             row = served(source, kind, engines, at, screen)
             rows.append({**row, "max_height": max_height, "target": verdict(row)})

@@ -28,11 +28,13 @@ __all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraMode", "CameraSource", "SourceOpt
 class SourceOptions:
     """What a source kind may use besides its spec: ``pace`` (release file frames at
     their rate), ``camera`` (the mode to ask a camera for), ``opener`` (a camera's
-    driver boundary; tests pass a scripted device)."""
+    driver boundary; tests pass a scripted device), ``read_ahead_ms`` (how far a file
+    played at its rate may be decoded ahead of its clock)."""
 
     pace: bool = False
     camera: CameraMode = CameraMode()
     opener: Callable | None = None
+    read_ahead_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,19 @@ SOURCES: tuple[SourceKind, ...] = (
     SourceKind("camera", is_camera, _camera),
     SourceKind("stream", is_stream, lambda spec, o: StreamSource(spec)),
     SourceKind("folder", lambda spec: Path(spec).is_dir(), lambda spec, o: ImageFolderSource(spec, pace=o.pace)),
-    SourceKind("file", lambda spec: True, lambda spec, o: VideoFileSource(spec, pace=o.pace)),
+    SourceKind("file", lambda spec: True, lambda spec, o: VideoFileSource(spec, pace=o.pace,
+                                                                           read_ahead_ms=o.read_ahead_ms)),
 )
 
 
 def open_source(spec: str | int, pace: bool | None = None, camera: CameraMode = CameraMode(),
-                opener: Callable | None = None, right: str | None = None) -> Source:
+                opener: Callable | None = None, right: str | None = None, read_ahead_ms: int = 0) -> Source:
     """A source from a command-line spec (see :data:`SOURCES`). ``pace`` defaults to
     False for files and folders (replay as fast as possible); cameras and streams are live.
     ``right``: a second device for the right eye; the two are paired by capture time into
-    one side-by-side frame (:class:`PairedSource`)."""
-    options = SourceOptions(bool(pace), camera, opener)
+    one side-by-side frame (:class:`PairedSource`). ``read_ahead_ms``: see
+    :class:`VideoFileSource`."""
+    options = SourceOptions(bool(pace), camera, opener, read_ahead_ms)
     if right:
         return PairedSource(_open(spec, options), _open(right, options))
     return _open(spec, options)

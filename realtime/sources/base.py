@@ -61,10 +61,12 @@ class Pacer:
     def __init__(self, fps: float):
         self.period_ns = int(1e9 / fps)
         self._next_ns: int | None = None
+        self.late = 0  # times it fell over a period behind and re-anchored (slow decoder, pause)
 
     def wait(self, stop: threading.Event) -> None:
         now = now_ns()
         if self._next_ns is None or now - self._next_ns > self.period_ns:
+            self.late += self._next_ns is not None
             self._next_ns = now
         elif self._next_ns > now:
             stop.wait((self._next_ns - now) / 1e9)
@@ -87,6 +89,12 @@ class Source:
 
     def describe(self) -> dict:
         return {"source": self.name, "fps": self.fps, "skipped": self.skipped}
+
+    def reduce_to(self, max_height: int) -> bool:
+        """Asked by the pipeline (``source.max_height``): bring frames taller than
+        ``max_height`` to it before handing them on. True when this source does so itself
+        (where it is cheaper, or where it holds frames); False leaves it to the caller."""
+        return False
 
 
 def to_rgb(bgr) -> np.ndarray | None:

@@ -7,9 +7,11 @@ deadline (:mod:`.stall`): a replay always ends, with everything that could be de
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -19,10 +21,19 @@ import numpy as np
 from nerveseg.engines.errors import UserError
 
 from ..frames import Frame, now_ns
+from ..priority import lower_this_thread
 from ..stall import Stalled, with_deadline
-from .base import Pacer, Source
+from .base import Pacer, Source, reduce, reduced_size
 
 log = logging.getLogger(__name__)
+
+#: decoded frames waiting for the consumer when a file is not read ahead
+IN_STEP = 2
+#: the most memory the frames read ahead may hold (1080p side by side: 41 frames)
+READ_AHEAD_MB = 256
+#: how far a decoder reading ahead is lowered (nice): the lowest priority. Ahead of its
+#: clock it can wait; the picture and inference, which cannot, go first.
+DECODER_NICE = 19
 
 
 class VideoFileSource(Source):
@@ -41,10 +52,18 @@ class VideoFileSource(Source):
     average rate, or the median spacing of its first frames when that is implausible.
     ``Frame.position`` is the frame's place in the file counting undecodable frames too
     (:class:`Positions`), so ``replay --gt`` scores each frame on its own annotation.
+
+    Played live (``pace``) with ``read_ahead_ms``, the reader decodes up to that much of
+    the file ahead of its clock (at most :data:`READ_AHEAD_MB` of frames) at the lowest
+    priority: the picture and inference go first, and the frames read ahead carry the
+    decoder through a stretch of the file that costs more than a frame's time to decode
+    (docs/SOURCES.md, *Frames larger than the screen*). ``late`` in the summary counts the
+    times the file fell behind its clock anyway. Frames taller than ``reduce_to``'s
+    height are reduced in the reader thread, so those read ahead are held at that size.
     """
 
     def __init__(self, path: str | Path, pace: bool = False, decoder_threads: int = 0,
-                 stall_timeout: float = 5.0):
+                 stall_timeout: float = 5.0, read_ahead_ms: int = 0):
         super().__init__()
         import av
 
@@ -53,6 +72,11 @@ class VideoFileSource(Source):
         self.pace = pace
         self.stall_timeout = stall_timeout
         self._decoder_threads = decoder_threads
+        self.read_ahead_ms = read_ahead_ms if pace else 0
+        self.max_height = 0  # reduce_to: frames taller are reduced as they are decoded
+        self.reduced_from: tuple[int, int] | None = None  # the first reduced frame's (H, W)
+        self.lead: dict | None = None  # read ahead: frames, MB, whether the decoder was lowered
+        self._pacer: Pacer | None = None
         if not self.path.is_file():
             raise UserError(f"{self.path}: video file not found")
         try:
@@ -70,8 +94,29 @@ class VideoFileSource(Source):
         self._packets = self._decoded_count = 0
 
     def describe(self) -> dict:
-        return {**super().describe(), "frame_count": self.frame_count, "concealed": self.concealed,
-                "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early}
+        described = {**super().describe(), "frame_count": self.frame_count, "concealed": self.concealed,
+                     "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early}
+        if self._pacer is not None:
+            described["late"] = self._pacer.late
+        if self.lead is not None:
+            described["read_ahead"] = self.lead
+        return described
+
+    def reduce_to(self, max_height: int) -> bool:
+        """Frames reduced in the reader thread, as they are decoded: the frames read
+        ahead are held at the size shown, and the reduction's time is the decoder's."""
+        self.max_height = max_height
+        return True
+
+    def _depth(self) -> int:
+        """How many decoded frames may wait: 2 in step; reading ahead, ``read_ahead_ms``
+        of frames at the file's rate, no more than :data:`READ_AHEAD_MB` of them."""
+        if not self.read_ahead_ms:
+            return IN_STEP
+        h, w = reduced_size(*self.size, self.max_height)
+        by_time = math.ceil(self.read_ahead_ms / 1000 * self.fps)
+        by_memory = READ_AHEAD_MB * 2**20 // max(1, h * w * 3)
+        return max(IN_STEP, min(by_time, by_memory))
 
     def _decoded(self, halt: threading.Event) -> Iterator[tuple]:
         """``(image, time_s, t0_ns, t1_ns)`` per decoded frame, in the reader thread."""
@@ -83,6 +128,10 @@ class VideoFileSource(Source):
         # pool (3-4 threads per frame here, ~1.5 ms on a 64x128 frame): thread churn in
         # a long run, and the thread count never settles.
         rgb = VideoReformatter()
+        if self.lead is not None:
+            # Before the file opens, so FFmpeg's decoding threads, started from this
+            # thread, are lowered with it (a new thread takes its creator's priority).
+            self.lead["lowered"] = lower_this_thread(DECODER_NICE)
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -118,18 +167,43 @@ class VideoFileSource(Source):
                 self.concealed += 1
                 log.warning("%s: frame at %.3f s decoded with concealed errors (kept)", self.path, frame.time or 0)
             image = rgb.reformat(frame, format="rgb24").to_ndarray()
+            if self.max_height and image.shape[0] > self.max_height:
+                image = self._reduce(image)
             self._decoded_count += 1
             t1 = now_ns()
             yield image, frame.time, t0, t1, positions.of(frame.pts)
             t0 = now_ns()
 
+    @staticmethod
+    def _primed(items: Iterator[tuple], count: int) -> Iterator[tuple]:
+        """``items``, the first ``count`` of them read before the first is given: the
+        decoder's lead at the start (a player's buffering before it plays)."""
+        first = collections.deque(itertools.islice(items, count))
+        yield from first
+        del first
+        yield from items
+
+    def _reduce(self, image: np.ndarray) -> np.ndarray:
+        reduced = reduce(image, self.max_height)
+        if self.reduced_from is None:
+            self.reduced_from = image.shape[:2]
+            log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d)", self.path,
+                     image.shape[1], image.shape[0], reduced.shape[1], reduced.shape[0], self.max_height)
+        return reduced
+
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         self.status.set("ok")
-        pacer = Pacer(self.fps) if self.pace else None
+        pacer = self._pacer = Pacer(self.fps) if self.pace else None
+        depth = self._depth()
+        prime = depth // 2 if self.read_ahead_ms else 0
+        if self.read_ahead_ms:
+            h, w = reduced_size(*self.size, self.max_height)
+            self.lead = {"frames": depth, "ms": round(1000 * depth / self.fps),
+                         "mb": round(depth * h * w * 3 / 2**20, 1), "lowered": False}
         index, first = 0, None
         try:
-            for image, time_s, t0, t1, position in with_deadline(self._decoded, stop, self.stall_timeout,
-                                                                 self.name):
+            for image, time_s, t0, t1, position in self._primed(
+                    with_deadline(self._decoded, stop, self.stall_timeout, self.name, depth=depth - prime), prime):
                 if pacer is not None:
                     pacer.wait(stop)
                 first = time_s if first is None else first
