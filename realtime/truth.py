@@ -29,7 +29,7 @@ from nerveseg.engines.errors import UserError
 from nerveseg.engines.intervals import METHODS, bounded_mean_ci, wilson
 from nerveseg.engines.preprocess import Box, eye_box, resolve_layout
 
-from .sources.base import reduced_size
+from .sources.base import reduce_mask, reduced_size
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -182,8 +182,7 @@ class TruthScorer:
         else:
             e = eye_box(rh, rw, "left", self.truth.layout)
             size = (e.width, e.height)
-        small = cv2.resize(np.where(mask > 0, 255, 0).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
-        return dataclasses.replace(self.truth, frame_size=(rh, rw)), (small >= 128).astype(np.uint8)
+        return dataclasses.replace(self.truth, frame_size=(rh, rw)), reduce_mask(mask, (size[1], size[0]))
 
     def __call__(self, index: int, label: str, mask: np.ndarray | None, box: Box,
                  view_shape: tuple[int, int]) -> dict:

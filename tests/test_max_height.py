@@ -99,3 +99,34 @@ def test_a_wrong_max_height_is_one_line_at_start_up(tmp_path, tiny_engines, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and says in err[0], err
     assert not (tmp_path / "o.avi").exists()
+
+
+def test_validate_at_max_height_checks_the_reduced_frames_and_scores_reduced_masks(tmp_path):
+    """``validate --max-height``: every pass works at the reduced size, the recordings are
+    compared with the input reduced the same way (nothing changed outside the overlay), and
+    the annotations are reduced before scoring, so the scores stay those of the whole frames
+    (not of a wrong region of the full-size mask)."""
+    from engine_fixtures import make_gate, make_segmenter
+
+    from nerveseg.training.synth import write_classification
+
+    video = write_video(tmp_path / "in.mp4", frames=12, fps=24, nerve_every=2, height=480, width=960)
+    write_truth(video, 12, nerve_every=2, height=480, width=960)
+    data = tmp_path / "data"
+    write_classification(data / "classify", 3, size=32, render_size=(108, 192), progress=False)
+    gate, seg = make_gate(tmp_path / "gate.onnx"), make_segmenter(tmp_path / "seg.onnx")
+    reports = {}
+    for name, extra in (("whole", []), ("reduced", ["--max-height", "240"])):
+        out = tmp_path / name
+        code = main(["validate", "--engines", str(seg), str(gate), "--video", str(video), "--test-set", str(data),
+                     "--out", str(out), "--annotation-threshold-ms", "5000", "--video-threshold-ms", "5000",
+                     "--no-progress", "--no-pdf", *extra])
+        reports[name] = json.loads((out / "validation.json").read_text())
+        assert code == 0, (name, reports[name]["verdict"])
+    whole, reduced = (reports[k]["performance"]["video"] for k in ("whole", "reduced"))
+    assert reduced["problem_count"] == 0 and reduced["scored_frames"] == 12
+    recordings = reports["reduced"]["degradation"]["recordings"]
+    assert recordings["problems"] == []
+    assert reports["reduced"]["nerveseg_validate"]["config"]["source"]["max_height"] == 240
+    w, r = whole["segmentation"]["iou_nerve"]["mean"], reduced["segmentation"]["iou_nerve"]["mean"]
+    assert w > 0.3 and abs(w - r) < 0.15, (w, r)

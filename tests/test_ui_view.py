@@ -7,6 +7,7 @@ Every window is closed at the end of its test and no pipeline thread may outlive
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ from video_fixtures import count_frames, stereo_frame, write_video
 
 from nerveseg.engines.loader import load_engine
 from nerveseg.commands.cli import main
-from nerveseg.realtime.config import PipelineConfig
+from nerveseg.realtime.config import PipelineConfig, SourceConfig
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.layer import DisplayConfig, composite
@@ -456,3 +457,27 @@ def test_frames_taller_than_the_screen_get_a_one_time_hint(make_window, qtbot, t
     window.open_source(str(small))
     wait_frames(qtbot, window, 3)
     assert not any("--max-height" in m for m in window.messages[before:])
+
+
+def test_the_view_reduces_a_tall_source_when_source_max_height_is_set(qtbot, engines, tmp_path):
+    """``source.max_height`` reaches the view's own pipelines (a source opened in the window
+    keeps the configured source keys): a 480x960 file worked at 240x480, no hint given."""
+    config = dataclasses.replace(DRAWING, source=SourceConfig(max_height=240, read_ahead_ms=200))
+    window = ViewWindow(config, engines, tmp_path / "out")
+    qtbot.addWidget(window)
+    window.resize(900, 640)
+    window.show()
+    qtbot.waitExposed(window)
+    try:
+        tall = write_video(tmp_path / "tall.mp4", frames=12, fps=24, height=480, width=960)
+        window.open_source(str(tall))
+        wait_frames(qtbot, window, 3, timeout=10000)
+        pipeline = window.session.pipeline
+        assert pipeline.summary()["source"]["reduced"] == {"from": [480, 960], "to": [240, 480], "max_height": 240}
+        assert window.view.frame_size()[1] <= 240  # the eye of the reduced frame is what is shown
+        source = pipeline.source
+        assert source.describe()["read_ahead"]["frames"] == 5  # 200 ms at 24 FPS
+        assert not any("--max-height" in m for m in window.messages)
+    finally:
+        window.close()
+    assert not pipeline_threads()

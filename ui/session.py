@@ -80,7 +80,8 @@ class ViewSession:
         # A configured right-eye device pairs with live sources only (a file is one recording).
         live = is_camera(text) or is_stream(text)
         return open_source(text, pace=True, camera=self.config.source.camera, opener=self.camera_opener,
-                           right=self.config.source.right if live else None)
+                           right=self.config.source.right if live else None,
+                           read_ahead_ms=self.config.source.read_ahead_ms)
 
     def open(self, spec: str, roi: Roi | None = None, record: bool = False) -> None:
         """Switch to ``spec`` (camera index, video file or image folder), in a switch
@@ -99,7 +100,9 @@ class ViewSession:
     def _build(self, spec: str) -> NervePipeline:
         s, c = self.settings, self.config
         config = dataclasses.replace(
-            c, source=SourceConfig(spec=spec, pace=True, live=True),
+            # the configured source keys (max_height, read_ahead_ms...) kept: only what it is changes
+            c, source=dataclasses.replace(c.source, spec=spec, pace=True, live=True,
+                                          right=c.source.right if is_camera(spec) or is_stream(spec) else None),
             preprocess=dataclasses.replace(c.preprocess, eye=s.eye),
             segment=dataclasses.replace(c.segment, threshold=s.threshold),
             overlay=dataclasses.replace(c.overlay, opacity=s.opacity),

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from nerveseg.realtime.frames import Rendered
 from nerveseg.engines.preprocess import Box
 from nerveseg.realtime.sources import Source
+from nerveseg.realtime.sources.base import reduce
 from nerveseg.realtime.stats import describe
 
 
@@ -139,9 +140,11 @@ def _decoded(path: Path):
 
 
 def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, recorded: Path,
-                     codec: str, tolerance: int = 0, progress: bool = True) -> tuple[dict, dict | None]:
-    """Compare both recordings with a fresh decode of the input; returns the report and an
-    example ``{"lossless", "recorded"}`` pair for the figures."""
+                     codec: str, tolerance: int = 0, progress: bool = True,
+                     max_height: int = 0) -> tuple[dict, dict | None]:
+    """Compare both recordings with a fresh decode of the input (reduced as the run
+    reduced it: ``source.max_height``); returns the report and an example
+    ``{"lossless", "recorded"}`` pair for the figures."""
     stop = threading.Event()
     inputs, lossless_frames, coded_frames = source.frames(stop), _decoded(lossless), _decoded(recorded)
     rows, example, problems = [], None, []
@@ -155,7 +158,7 @@ def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, 
             if clean is None or coded is None:
                 problems.append(f"{lossless if clean is None else recorded}: ends before frame {rec.index}")
                 break
-            raw_view, allowed = as_recorded(rec.box.slice(raw.image), rec.allowed(), clean.shape)
+            raw_view, allowed = as_recorded(rec.box.slice(reduce(raw.image, max_height)), rec.allowed(), clean.shape)
             rows.append((rec.index, *outside_difference(clean, raw_view, allowed, tolerance),
                          digest(clean) == rec.digest, *outside_difference(coded, raw_view, allowed, tolerance),
                          *codec_loss(coded, clean)))

@@ -19,6 +19,7 @@ from nerveseg.training.data import read_mask
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.truth import read_labels
 from nerveseg.realtime.frames import Rendered
+from nerveseg.realtime.sources.base import reduce_mask, reduced_size
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class TruthScore:
     classes: tuple[str, ...]
     eye: str = "left"
     keep: int = 3
+    max_height: int = 0  # source.max_height: the frames were reduced to this, so are the masks
     y_true: list[int] = field(default_factory=list)
     probs: list[np.ndarray] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
@@ -85,7 +87,8 @@ class TruthScore:
             return
         path = self.truth.mask_path(r.index)
         try:
-            truth = g.box.slice(read_mask(path)) > 0
+            mask = read_mask(path)
+            truth = g.box.slice(reduce_mask(mask, reduced_size(*mask.shape[:2], self.max_height))) > 0
         except UserError as exc:
             self.problems.append(str(exc))
             return

@@ -81,7 +81,9 @@ class TwinRecorder:
 
 def _with_source(config: PipelineConfig, spec: str, pace: bool, live: bool) -> PipelineConfig:
     no_files = dataclasses.replace(config.log, csv=None, summary=None)
-    return dataclasses.replace(config, source=SourceConfig(spec=spec, pace=pace, live=live),
+    # the configured source keys (max_height, read_ahead_ms) kept: only what and how it plays change
+    source = dataclasses.replace(config.source, spec=spec, pace=pace, live=live, right=None)
+    return dataclasses.replace(config, source=source,
                                record=dataclasses.replace(config.record, path=None), log=no_files)
 
 

@@ -104,11 +104,13 @@ def _test_sets(inputs: Inputs, engines: Engines, config: PipelineConfig, o: Opti
 
 def _every_frame(inputs: Inputs, engines: Engines, config: PipelineConfig, o: Options, folder: Path) -> dict:
     shown = deg.DisplayedCheck(o.tolerance)
-    truth = TruthScore(inputs.truth, engines.gate.classes, config.preprocess.eye) if inputs.truth else None
+    truth = (TruthScore(inputs.truth, engines.gate.classes, config.preprocess.eye,
+                        max_height=config.source.max_height) if inputs.truth else None)
     summary, recorded, lossless = passes.every_frame_pass(config, engines, str(o.video),
                                                           [shown] + ([truth] if truth else []), folder, o.progress)
     recordings, rec_example = deg.check_recordings(open_source(str(o.video)), shown.frames, lossless, recorded,
-                                                   config.record.codec, o.tolerance, o.progress)
+                                                   config.record.codec, o.tolerance, o.progress,
+                                                   max_height=config.source.max_height)
     run = {k: summary[k] for k in ("frames", "recorded_frames", "tapped_frames", "stage_errors", "errors")}
     run.update(source_frames=summary["source"].get("frame_count"), source_skipped=summary["source"]["skipped"],
                source_ended_early=summary["source"].get("ended_early"))

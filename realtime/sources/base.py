@@ -131,3 +131,12 @@ def reduce(image: np.ndarray, max_height: int) -> np.ndarray:
     if new == (h, w):
         return image
     return cv2.resize(image, (new[1], new[0]), interpolation=cv2.INTER_AREA)
+
+
+def reduce_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 0/1 annotation ``mask`` brought to ``size`` ``(H, W)`` the way :func:`reduce`
+    brings its frame there: area averaging, a pixel is nerve where most of what it covers is."""
+    if mask.shape[:2] == tuple(size):
+        return mask
+    small = cv2.resize(np.where(mask > 0, 255, 0).astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return (small >= 128).astype(np.uint8)
