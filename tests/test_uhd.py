@@ -70,12 +70,16 @@ def test_bench_4k_mode_serves_the_file_and_a_capture_card_at_full_and_screen_siz
         assert row["annotation_delay_ms"]["p99"] > 0 and row["shown_with_mask"] > 0
         assert 0 < row["inference_fps"] <= 31 and 0 < row["shown_fps"] <= 31
         assert {"decode", "preprocess", "gate"} <= set(row["stages_ms"])
-        met = row["dropped_fraction"] < 0.01 and row["annotation_delay_ms"]["p99"] <= 100
+        if row["source"] == "file":  # read ahead of its clock, its lateness counted
+            assert row["read_ahead"]["frames"] >= 2 and row["late"] >= 0
+            assert row["late_fraction"] == pytest.approx(row["late"] / offered, abs=1e-4)
+        met = (row["dropped_fraction"] < 0.01 and (row["late_fraction"] or 0) < 0.01
+               and row["annotation_delay_ms"]["p99"] <= 100)
         assert row["target"]["met"] == met
     printed = capsys.readouterr().out
     assert "4k 3840x2160 file served live at 30 FPS, worked at 3840x2160" in printed
     assert "4k 3840x2160 capture card served live at 30 FPS, worked at 1920x1080" in printed
-    assert "target (< 1 % dropped, annotation p99 <= 100 ms)" in printed
+    assert "target (< 1 % dropped or late, annotation p99 <= 100 ms)" in printed
 
 
 def test_bench_4k_with_a_missing_video_is_one_line(tmp_path, tiny_engines, capsys):
