@@ -97,21 +97,56 @@ def test_the_decoder_reading_ahead_and_the_threads_it_starts_run_at_the_lowest_p
         assert (source.lead or {}).get("lowered", False) == bool(read_ahead_ms)
 
 
-def test_frames_read_ahead_are_held_at_the_reduced_size_and_equal_the_pipelines_reduction(tmp_path):
+def test_frames_read_ahead_are_held_at_the_reduced_size_and_match_the_pipelines_reduction(tmp_path):
     """``source.max_height`` on a file: reduced in the reader thread (so 4K frames read
-    ahead are held at the size shown: more of them fit the memory cap), each one the same
-    pixels the pipeline's own reduction gives; the pipeline's summary says so."""
+    ahead are held at the size shown: more of them fit the memory cap). A whole factor of a
+    4:2:0 file is reduced in its planes before the colour conversion: the picture the
+    pipeline's own reduction of the converted frame gives, within a grey level on average;
+    any other height is that reduction exactly. The pipeline's summary says so."""
     video = write_video(tmp_path / "big.mp4", frames=8, fps=30, height=480, width=960)
     whole = [f.image for f in VideoFileSource(video).frames(threading.Event())]
-    source = VideoFileSource(video, pace=True, read_ahead_ms=1000)
-    op = SourceOp(source, max_height=240)
-    assert op.at_source
-    stop = threading.Event()
-    reduced = [f.image for f in op.items(stop)]
-    assert len(reduced) == 8 and all(r.shape == (240, 480, 3) for r in reduced)
-    assert all(np.array_equal(r, reduce(w, 240)) for r, w in zip(reduced, whole))
-    assert op.reduced_from == (480, 960)
-    assert source.lead["mb"] == pytest.approx(source.lead["frames"] * 240 * 480 * 3 / 2**20, abs=0.1)
+    for max_height, exact in ((240, False), (200, True)):
+        source = VideoFileSource(video, pace=True, read_ahead_ms=1000)
+        op = SourceOp(source, max_height=max_height)
+        assert op.at_source
+        reduced = [f.image for f in op.items(threading.Event())]
+        expected = [reduce(w, max_height) for w in whole]
+        assert len(reduced) == 8 and all(r.shape == e.shape for r, e in zip(reduced, expected))
+        assert reduced[0].shape[0] == max_height
+        for r, e in zip(reduced, expected):
+            diff = np.abs(r.astype(int) - e)
+            if exact:
+                assert not diff.any()
+            else:
+                assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 8, (diff.mean(), np.percentile(diff, 99))
+        assert op.reduced_from == (480, 960)
+        h, w = reduced[0].shape[:2]
+        assert source.lead["mb"] == pytest.approx(source.lead["frames"] * h * w * 3 / 2**20, abs=0.1)
+
+
+def test_a_420_frame_is_reduced_in_its_planes_by_whole_factors_only():
+    """Flat blocks of colour (16x16 each) reduced by 2 in the planes and converted: inside
+    each block the same colours as converting whole and reducing (at the blocks' edges the
+    chroma is blended in another order); no whole factor, or another pixel format: None,
+    for the caller's reduction."""
+    import av
+
+    from nerveseg.realtime.sources.file import reduce_420
+
+    rng = np.random.default_rng(3)
+    blocks = rng.integers(16, 240, (8, 10, 3), dtype=np.uint8)
+    image = np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)  # 128 x 160
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    small = reduce_420(frame, 64)
+    assert (small.height, small.width, small.format.name) == (64, 80, "yuv420p")
+    converted = small.to_ndarray(format="rgb24").astype(int)
+    direct = reduce(frame.to_ndarray(format="rgb24"), 64)
+    yy, xx = np.mgrid[:64, :80]
+    inside = (yy % 8 >= 2) & (yy % 8 < 6) & (xx % 8 >= 2) & (xx % 8 < 6)
+    assert np.abs(converted - direct)[inside].max() <= 3
+    assert np.abs(converted - direct).mean() < 3
+    assert reduce_420(frame, 50) is None  # 128 / 50: no whole factor
+    assert reduce_420(frame.reformat(format="yuv444p"), 60) is None
 
 
 def test_the_lead_is_capped_by_memory(video, monkeypatch):

@@ -146,6 +146,8 @@ def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, 
     reduced it: ``source.max_height``); returns the report and an example
     ``{"lossless", "recorded"}`` pair for the figures."""
     stop = threading.Event()
+    # reduced by the source where it reduces its own frames (a file: as the run's did)
+    at_source = bool(max_height) and source.reduce_to(max_height)
     inputs, lossless_frames, coded_frames = source.frames(stop), _decoded(lossless), _decoded(recorded)
     rows, example, problems = [], None, []
     try:
@@ -158,7 +160,7 @@ def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, 
             if clean is None or coded is None:
                 problems.append(f"{lossless if clean is None else recorded}: ends before frame {rec.index}")
                 break
-            raw_view, allowed = as_recorded(rec.box.slice(reduce(raw.image, max_height)), rec.allowed(), clean.shape)
+            raw_view, allowed = as_recorded(rec.box.slice(raw.image if at_source else reduce(raw.image, max_height)), rec.allowed(), clean.shape)
             rows.append((rec.index, *outside_difference(clean, raw_view, allowed, tolerance),
                          digest(clean) == rec.digest, *outside_difference(coded, raw_view, allowed, tolerance),
                          *codec_loss(coded, clean)))
