@@ -54,8 +54,36 @@ def first_convs(path: Path, count: int) -> list[str]:
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"][:count]
 
 
+#: ops with weights: where the walk back from an output stops (:func:`output_tail`)
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: ops that pass one tensor on, reshaped, resampled or squashed: walked through
+PASS_ON = ("Resize", "Upsample", "Sigmoid", "Softmax", "LogSoftmax", "Transpose", "Reshape", "Flatten", "Identity",
+           "Squeeze", "Unsqueeze", "Relu", "Clip", "Cast")
+
+
+def output_tail(path: Path, count: int) -> list[str]:
+    """The names of the nodes from each graph output of the ONNX graph at ``path`` back to
+    and including its last ``count`` weighted nodes (:data:`WEIGHTED`), through the ops
+    that only pass a tensor on (:data:`PASS_ON`): a segmenter's head convolution and the
+    upsampling of its logits to the mask's size, a classifier's last layer. Stops at any
+    other op (an addition, a concatenation), which is not the output's own."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    tail: list[str] = []
+    for output in graph.output:
+        node, left = made_by.get(output.name), count
+        while node is not None and left > 0 and node.op_type in WEIGHTED + PASS_ON:
+            if node.name not in tail:
+                tail.append(node.name)
+            left -= node.op_type in WEIGHTED
+            node = made_by.get(node.input[0]) if node.input else None
+    return tail
+
+
 def quantize_file(parent: Path, out: Path, frames: np.ndarray, per_channel: bool = True,
-                  keep_first: int = 1) -> list[str]:
+                  keep_first: int = 1, keep_last: int = 1) -> list[str]:
     """Static QDQ INT8 of ``parent`` into ``out`` (weights int8 per channel, activations
     uint8, MinMax ranges over ``frames`` ``(N, H, W, 3) uint8``), the first ``keep_first``
     convolutions left in FP32. Returns the names of the nodes left in FP32.
@@ -74,6 +102,7 @@ def quantize_file(parent: Path, out: Path, frames: np.ndarray, per_channel: bool
         # shape inference and constant folding first: ONNX Runtime's advice for static quantization
         quant_pre_process(str(parent), str(prepared), skip_symbolic_shape=True)
         kept = first_convs(prepared, keep_first)
+        kept += [name for name in output_tail(prepared, keep_last) if name not in kept]
         quantize_static(str(prepared), str(out), Reader(frames), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=kept)
@@ -151,6 +180,7 @@ class Options:
     calib_every: int = 1
     per_channel: bool = True
     keep_first: int = 1
+    keep_last: int = 1
     max_drop: float = 0.005
     max_iou_drop: float = 0.01
     keep_failed: bool = False
@@ -171,7 +201,7 @@ def build(parent: Path, out: Path, calib: str | Path, data: Path, described: str
     frames = calibration(calib, fp32.input_size, options.calib_frames, options.calib_every)
     tmp = out.with_name(f".{out.stem}.partial.onnx")
     try:
-        kept = quantize_file(parent, tmp, frames, options.per_channel, options.keep_first)
+        kept = quantize_file(parent, tmp, frames, options.per_channel, options.keep_first, options.keep_last)
         with load_engine(tmp, "onnxruntime", task=fp32.meta.task) as int8:
             check = compare(accuracy(fp32, data), accuracy(int8, data), options.max_drop, options.max_iou_drop,
                             described)

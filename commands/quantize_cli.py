@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iou-drop", type=float, default=0.01, help="largest allowed drop in mean nerve IoU")
     parser.add_argument("--keep-first", type=int, default=1,
                         help="leave the first N convolutions in FP32 (they read the normalised image)")
+    parser.add_argument("--keep-last", type=int, default=1,
+                        help="leave the last N weighted layers and what follows them to the output (a "
+                             "segmenter's head and the upsampling of its logits) in FP32")
     parser.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     parser.add_argument("--keep-failed", action="store_true",
                         help="write the file even when a drop exceeds its limit (marked passed: false; exit 1)")
@@ -47,7 +50,7 @@ def _check(args: argparse.Namespace) -> None:
         path = getattr(args, name)
         if path.suffix.lower() != ".onnx":
             raise UserError(f"{path}: {'--out' if name == 'out' else 'the engine'} must be an .onnx file")
-    for name, least in (("calib_frames", 1), ("calib_every", 1), ("keep_first", 0)):
+    for name, least in (("calib_frames", 1), ("calib_every", 1), ("keep_first", 0), ("keep_last", 0)):
         if getattr(args, name) < least:
             raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a whole number ≥ {least}")
     for name in ("max_drop", "max_iou_drop"):
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.calib).exists():
         raise UserError(f"{args.calib}: calibration video or folder not found")
     options = Options(args.calib_frames, args.calib_every, not args.per_tensor, args.keep_first,
-                      args.max_drop, args.max_iou_drop, args.keep_failed)
+                      args.keep_last, args.max_drop, args.max_iou_drop, args.keep_failed)
     # 300 gate images: one image is a third of a point, finer than the default --max-drop
     data, said = held_out_set(args.test_set, per_class=100, seg_count=60, domain=args.test_domain)
     try:

@@ -140,3 +140,49 @@ def test_an_int8_engine_is_not_quantized_again(int8_seg, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "already int8; quantize its FP32 parent" in err[-1]
     assert np.all([not p.name.startswith("again") for p in tmp_path.iterdir()])
+
+
+def test_the_output_tail_stays_fp32(int8_seg):
+    """A segmenter's head convolution and the upsampling of its logits to the mask's size,
+    and the gate's last layer, are left in FP32 (``--keep-last 1``): every graph output
+    comes from an FP32 node, not from a dequantization of 8-bit logits."""
+    out, _ = int8_seg
+    kept = _meta(out)["extra"]["quantization"]["fp32_nodes"]
+    graph = onnx.load(str(out)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    for output in graph.output:
+        node = made_by[output.name]
+        assert node.op_type != "DequantizeLinear" and node.name in kept, (output.name, node.op_type)
+    ops = {n.name: n.op_type for n in graph.node}
+    assert {"Resize", "Conv", "Gemm"} <= {ops[name] for name in kept if name in ops}
+
+
+def test_the_output_tail_walks_back_through_pass_on_ops_only(tmp_path):
+    """Conv -> Add -> Resize -> Sigmoid -> output: the tail is Sigmoid and Resize; the
+    addition is not the output's own and ends the walk (the Conv before it stays INT8).
+    Conv -> Resize -> output with two weighted layers asked for: both convolutions."""
+    from onnx import TensorProto, helper
+
+    from nerveseg.commands.quantize import output_tail
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+
+    def model(nodes, name):
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, scales])
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph), str(path))
+        return path
+
+    add = model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                 helper.make_node("Add", ["c", "x"], ["a"], name="add"),
+                 helper.make_node("Resize", ["a", "", "scales"], ["r"], name="resize"),
+                 helper.make_node("Sigmoid", ["r"], ["y"], name="sigmoid")], "add.onnx")
+    assert output_tail(add, 1) == ["sigmoid", "resize"]
+    two = model([helper.make_node("Conv", ["x", "w"], ["c1"], name="conv1"),
+                 helper.make_node("Conv", ["c1", "w"], ["c2"], name="conv2"),
+                 helper.make_node("Resize", ["c2", "", "scales"], ["y"], name="resize")], "two.onnx")
+    assert output_tail(two, 1) == ["resize", "conv2"]
+    assert output_tail(two, 2) == ["resize", "conv2", "conv1"]
+    assert output_tail(two, 0) == []
