@@ -232,7 +232,8 @@ class NervePipeline:
             segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
                               smoothing=c.steady.alpha),
             overlay=OverlayOp(c.overlay, board=self.board, scorer=self.scorer,
-                              draw_frames=lambda: bool(taps) or self.ops.record.busy),
+                              draw_frames=lambda: any(getattr(t, "draws", True) for t in taps)
+                              or self.ops.record.busy),
             record=RecorderOp(self._recording(avi) if avi and not self.as_shown else None, self.notices),
             log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),
             subscribers=SubscriberOp(),

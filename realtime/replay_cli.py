@@ -106,7 +106,12 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="video file or image folder")
-    parser.add_argument("--out", required=True, type=Path, help="annotated AVI to write (CSV and JSON beside it)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="OUT.avi: the annotated recording; OUT.mkv: the input's own video stream, copied "
+                             "(not re-encoded), with a lossless mask track beside it (a video file only; "
+                             "docs/SOURCES.md). CSV and JSON beside it")
+    parser.add_argument("--avi", type=Path, metavar="PATH",
+                        help="with --out OUT.mkv: also write the annotated AVI here")
     add_engine_arguments(parser)
     parser.add_argument("--gt", type=Path, metavar="DIR",
                         help="the video's annotations (labels.csv + masks/, as samples/stereo_sample.gt): each "
@@ -117,20 +122,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .pipeline import NervePipeline
 
-    if args.out.suffix.lower() != ".avi":
-        raise UserError(f"{args.out}: the recording must be an .avi file")
-    extra = {"source": {"spec": args.input, "pace": False, "live": False}, "record": {"path": str(args.out)}}
+    suffix = args.out.suffix.lower()
+    if suffix not in (".avi", ".mkv"):
+        raise UserError(f"{args.out}: the recording must be an .avi file (annotated) or an .mkv file "
+                        f"(the input's stream kept, with a mask track)")
+    avi = args.avi if suffix == ".mkv" else args.out
+    if getattr(args, "avi", None) is not None and suffix != ".mkv":
+        raise UserError(f"{args.avi}: --avi goes with --out OUT.mkv (the AVI is --out itself otherwise)")
+    if avi is not None and avi.suffix.lower() != ".avi":
+        raise UserError(f"{avi}: --avi must name an .avi file")
+    extra = {"source": {"spec": args.input, "pace": False, "live": False},
+             "record": {"path": str(avi) if avi else None}}
+    if suffix == ".mkv":
+        from .sinks.mask_track import check_stream_input
+
+        check_stream_input(args.input)
+        extra["log"] = {"csv": str(args.out.with_suffix(".csv")), "summary": str(args.out.with_suffix(".json"))}
     config = cfg.load(args.config, cfg.merge(overrides(args), extra))
     parts = _scored_parts(config, args.gt) if getattr(args, "gt", None) else {}
     saved_config = outputs.claim(args.out.with_suffix(".config.yaml"))  # before any output is opened
-    pipeline = NervePipeline(config, **parts)
+    tap = _mask_track(args.out) if suffix == ".mkv" else None
+    pipeline = NervePipeline(config, taps=[tap] if tap else [], **parts)
     cfg.save(config, saved_config)
     summary = _run_with_progress(pipeline, show=not args.no_progress)
     print(format_table(summary))
     if "ground_truth" in summary:
         print(truth_table(summary["ground_truth"]))
-    print(written(pipeline, summary))
+    kept = _keep_stream(args.input, args.out, tap, pipeline, summary) if tap else None
+    print(written(pipeline, summary) + (f", {args.out} ({kept})" if kept else ""))
     return exit_status("replay", pipeline, summary)
+
+
+def _mask_track(out: Path):
+    """The tap writing the masks for ``--out OUT.mkv`` (its path and OUT's checked now)."""
+    from .sinks.common import check_writable
+    from .sinks.mask_track import MaskTrackOp, partial_path
+
+    check_writable(out)
+    return MaskTrackOp(partial_path(out))
+
+
+def _keep_stream(video: str, out: Path, tap, pipeline, summary: dict) -> str | None:
+    """``OUT.mkv`` from the input's stream and the masks written by ``tap``; what it holds,
+    for the last line (None: no mask was written, so no file)."""
+    import json
+
+    from .sinks.mask_track import keep_stream
+
+    if not tap.frames:
+        tap.path.unlink(missing_ok=True)
+        return None
+    meta = {"comment": json.dumps({"nerveseg": pipeline.provenance}, separators=(",", ":")),
+            "title": f"nerveseg masks for {Path(video).name}"}
+    try:
+        copied = keep_stream(video, tap.path, out, meta)
+    finally:
+        tap.path.unlink(missing_ok=True)
+    if copied["stopped"]:  # every packet before it kept; the run's status says so
+        summary["output_errors"].append(f"{out}: the input's stream copied up to a damaged part: {copied['stopped']}")
+    return f"original stream: {copied['video_packets']} packets copied; mask track: {copied['mask_frames']} frames"
 
 
 def _scored_parts(config: cfg.PipelineConfig, gt: Path) -> dict:
