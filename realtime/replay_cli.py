@@ -175,7 +175,7 @@ def _keep_stream(video: str, out: Path, tap, pipeline, summary: dict) -> str | N
     meta = {"comment": json.dumps({"nerveseg": pipeline.provenance}, separators=(",", ":")),
             "title": f"nerveseg masks for {Path(video).name}"}
     try:
-        copied = keep_stream(video, tap.path, out, meta)
+        copied = keep_stream(video, tap.path, out, meta, tap.box or "")
     finally:
         tap.path.unlink(missing_ok=True)
     if copied["stopped"]:  # every packet before it kept; the run's status says so

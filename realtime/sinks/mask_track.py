@@ -8,10 +8,12 @@ second lossy codec. This output does neither. ``OUT.mkv`` (Matroska) holds:
   re-encoded; a player shows exactly the recording that came in, and every pixel outside
   the overlay is the input's by construction;
 * **track 2, the masks, lossless**: FFV1, 8-bit grey, one picture per frame the run
-  processed, at the size the run worked at (the input's, or ``source.max_height``'s):
-  255 where the segmenter found nerve in the view the engines saw, 0 elsewhere (a frame
-  the gate did not call nerve: all 0). Each mask carries its frame's timestamp, so a
-  player or a script pairs them (``ffplay``/``ffmpeg`` ``-map 0:1``; docs/SOURCES.md);
+  processed, of the view the engines saw (the eye, borders cropped: the only part of the
+  frame a mask can cover, so a 4K frame's mask is 1888x1888, not 3840x2160), in the
+  pixels the run worked at (the input's, or ``source.max_height``'s): 255 where the
+  segmenter found nerve, 0 elsewhere (a frame the gate did not call nerve: all 0). The
+  track's ``box`` tag says where the view lies in the frame; each mask carries its
+  frame's timestamp, so a script pairs them (docs/SOURCES.md);
 * the engines that made it in the file's ``comment`` tag (model, classes, input size, file
   hash), as in the AVI.
 
@@ -46,15 +48,17 @@ NERVE, BACKGROUND = 255, 0
 
 
 def mask_picture(r: Rendered) -> np.ndarray:
-    """The frame's mask as an ``(H, W) uint8`` picture of the whole frame: 255 inside the
-    view where the segmenter found nerve, 0 elsewhere."""
-    h, w = r.frame.image.shape[:2]
-    picture = np.zeros((h - h % 2, w - w % 2), np.uint8)  # FFV1 takes any size; kept even like the AVI
-    if r.seg.mask is not None:
-        box = r.seg.gate.box
-        inside = r.seg.mask[: picture.shape[0] - box.y0, : picture.shape[1] - box.x0]
-        box.slice(picture)[inside] = NERVE
-    return picture
+    """The frame's mask as an ``(h, w) uint8`` picture of its view: 255 where the
+    segmenter found nerve, 0 elsewhere."""
+    box = r.seg.gate.box
+    if r.seg.mask is None:
+        return np.zeros((box.height, box.width), np.uint8)
+    return np.where(r.seg.mask, NERVE, BACKGROUND).astype(np.uint8)
+
+
+def box_tag(box, frame_shape: tuple[int, ...]) -> str:
+    """The mask track's ``box`` tag: where its pictures lie in the frame."""
+    return f"x0={box.x0} y0={box.y0} x1={box.x1} y1={box.y1} in a {frame_shape[1]}x{frame_shape[0]} frame"
 
 
 class MaskTrackOp(Operator):
@@ -69,6 +73,7 @@ class MaskTrackOp(Operator):
         self.path = Path(path)
         self.frames = 0
         self.size: tuple[int, int] | None = None
+        self.box: str | None = None  # box_tag of the first frame: every mask's place in its frame
         self._container = self._stream = None
         self._last_pts = -1
 
@@ -84,12 +89,12 @@ class MaskTrackOp(Operator):
     def process(self, r: Rendered) -> None:
         import av
 
-        picture = mask_picture(r)
+        picture, box = mask_picture(r), box_tag(r.seg.gate.box, r.frame.image.shape)
         if self._container is None:
             self._open(*picture.shape)
-        if picture.shape != self.size:
-            raise ValueError(f"{self.path}: frame {r.index} is {picture.shape[1]}x{picture.shape[0]}, "
-                             f"the mask track {self.size[1]}x{self.size[0]}")
+            self.box = box
+        if box != self.box:  # one file, one view: a mask elsewhere would be read in the wrong place
+            raise ValueError(f"{self.path}: frame {r.index}'s view is {box}, the mask track's {self.box}")
         pts = round((r.frame.pts or 0.0) / MASK_TIME_BASE)
         pts = max(pts, self._last_pts + 1)  # strictly increasing, as the muxer needs
         frame = av.VideoFrame.from_ndarray(picture, format="gray")
@@ -131,7 +136,7 @@ def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.stem}.masks.partial.mkv")
 
 
-def keep_stream(video: str | Path, masks: Path, out: Path, metadata: dict) -> dict:
+def keep_stream(video: str | Path, masks: Path, out: Path, metadata: dict, box: str = "") -> dict:
     """``out``: the video stream of ``video`` copied packet for packet, and the mask track
     of ``masks`` (shifted to the video's first frame), interleaved by time, with
     ``metadata`` as the file's tags; written beside ``out`` and renamed onto it whole.
@@ -150,7 +155,8 @@ def keep_stream(video: str | Path, masks: Path, out: Path, metadata: dict) -> di
             mout = dst.add_stream_from_template(min_)
             for key, value in metadata.items():
                 dst.metadata[key] = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-            mout.metadata["title"] = "nerve mask (255 nerve, 0 elsewhere)"
+            mout.metadata["title"] = "nerve mask of the view (255 nerve, 0 elsewhere)"
+            mout.metadata["box"] = box
             vout.metadata["title"] = "original video (copied, not re-encoded)"
             shift = _first_frame_time(vin)
             tracks = (_packets(src, vin, vout, 0, copied, "video_packets"),
