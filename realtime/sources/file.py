@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from nerveseg.engines.errors import UserError
@@ -113,10 +114,14 @@ class VideoFileSource(Source):
         of frames at the file's rate, no more than :data:`READ_AHEAD_MB` of them."""
         if not self.read_ahead_ms:
             return IN_STEP
-        h, w = reduced_size(*self.size, self.max_height)
         by_time = math.ceil(self.read_ahead_ms / 1000 * self.fps)
-        by_memory = READ_AHEAD_MB * 2**20 // max(1, h * w * 3)
+        by_memory = READ_AHEAD_MB * 2**20 // max(1, self._frame_bytes())
         return max(IN_STEP, min(by_time, by_memory))
+
+    def _frame_bytes(self) -> int:
+        """The memory of one decoded frame as it is held (reduced, where it is)."""
+        h, w = reduced_size(*self.size, self.max_height)
+        return h * w * 3
 
     def _decoded(self, halt: threading.Event) -> Iterator[tuple]:
         """``(image, time_s, t0_ns, t1_ns)`` per decoded frame, in the reader thread."""
@@ -204,9 +209,8 @@ class VideoFileSource(Source):
         depth = self._depth()
         prime = depth // 2 if self.read_ahead_ms else 0
         if self.read_ahead_ms:
-            h, w = reduced_size(*self.size, self.max_height)
             self.lead = {"frames": depth, "ms": round(1000 * depth / self.fps),
-                         "mb": round(depth * h * w * 3 / 2**20, 1), "lowered": False}
+                         "mb": round(depth * self._frame_bytes() / 2**20, 1), "lowered": False}
         index, first = 0, None
         try:
             for image, time_s, t0, t1, position in self._primed(
@@ -243,7 +247,6 @@ def reduce_420(frame, max_height: int):
     average (chroma is averaged before it is upsampled, so a sharp colour edge may differ
     more), at a quarter of the conversion's pixels."""
     import av
-    import cv2
 
     if frame.format.name not in ("yuv420p", "yuvj420p"):
         return None
