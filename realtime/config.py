@@ -53,7 +53,7 @@ class SourceConfig:
     camera: CameraMode = field(default_factory=CameraMode)
     right: str | None = None
     max_height: int = bounded(0, Range(0, 100_000), why="rows; 0 keeps every frame its size")
-    read_ahead_ms: int = bounded(1000, Range(0, 10_000), why="ms of a file played at its rate decoded ahead; 0: in step")
+    read_ahead_ms: int = bounded(1000, Range(0, 10_000), why="ms decoded ahead of a file played at its rate")
 
     def __post_init__(self) -> None:
         if 0 < self.max_height < MIN_MAX_HEIGHT:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from nerveseg.engines.metadata import EngineError
-from nerveseg.realtime.config import PipelineConfig, SourceConfig
+from nerveseg.realtime.config import PipelineConfig
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.events import Notice, SourceState
 from nerveseg.realtime.frames import Rendered

@@ -160,7 +160,8 @@ def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, 
             if clean is None or coded is None:
                 problems.append(f"{lossless if clean is None else recorded}: ends before frame {rec.index}")
                 break
-            raw_view, allowed = as_recorded(rec.box.slice(raw.image if at_source else reduce(raw.image, max_height)), rec.allowed(), clean.shape)
+            image = raw.image if at_source else reduce(raw.image, max_height)
+            raw_view, allowed = as_recorded(rec.box.slice(image), rec.allowed(), clean.shape)
             rows.append((rec.index, *outside_difference(clean, raw_view, allowed, tolerance),
                          digest(clean) == rec.digest, *outside_difference(coded, raw_view, allowed, tolerance),
                          *codec_loss(coded, clean)))

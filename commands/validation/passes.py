@@ -21,7 +21,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from nerveseg.realtime.config import PipelineConfig, SourceConfig
+from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.pipeline import Engines, NervePipeline
