@@ -130,3 +130,22 @@ def test_validate_at_max_height_checks_the_reduced_frames_and_scores_reduced_mas
     assert reports["reduced"]["nerveseg_validate"]["config"]["source"]["max_height"] == 240
     w, r = whole["segmentation"]["iou_nerve"]["mean"], reduced["segmentation"]["iou_nerve"]["mean"]
     assert w > 0.3 and abs(w - r) < 0.15, (w, r)
+
+
+def test_no_command_rebuilds_the_source_configuration_from_its_spec():
+    """The general guard behind the view's and validate's lost ``--max-height``: code that
+    runs a pipeline on another source replaces fields of the configured ``source`` section
+    (``dataclasses.replace(config.source, spec=...)``) instead of building a new
+    ``SourceConfig``, which would drop every source key the user set (max_height,
+    read_ahead_ms, camera, right)."""
+    from fault_fixtures import REPO
+
+    offenders = []
+    for folder in ("realtime", "ui", "commands", "engines", "training"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path.name == "config.py" and path.parent.name == "realtime":
+                continue  # where it is declared and loaded
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if "SourceConfig(" in line and not line.lstrip().startswith(("#", "class ")):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}")
+    assert offenders == []

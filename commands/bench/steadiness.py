@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nerveseg.realtime.config import PipelineConfig, SourceConfig
+from nerveseg.realtime.config import PipelineConfig
 from nerveseg.realtime.frames import Rendered
 from nerveseg.realtime.graph import Operator
 from nerveseg.realtime.pipeline import Engines, NervePipeline
@@ -96,7 +96,8 @@ def steadiness(config: PipelineConfig, engines: Engines, video: Path, truth: Vid
         frames = perturbed(decoded, perturb)
     results = {}
     for name, steady in variants.items():
-        run = dataclasses.replace(config, source=SourceConfig(spec=str(video), pace=False, live=False),
+        source = dataclasses.replace(config.source, spec=str(video), pace=False, live=False)
+        run = dataclasses.replace(config, source=source,
                                   steady=steady, record=dataclasses.replace(config.record, path=None),
                                   log=dataclasses.replace(config.log, csv=None, summary=None))
         collector = _Collector(truth)
