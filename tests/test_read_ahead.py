@@ -131,7 +131,7 @@ def test_a_420_frame_is_reduced_in_its_planes_by_whole_factors_only():
     for the caller's reduction."""
     import av
 
-    from nerveseg.realtime.sources.file import reduce_420
+    from nerveseg.realtime.sources.rgb import reduce_420
 
     rng = np.random.default_rng(3)
     blocks = rng.integers(16, 240, (8, 10, 3), dtype=np.uint8)

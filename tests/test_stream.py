@@ -108,3 +108,34 @@ def test_stream_lost_and_back_keeps_the_recording_and_says_no_signal_within_a_se
     assert sum(count_frames(p) for p in recording_segments) == len(rows) == pipeline.ops.record.frames
     assert count_frames(avi) >= before, "nothing recorded before the cut is lost"
     assert pipeline.source.reconnects >= 1 and pipeline.source.describe()["sizes"][:2] == ["320x120", "352x128"]
+
+
+def test_a_stream_taller_than_max_height_is_reduced_as_it_is_converted(tmp_path):
+    """``source.max_height`` on a network stream: its 4:2:0 frames reduced by the whole
+    factor in their planes as they are converted, the bright band where it was; the
+    summary's sizes say what the stream sent."""
+    import threading
+
+    from nerveseg.realtime.stages import SourceOp
+
+    port = free_port()
+    server = serve(port, size=(640, 240))
+    try:
+        assert server.stdout.readline().strip() == "serving"
+        source = StreamSource(f"tcp://127.0.0.1:{port}", timeout=0.5, backoff=(0.1, 0.5))
+        op = SourceOp(source, max_height=120)
+        assert op.at_source
+        stop = threading.Event()
+        frames = []
+        for frame in op.items(stop):
+            frames.append(frame.image)
+            if len(frames) == 8:
+                stop.set()
+    finally:
+        server.kill()
+        server.wait()
+    assert all(f.shape == (120, 320, 3) for f in frames)
+    # the 8-px bright band (250) at the middle, 4 px wide at half the width (the grey around
+    # it changes from frame to frame, up to 219)
+    assert frames[-1][:, 158:162].astype(int).mean() > 235
+    assert op.reduced_from == (240, 640) and source.describe()["sizes"] == ["640x240"]

@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from nerveseg.engines.errors import UserError
@@ -24,7 +23,8 @@ from nerveseg.engines.errors import UserError
 from ..frames import Frame, now_ns
 from ..priority import lower_this_thread
 from ..stall import Stalled, with_deadline
-from .base import Pacer, Source, reduce, reduced_size
+from .base import Pacer, Source, reduced_size
+from .rgb import RgbConverter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class VideoFileSource(Source):
         self._decoder_threads = decoder_threads
         self.read_ahead_ms = read_ahead_ms if pace else 0
         self.max_height = 0  # reduce_to: frames taller are reduced as they are decoded
-        self.reduced_from: tuple[int, int] | None = None  # the first reduced frame's (H, W)
+        self._converter: RgbConverter | None = None  # of the frames being read
         self.lead: dict | None = None  # read ahead: frames, MB, whether the decoder was lowered
         self._pacer: Pacer | None = None
         if not self.path.is_file():
@@ -103,6 +103,11 @@ class VideoFileSource(Source):
             described["read_ahead"] = self.lead
         return described
 
+    @property
+    def reduced_from(self) -> tuple[int, int] | None:
+        """The first reduced frame's ``(H, W)``; None: none was."""
+        return self._converter.reduced_from if self._converter is not None else None
+
     def reduce_to(self, max_height: int) -> bool:
         """Frames reduced in the reader thread, as they are decoded: the frames read
         ahead are held at the size shown, and the reduction's time is the decoder's."""
@@ -126,13 +131,8 @@ class VideoFileSource(Source):
     def _decoded(self, halt: threading.Event) -> Iterator[tuple]:
         """``(image, time_s, t0_ns, t1_ns)`` per decoded frame, in the reader thread."""
         import av
-        from av.video.reformatter import VideoReformatter
 
-        # One converter for the whole file: ``frame.to_ndarray(format=...)`` builds a new
-        # one per frame, and since PyAV 17 each of those starts and ends its own thread
-        # pool (3-4 threads per frame here, ~1.5 ms on a 64x128 frame): thread churn in
-        # a long run, and the thread count never settles.
-        rgb = VideoReformatter()
+        rgb = self._converter = RgbConverter(self.max_height, str(self.path))
         if self.lead is not None:
             # Before the file opens, so FFmpeg's decoding threads, started from this
             # thread, are lowered with it (a new thread takes its creator's priority).
@@ -157,7 +157,7 @@ class VideoFileSource(Source):
                     positions.add(packet.pts if packet.pts is not None else packet.dts)
                 yield from self._decode_packet(packet, rgb, positions)
 
-    def _decode_packet(self, packet, rgb, positions: "Positions") -> Iterator[tuple]:
+    def _decode_packet(self, packet, rgb: "RgbConverter", positions: "Positions") -> Iterator[tuple]:
         import av
 
         t0 = now_ns()
@@ -171,7 +171,7 @@ class VideoFileSource(Source):
             if frame.is_corrupt:
                 self.concealed += 1
                 log.warning("%s: frame at %.3f s decoded with concealed errors (kept)", self.path, frame.time or 0)
-            image = self._rgb(frame, rgb)
+            image = rgb(frame)
             self._decoded_count += 1
             t1 = now_ns()
             yield image, frame.time, t0, t1, positions.of(frame.pts)
@@ -185,23 +185,6 @@ class VideoFileSource(Source):
         yield from first
         del first
         yield from items
-
-    def _rgb(self, frame, rgb) -> np.ndarray:
-        """``frame`` as RGB, reduced to ``max_height`` when it is taller: a 4:2:0 frame by a
-        whole factor in its own planes, before the colour conversion (a quarter of the
-        pixels to convert: 2 ms of CPU for a 4K frame against 7-8 for converting it whole
-        and reducing the RGB), any other by :func:`~.base.reduce` after it."""
-        if not self.max_height or frame.height <= self.max_height:
-            return rgb.reformat(frame, format="rgb24").to_ndarray()
-        small = reduce_420(frame, self.max_height)
-        image = (rgb.reformat(small, format="rgb24").to_ndarray() if small is not None
-                 else reduce(rgb.reformat(frame, format="rgb24").to_ndarray(), self.max_height))
-        if self.reduced_from is None:
-            self.reduced_from = (frame.height, frame.width)
-            log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d%s)", self.path,
-                     frame.width, frame.height, image.shape[1], image.shape[0], self.max_height,
-                     ", in their 4:2:0 planes" if small is not None else "")
-        return image
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         self.status.set("ok")
@@ -234,36 +217,6 @@ class VideoFileSource(Source):
             return  # not read to the end: the rest was never asked for
         expected = self.frame_count or self._packets
         self.skipped = max(self.skipped, expected - self._decoded_count)
-
-
-def reduce_420(frame, max_height: int):
-    """A planar 4:2:0 PyAV ``frame`` brought to :func:`~.base.reduced_size` by area
-    averaging each plane (luma and both chroma planes by the same whole factor), as a new
-    frame with the same colour description; None where that is not exact (another pixel
-    format, no whole factor, or a reduced size that 4:2:0 cannot hold), for the caller to
-    reduce after the conversion.
-
-    Against converting first and reducing the RGB: the same picture within a grey level on
-    average (chroma is averaged before it is upsampled, so a sharp colour edge may differ
-    more), at a quarter of the conversion's pixels."""
-    import av
-
-    if frame.format.name not in ("yuv420p", "yuvj420p"):
-        return None
-    h, w = frame.height, frame.width
-    rh, rw = reduced_size(h, w, max_height)
-    factor = h // rh
-    if (rh * factor, rw * factor) != (h, w) or rh % 2 or rw % 2:
-        return None
-    small = av.VideoFrame(rw, rh, frame.format.name)
-    for i, (src, dst) in enumerate(zip(frame.planes, small.planes)):
-        ph, pw = (h, w) if i == 0 else (h // 2, w // 2)
-        plane = np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[:ph, :pw]
-        out = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
-        out[:ph // factor, :pw // factor] = cv2.resize(plane, (pw // factor, ph // factor),
-                                                        interpolation=cv2.INTER_AREA)
-    small.colorspace, small.color_range = frame.colorspace, frame.color_range
-    return small
 
 
 class Positions:

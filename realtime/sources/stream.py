@@ -16,6 +16,7 @@ from typing import Iterator
 
 from ..frames import Frame, now_ns
 from .base import Source
+from .rgb import RgbConverter
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,23 @@ class StreamSource(Source):
             self.options["rtsp_transport"] = rtsp_transport
         self.reconnects = 0
         self.sizes: list[tuple[int, int]] = []  # (width, height) per connection, for the summary
+        self.max_height = 0  # reduce_to: frames taller are reduced as they are converted
+        self._converter: RgbConverter | None = None
 
     def describe(self) -> dict:
         return {**super().describe(), "reconnects": self.reconnects,
                 "sizes": [f"{w}x{h}" for w, h in self.sizes]}
+
+    @property
+    def reduced_from(self) -> tuple[int, int] | None:
+        """The first reduced frame's ``(H, W)``; None: none was."""
+        return self._converter.reduced_from if self._converter is not None else None
+
+    def reduce_to(self, max_height: int) -> bool:
+        """Frames reduced as they are converted to RGB (a 4K stream's 4:2:0 frames in their
+        planes: a quarter of the conversion's work)."""
+        self.max_height = max_height
+        return True
 
     def _open(self, stop: threading.Event):
         import av
@@ -90,6 +104,7 @@ class StreamSource(Source):
         import av
 
         index = 0
+        rgb = self._converter = RgbConverter(self.max_height, self.name)
         while not stop.is_set():
             opened = self._open(stop)
             if opened is None:
@@ -102,11 +117,11 @@ class StreamSource(Source):
                         break
                     t0 = now_ns()
                     for decoded in packet.decode():
-                        image = decoded.to_ndarray(format="rgb24")
+                        image = rgb(decoded)
                         t1 = now_ns()
                         if not delivered:
                             delivered = True
-                            self.sizes.append((image.shape[1], image.shape[0]))
+                            self.sizes.append((decoded.width, decoded.height))
                             self.status.set("ok")
                         yield Frame(index, t1, image, pts=decoded.time, stamps=(("decode", t0, t1),),
                                     connection=self.reconnects)
