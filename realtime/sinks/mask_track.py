@@ -72,7 +72,6 @@ class MaskTrackOp(Operator):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.frames = 0
-        self.size: tuple[int, int] | None = None
         self.box: str | None = None  # box_tag of the first frame: every mask's place in its frame
         self._container = self._stream = None
         self._last_pts = -1
@@ -84,7 +83,7 @@ class MaskTrackOp(Operator):
         stream = self._container.add_stream("ffv1", rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, "gray"
         stream.codec_context.time_base = MASK_TIME_BASE
-        self._stream, self.size = stream, (height, width)
+        self._stream = stream
 
     def process(self, r: Rendered) -> None:
         import av
