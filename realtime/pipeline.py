@@ -226,14 +226,14 @@ class NervePipeline:
         gate = GateOp(self.engines.gate, c.preprocess, c.gate.nerve_class, c.gate.min_confidence, c.steady,
                       c.gate.every)
         shown = self._recording(avi, self._shown_csv(avi)) if avi and self.as_shown else None
+        taps_draw = any(getattr(t, "draws", True) for t in taps)  # a tap that needs drawn frames (the mask track does not)
         ops = Ops(
             source=SourceOp(self.source, c.source.max_height),
             gate=gate,
             segment=SegmentOp(self.engines.segment, c.segment.threshold, nerve_class=c.gate.nerve_class,
                               smoothing=c.steady.alpha),
             overlay=OverlayOp(c.overlay, board=self.board, scorer=self.scorer,
-                              draw_frames=lambda: any(getattr(t, "draws", True) for t in taps)
-                              or self.ops.record.busy),
+                              draw_frames=lambda: taps_draw or self.ops.record.busy),
             record=RecorderOp(self._recording(avi) if avi and not self.as_shown else None, self.notices),
             log=LogOp(self.outputs["csv"], self.provenance, keep=self.history, notices=self.notices),
             subscribers=SubscriberOp(),
