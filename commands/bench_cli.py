@@ -117,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         # What was measured is kept, marked INCOMPLETE: no ratio, no docs, no verdict.
         with interrupts.deferred_signals() as held:
-            results["reason"] = ("interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt)
-                                 else f"failed: {type(exc).__name__}: {exc}")
+            results["reason"] = interrupts.stop_reason(exc)
             report.write_json(results, args.out / "bench.json")
             held.clear()
         print(f"nerveseg bench: INCOMPLETE ({results['reason']}); measured: "

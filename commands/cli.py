@@ -151,32 +151,49 @@ def _main(argv: list[str] | None) -> int:
             interrupts.check_stop()  # a stop whose KeyboardInterrupt was swallowed on the way
             sys.stdout.flush()  # a reader that left (`| head`) is told here, not at exit
             return code
-    except BrokenPipeError:
-        # `nerveseg info MODEL | head`: the reader has what it wanted. Python would
-        # complain again when it flushes stdout at exit, so stdout goes nowhere now.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # what a shell shows for a writer ended by SIGPIPE
-    except (UserError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"{name}: error: {advice_that_fits(one_line(exc), parser, args)}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the machine, not the code: a full disk, a read-only folder
-        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ImportError) as exc:
-        missing = extras.missing_extra(exc)
-        if missing is not None:
-            print(f"{name}: error: {missing}", file=sys.stderr)
-            return 2
-        # An ImportError chained to a KeyboardInterrupt is a native module's import cut
-        # short by Ctrl-C or SIGTERM; any other is a real error.
-        if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
-            raise
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
+    except Exception as exc:
+        return _failed(exc, name, parser, args)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, name)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.unraisablehook = _unraisable_default
+
+
+def _failed(exc: Exception, name: str, parser, args) -> int:
+    """The exit status of a command that raised ``exc`` (its line printed). A failure raised
+    after a stop signal came is the stop (the signal cut a library short, which said so in
+    its own words): "interrupted", 130, as every stopped command."""
+    if interrupts.is_stop(exc) or isinstance(exc, ImportError):
+        return _interrupted(exc, name)
+    if isinstance(exc, BrokenPipeError):
+        # `nerveseg info MODEL | head`: the reader has what it wanted. Python would
+        # complain again when it flushes stdout at exit, so stdout goes nowhere now.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell shows for a writer ended by SIGPIPE
+    if isinstance(exc, UserError | EngineError | FileNotFoundError | PermissionError | IsADirectoryError):
+        print(f"{name}: error: {advice_that_fits(one_line(exc), parser, args)}", file=sys.stderr)
+        return 2
+    if isinstance(exc, OSError):  # the machine, not the code: a full disk, a read-only folder
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    raise exc
+
+
+def _interrupted(exc: BaseException, name: str) -> int:
+    """130 and "interrupted" for a stop; an extra that is not installed is told as such."""
+    missing = extras.missing_extra(exc)
+    if missing is not None:
+        print(f"{name}: error: {missing}", file=sys.stderr)
+        return 2
+    # An ImportError chained to a KeyboardInterrupt is a native module's import cut
+    # short by Ctrl-C or SIGTERM; any other is a real error.
+    if isinstance(exc, ImportError) and not interrupts.is_stop(exc) and \
+            not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+        raise exc
+    print(f"{name}: interrupted", file=sys.stderr)
+    return 130
 
 
 def entry() -> None:

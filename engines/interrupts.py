@@ -37,6 +37,24 @@ def clear_stop() -> None:
     _STOP.clear()
 
 
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
+
+
+def is_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` ended the work because of a stop: a ``KeyboardInterrupt``, or any
+    failure raised after a stop signal came. A signal that lands inside a library's native
+    code can come out as that library's own error (matplotlib's "Invalid bounding box",
+    a decoder's "Immediate exit requested"): it is still the stop, not a failure."""
+    return isinstance(exc, KeyboardInterrupt) or _STOP.is_set()
+
+
+def stop_reason(exc: BaseException) -> str:
+    """The one-line reason a report gives for work ``exc`` ended: interrupted, or failed."""
+    if is_stop(exc):
+        return INTERRUPTED
+    return f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def check_stop() -> None:
     """Raise ``KeyboardInterrupt`` if a stop signal came, even one whose exception was lost."""
     if _STOP.is_set():

@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from nerveseg.engines.interrupts import deferred_signals
+from nerveseg.engines.interrupts import deferred_signals, stop_reason
 from nerveseg.engines.loader import BACKEND_CHOICES
 
 from . import seen
@@ -115,8 +115,7 @@ def evaluate_all(models: list[Path], outs: list[Path], items: list[str], args) -
         for model, out in zip(models, outs):
             reports.append(evaluate_one(model, out, items, args))
     except (Exception, KeyboardInterrupt) as exc:
-        why = ("interrupted (Ctrl-C or SIGTERM)" if isinstance(exc, KeyboardInterrupt)
-               else f"failed: {type(exc).__name__}: {exc}")
+        why = stop_reason(exc)
         done = [str(m) for m in models[:len(reports)]]
         with deferred_signals() as held:
             for out in folders[len(reports):]:

@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from nerveseg.engines.interrupts import deferred_signals, temp_beside
+from nerveseg.engines.interrupts import deferred_signals, stop_reason, temp_beside
 
 from . import render
 from .sections import Section
@@ -23,12 +23,6 @@ STEPS = ("test sets (classification and segmentation metrics)",
          "verdict and report")
 TITLE = "nerveseg validation report: INCOMPLETE"
 log = logging.getLogger(__name__)
-
-
-def reason(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C or SIGTERM)"
-    return f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def section(partial: dict, why: str) -> Section:
@@ -50,7 +44,7 @@ def write(outputs: dict[str, Path], partial: dict, exc: BaseException | None) ->
     ``exc`` None: the placeholder written before anything is measured, so a run killed
     outright (SIGKILL, power) leaves INCOMPLETE too, never an earlier run's verdict. A file
     that cannot be written (e.g. the PDF library's import was cut short) is removed."""
-    why = reason(exc) if exc is not None else STARTED
+    why = stop_reason(exc) if exc is not None else STARTED
     with deferred_signals() as held:
         done = partial.get("measured", [])
         body = {**partial, "verdict": {"status": "INCOMPLETE", "passed": False, "reason": why, "checks": [],

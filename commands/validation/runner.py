@@ -21,7 +21,7 @@ from nerveseg.engines.errors import UserError
 from nerveseg.realtime.pipeline import Engines
 from nerveseg.realtime.sinks import check_writable
 from nerveseg.realtime.sources import open_source
-from nerveseg.engines.interrupts import check_stop, deferred_signals, temp_beside
+from nerveseg.engines.interrupts import check_stop, deferred_signals, is_stop, temp_beside
 from nerveseg.training import seen
 
 from . import components, degradation as deg, delays, display, documents, incomplete, modelcard, passes, render
@@ -212,6 +212,8 @@ def validate(config: PipelineConfig, engines: Engines, o: Options) -> tuple[dict
         written = incomplete.write(inputs.outputs, partial, exc)
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if is_stop(exc):  # a library's own error for the signal that cut it short
+            raise KeyboardInterrupt from exc
         raise IncompleteRun(f"stopped by {type(exc).__name__}: {exc}; INCOMPLETE report in "
                             f"{written['json']}") from exc
 
