@@ -117,12 +117,15 @@ def _open(path: Path):
 
 def _frames(container, stream):
     """``(index, time in s, rate, (H, W, 3) uint8 RGB)`` of every frame of ``stream``."""
+    from nerveseg.realtime.sources.rgb import RgbConverter
+
     rate = float(stream.average_rate or 0) or 30.0
+    rgb = RgbConverter(name=container.name)  # one converter for the file, not a thread pool per frame
     i = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
             t = float(frame.time) if frame.time is not None else i / rate
-            yield i, t, rate, frame.to_ndarray(format="rgb24")
+            yield i, t, rate, rgb(frame)
     except av.FFmpegError as exc:  # a damaged file: what came before is kept, and said
         raise UserError(f"{container.name}: cannot decode past frame {i} "
                         f"({' '.join(str(exc).split())[:160]})") from None

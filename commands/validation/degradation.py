@@ -134,9 +134,12 @@ def as_recorded(view: np.ndarray, allowed: np.ndarray, shape: tuple[int, ...]) -
 def _decoded(path: Path):
     import av
 
+    from nerveseg.realtime.sources.rgb import RgbConverter
+
+    rgb = RgbConverter()  # one converter for the file, not a thread pool per frame
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
+            yield rgb(frame)
 
 
 def check_recordings(source: Source, frames: list[FrameRecord], lossless: Path, recorded: Path,
