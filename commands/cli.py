@@ -192,6 +192,8 @@ def _interrupted(exc: BaseException, name: str) -> int:
     if isinstance(exc, ImportError) and not interrupts.is_stop(exc) and \
             not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
         raise exc
+    if not isinstance(exc, KeyboardInterrupt):  # what the stop cut short, for --verbose
+        logging.getLogger(__name__).debug("interrupted; the stop came out as %s", type(exc).__name__, exc_info=exc)
     print(f"{name}: interrupted", file=sys.stderr)
     return 130
 
