@@ -120,7 +120,7 @@ def _frames(container, stream):
     from nerveseg.realtime.sources.rgb import RgbConverter
 
     rate = float(stream.average_rate or 0) or 30.0
-    rgb = RgbConverter(name=container.name)  # one converter for the file, not a thread pool per frame
+    rgb = RgbConverter()  # one converter for the file, not a thread pool per frame
     i = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
