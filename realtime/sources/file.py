@@ -96,7 +96,8 @@ class VideoFileSource(Source):
 
     def describe(self) -> dict:
         described = {**super().describe(), "frame_count": self.frame_count, "concealed": self.concealed,
-                     "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early}
+                     "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early,
+                     "deinterlaced": self._converter.deinterlaced if self._converter is not None else 0}
         if self._pacer is not None:
             described["late"] = self._pacer.late
         if self.lead is not None:

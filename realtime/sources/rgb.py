@@ -1,4 +1,5 @@
-"""Decoded PyAV frames to RGB arrays, reduced as they are converted (``source.max_height``).
+"""Decoded PyAV frames to RGB arrays, reduced as they are converted (``source.max_height``)
+and deinterlaced where the decoder says a frame is interlaced (:func:`bob`).
 
 One :class:`RgbConverter` per input: ``frame.to_ndarray(format=...)`` builds a new
 converter per frame, and since PyAV 17 each of those starts and ends its own thread pool
@@ -24,16 +25,24 @@ class RgbConverter:
     reduced in its own planes, before the colour conversion (:func:`reduce_420`: a quarter
     of the pixels to convert, 2 ms of CPU for a 4K frame against 7-8 converting it whole
     and reducing the RGB); any other by :func:`~.base.reduce` after it. ``reduced_from``:
-    the first reduced frame's ``(H, W)`` (None: none was); ``name`` is for the log line."""
+    the first reduced frame's ``(H, W)`` (None: none was); ``name`` is for the log line.
+
+    A frame the decoder marks interlaced (a 1080i capture card or recorder, an SDI
+    encoder's stream) holds two fields half a frame period apart: anything that moves is
+    combed, line by line. Such a frame is shown as its top field, the lines between
+    interpolated (:func:`bob`), before it is reduced; ``deinterlaced`` counts them."""
 
     def __init__(self, max_height: int = 0, name: str = "source"):
         from av.video.reformatter import VideoReformatter
 
         self.max_height, self.name = max_height, name
         self.reduced_from: tuple[int, int] | None = None
+        self.deinterlaced = 0
         self._rgb = VideoReformatter()
 
     def __call__(self, frame) -> np.ndarray:
+        if frame.interlaced_frame:
+            return self._deinterlaced(frame)
         if not self.max_height or frame.height <= self.max_height:
             return self._rgb.reformat(frame, format="rgb24").to_ndarray()
         small = reduce_420(frame, self.max_height)
@@ -45,6 +54,65 @@ class RgbConverter:
                      frame.width, frame.height, image.shape[1], image.shape[0], self.max_height,
                      ", in their 4:2:0 planes" if small is not None else "")
         return image
+
+    def _deinterlaced(self, frame) -> np.ndarray:
+        h, w = frame.height, frame.width
+        top = top_field(frame)  # the field in its own planes: each field's own chroma
+        field = (self._rgb.reformat(top, format="rgb24").to_ndarray() if top is not None
+                 else self._rgb.reformat(frame, format="rgb24").to_ndarray()[0::2])
+        rh, rw = reduced_size(h, w, self.max_height)
+        if rh <= field.shape[0]:  # reduced to the field's rows or fewer: straight from the field
+            image = field if (rh, rw) == field.shape[:2] else cv2.resize(field, (rw, rh), interpolation=cv2.INTER_AREA)
+        else:
+            image = bob(field, h)
+            image = image if (rh, rw) == (h, w) else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
+        if not self.deinterlaced:
+            log.info("%s: interlaced %dx%d frames: the top field kept, the lines between interpolated%s", self.name,
+                     w, h, "" if top is not None else f" (its {frame.format.name} converted whole: colour may fringe)")
+        self.deinterlaced += 1
+        if (rh, rw) != (h, w) and self.reduced_from is None:
+            self.reduced_from = (h, w)
+            log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d)", self.name,
+                     w, h, rw, rh, self.max_height)
+        return image
+
+
+#: planar formats whose top field is taken in their own planes (every plane's even rows)
+FIELD_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p")
+
+
+def top_field(frame):
+    """The top field of an interlaced planar 8-bit YUV PyAV ``frame`` (its even rows, and
+    each chroma plane's even rows: in interlaced 4:2:0 the chroma lines alternate between
+    the fields too) as a new frame of half the height; None for any other format, or a
+    height whose field 4:2:0 cannot hold, for the caller to take the RGB's even rows."""
+    import av
+
+    name, h, w = frame.format.name, frame.height, frame.width
+    if name not in FIELD_FORMATS or h % 4:
+        return None
+    field = av.VideoFrame(w, h // 2, name)
+    for src, dst in zip(frame.planes, field.planes):
+        rows = np.frombuffer(src, np.uint8).reshape(-1, src.line_size)
+        out = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
+        height, width = dst.height, dst.width
+        out[:height, :width] = rows[0:2 * height:2, :width]
+    field.colorspace, field.color_range = frame.colorspace, frame.color_range
+    return field
+
+
+def bob(field: np.ndarray, height: int) -> np.ndarray:
+    """A frame of ``height`` rows from one ``field`` (its rows on the frame's even lines):
+    each odd line the mean of the lines above and below it, the last one a copy of the
+    line above. One instant, no combing; the vertical detail of one field."""
+    out = np.empty((height, *field.shape[1:]), np.uint8)
+    even = out[0::2]
+    even[:] = field[:len(even)]
+    odd = out[1::2]
+    inner = min(len(odd), len(even) - 1)
+    odd[:inner] = ((even[:inner].astype(np.uint16) + even[1:inner + 1] + 1) >> 1).astype(np.uint8)
+    odd[inner:] = even[inner:len(odd)]
+    return out
 
 
 def reduce_420(frame, max_height: int):

@@ -67,7 +67,8 @@ class StreamSource(Source):
 
     def describe(self) -> dict:
         return {**super().describe(), "reconnects": self.reconnects,
-                "sizes": [f"{w}x{h}" for w, h in self.sizes]}
+                "sizes": [f"{w}x{h}" for w, h in self.sizes],
+                "deinterlaced": self._converter.deinterlaced if self._converter is not None else 0}
 
     @property
     def reduced_from(self) -> tuple[int, int] | None:
