@@ -85,17 +85,23 @@ def test_the_summary_is_written_whole_or_not_at_all(tmp_path):
 
 
 def test_a_new_frame_size_starts_a_new_segment_and_nothing_is_stretched(tmp_path):
+    """Every change of size starts the next segment, numbered from the first file's name,
+    a return to an earlier size included (a capture card switching modes and back)."""
     recording = Recording(AviRecorder(tmp_path / "r.avi", 30.0), CsvLog(tmp_path / "r.csv", PROVENANCE))
     for i in range(3):
         recording.write(rendered(i))
     small = rendered(3)
     big = Rendered(small.seg, np.full((96, 128, 3), 90, np.uint8), None, small.stamps)
-    for _ in range(2):
-        recording.write(big)
+    wide = Rendered(small.seg, np.full((48, 160, 3), 30, np.uint8), None, small.stamps)
+    for r, times in ((big, 2), (wide, 1), (small, 2)):
+        for _ in range(times):
+            recording.write(r)
     recording.close()
-    assert [s.path.name for s in recording.segments] == ["r.avi", "r.part2.avi"] and recording.frames == 5
-    for name, (count, size) in {"r.avi": (3, (64, 80)), "r.part2.avi": (2, (96, 128))}.items():
+    expected = {"r.avi": (3, (64, 80)), "r.part2.avi": (2, (96, 128)), "r.part3.avi": (1, (48, 160)),
+                "r.part4.avi": (2, (64, 80))}
+    assert [s.path.name for s in recording.segments] == list(expected) and recording.frames == 8
+    for name, (count, size) in expected.items():
         with av.open(str(tmp_path / name)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         assert len(frames) == count and frames[0].shape[:2] == size
-    assert len(list(csv.DictReader(open(tmp_path / "r.csv")))) == 5, "one CSV across the segments"
+    assert len(list(csv.DictReader(open(tmp_path / "r.csv")))) == 8, "one CSV across the segments"

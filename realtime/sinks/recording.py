@@ -41,8 +41,8 @@ class Recording:
         closes this segment and starts ``NAME.partN.avi``: frames are never stretched."""
         t0 = now_ns()
         if not self.avi.fits(r.image):
-            self.avi.close()
-            self.avi = self.avi.next_segment(len(self.segments) + 1)
+            self.avi.close()  # numbered from the first file's name: NAME.part3.avi, not NAME.part2.part3.avi
+            self.avi = self.segments[0].next_segment(len(self.segments) + 1)
             self.segments.append(self.avi)
         self.avi.write(r.image)
         r = dataclasses.replace(r, stamps=r.stamps + (("encode", t0, now_ns()),))
