@@ -14,6 +14,7 @@ from nerveseg.engines import extras, interrupts
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime import config as cfg
 from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
+from nerveseg.realtime.sources import video_file_arg
 
 log = logging.getLogger(__name__)
 MODES = ("naive", "sequential", "bare", "replay", "single", "live", "costs", "formats", "soak", "scaling",
@@ -25,7 +26,7 @@ DEFAULT_VIDEO = "samples/stereo_sample.mp4"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", nargs="?", default=DEFAULT_VIDEO, help=f"video to run on (default {DEFAULT_VIDEO})")
+    parser.add_argument("video", nargs="?", default=DEFAULT_VIDEO, type=video_file_arg, help=f"video to run on (default {DEFAULT_VIDEO})")
     add_engine_arguments(parser)
     parser.add_argument("--gate-pt", type=Path, help="torch checkpoint of the gate (naive loop, torch format); "
                                                      "default: the gate engine's path with .pt")

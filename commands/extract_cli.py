@@ -30,13 +30,14 @@ from nerveseg.engines import interrupts, outputs
 from nerveseg.engines.errors import UserError
 from nerveseg.engines.preprocess import Preprocessor
 from nerveseg.realtime import config as cfg
+from nerveseg.realtime.sources import video_file_arg
 
 INDEX = "extract.json"
 EVERY = re.compile(r"^(\d+(?:\.\d+)?)(s|f)$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", type=Path, metavar="VIDEO", help="recorded video file")
+    parser.add_argument("video", type=video_file_arg, metavar="VIDEO", help="recorded video file")
     parser.add_argument("--out", required=True, type=Path, metavar="DATASET", help="dataset folder to create")
     parser.add_argument("--every", default="1s", type=_every, metavar="INTERVAL",
                         help="one frame per interval: seconds (1s, 0.5s) or frames (30f) (default 1s)")

@@ -21,10 +21,11 @@ from pathlib import Path
 from nerveseg.realtime import config as cfg
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.replay_cli import add_engine_arguments, overrides
+from nerveseg.realtime.sources import video_file_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", required=True, type=Path,
+    parser.add_argument("--video", required=True, type=video_file_arg,
                         help="video file (ground truth beside it in <stem>.gt/ is used) or image folder")
     parser.add_argument("--test-set", action="append", default=[], type=Path, metavar="DIR",
                         help="labelled folder: class folders, a Supervisely project, or both as classify/ and "

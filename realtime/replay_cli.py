@@ -11,6 +11,7 @@ from nerveseg.engines.errors import UserError
 from nerveseg.engines.loader import BACKEND_CHOICES
 
 from . import config as cfg
+from .sources import source_arg
 from .stages import MIN_FRAME_SIDE, one_line
 from .stats import format_table
 
@@ -51,7 +52,7 @@ def add_camera_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pixel format to ask for (default: auto, the driver's choice)")
     parser.add_argument("--camera-api", choices=["auto", "v4l2", "dshow", "msmf", "avfoundation"],
                         help="OpenCV capture API (default: auto)")
-    parser.add_argument("--right-source", metavar="SPEC",
+    parser.add_argument("--right-source", metavar="SPEC", type=source_arg,
                         help="a second camera or stream for the right eye, paired with --source by capture time")
     parser.add_argument("--layout", choices=["auto", "side-by-side", "side-by-side-half", "top-bottom", "mono"],
                         help="how a frame holds the eyes (default: auto, from the frame's shape)")
@@ -105,7 +106,7 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="video file or image folder")
+    parser.add_argument("input", type=source_arg, help="video file or image folder")
     parser.add_argument("--out", required=True, type=Path,
                         help="OUT.avi: the annotated recording; OUT.mkv: the input's own video stream, copied "
                              "(not re-encoded), with a lossless mask track beside it (a video file only; "

@@ -18,11 +18,12 @@ from . import config as cfg
 from nerveseg.engines.errors import UserError
 from .replay_cli import (add_camera_arguments, add_display_arguments, add_engine_arguments, camera_overrides,
                          display_overrides, exit_status, overrides)
+from .sources import source_arg
 from .stats import format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True,
+    parser.add_argument("--source", required=True, type=source_arg,
                         help="camera index (0, 1, ...) or device path (/dev/video2), stream URL (rtsp://, "
                              "http://, tcp://, udp://, srt://, ...), or a video file / image folder played at "
                              "its frame rate")

@@ -182,7 +182,9 @@ def _missing_mask_set(root: Path) -> str:
 
 BAD = {
     "missing video": (lambda t, i: ["--video", str(t / "nope.mp4")], "nope.mp4: video file not found"),
-    "camera": (lambda t, i: ["--video", "0"], "0: validate needs a recorded video"),
+    "camera": (lambda t, i: ["--video", "0"], "argument --video: 0: a recorded video is needed here, not a camera"),
+    "stream": (lambda t, i: ["--video", "rtsp://10.0.0.9/1"],
+               "rtsp://10.0.0.9/1: a recorded video is needed here, not a stream"),
     "not a test set": (lambda t, i: ["--test-set", str(t)], "{t}: not a test set"),
     "missing test set": (lambda t, i: ["--test-set", str(t / "gone")], "gone: test set folder not found"),
     "mask missing": (lambda t, i: ["--test-set", _missing_mask_set(t)], "a.png: mask missing for image"),
@@ -204,7 +206,10 @@ def test_bad_inputs_give_one_line_errors_naming_the_file(tmp_path, inputs, case,
     argv = ["validate", "--video", str(inputs["plain"]), "--out", str(tmp_path / "out"), "--no-progress"]
     if "--engines" not in extra:
         argv += ["--gate", str(inputs["gate"]), "--seg", str(inputs["seg"])]
-    code = main(argv + extra)
+    try:
+        code = main(argv + extra)
+    except SystemExit as exc:  # argparse's own refusal of a flag's value
+        code = exc.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and expected.replace("{t}", str(tmp_path)) in err[0], err

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nerveseg.realtime import config as cfg
 from nerveseg.realtime.priority import realtime_while, status
+from nerveseg.realtime.sources import source_arg
 from nerveseg.engines.errors import UserError
 from nerveseg.realtime.replay_cli import (add_camera_arguments, add_display_arguments, add_engine_arguments,
                                          camera_overrides, display_overrides, overrides)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="camera index (0, 1, ...) or device path, stream URL (rtsp://, "
+    parser.add_argument("--source", type=source_arg, help="camera index (0, 1, ...) or device path, stream URL (rtsp://, "
                                          "http://, ...), video file or image folder (or open one from the window)")
     parser.add_argument("--out", type=Path, default=Path("runs/view"),
                         help="folder for recordings (AVI + CSV) and snapshots (PNG) (default runs/view)")

@@ -69,8 +69,6 @@ class Inputs:
 
 def prepare(config: PipelineConfig, engines: Engines, o: Options) -> Inputs:
     """Every input and output checked; one-line :class:`UserError` naming the file otherwise."""
-    if str(o.video).strip().isdigit():
-        raise UserError(f"{o.video}: validate needs a recorded video or image folder, not a camera")
     if config.preprocess.layout == "side-by-side-half":
         # The degradation test compares shown pixels with the source frame's, one to one;
         # a stretched eye has no such pixels.

@@ -9,19 +9,24 @@ kind whose ``matches(spec)`` is true opens it; a new kind of source is one modul
 
 from __future__ import annotations
 
+import argparse
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from nerveseg.engines.errors import UserError
 
 from .base import IMAGE_SUFFIXES, Pacer, Source, SourceStatus, to_rgb
 from .camera import CameraMode, CameraSource
 from .file import VideoFileSource
 from .folder import ImageFolderSource
 from .pair import PairedSource
-from .stream import StreamSource, is_stream
+from .stream import SCHEMES, StreamSource, is_stream, url_scheme
 
-__all__ = ["IMAGE_SUFFIXES", "SOURCES", "CameraMode", "CameraSource", "SourceOptions", "ImageFolderSource", "Pacer", "PairedSource", "Source", "SourceKind",
-           "SourceStatus", "StreamSource", "VideoFileSource", "is_camera", "open_source", "to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "SCHEMES", "SOURCES", "CameraMode", "CameraSource", "SourceOptions", "ImageFolderSource",
+           "Pacer", "PairedSource", "Source", "SourceKind", "SourceStatus", "StreamSource", "VideoFileSource", "is_camera",
+           "normalise_spec", "open_source", "source_arg", "to_rgb", "video_file_arg"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,43 @@ def open_source(spec: str | int, pace: bool | None = None, camera: CameraMode = 
 
 
 def _open(spec: str | int, options: SourceOptions) -> Source:
-    text = str(spec).strip()
+    text = normalise_spec(str(spec))
     kind = next(kind for kind in SOURCES if kind.matches(text))
     return kind.open(text, options)
+
+
+def normalise_spec(spec: str) -> str:
+    """``spec`` as the sources read it, from wherever it came (a flag, the YAML, the
+    window): blanks around it gone; a ``file://`` URL (copied from a browser or a file
+    manager) as its local path. A URL of a scheme no source reads (``rtp://``) is refused
+    in one line naming the schemes that are read, not mistaken for a file name."""
+    text = spec.strip()
+    scheme = url_scheme(text)
+    if scheme == "file":
+        parsed = urllib.parse.urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise UserError(f"{text}: a file on another machine ({parsed.netloc}); mount it and give its path")
+        return urllib.parse.unquote(parsed.path)
+    if scheme is not None and scheme not in SCHEMES:
+        raise UserError(f"{text}: {scheme}:// is not a source nerveseg reads; streams: "
+                        f"{', '.join(s + '://' for s in SCHEMES)}; files: a path or file://")
+    return text
+
+
+def source_arg(text: str) -> str:
+    """argparse type of a source flag (``--source``, ``replay IN``): :func:`normalise_spec`,
+    so the path a ``file://`` URL names is also guarded as an input."""
+    try:
+        return normalise_spec(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def video_file_arg(text: str) -> Path:
+    """argparse type of a flag that takes a recorded video file (``validate --video``,
+    ``extract``, ``bench``): :func:`source_arg`, a stream or a camera refused."""
+    spec = source_arg(text)
+    if is_stream(spec) or (is_camera(spec) and not Path(spec).is_file()):
+        raise argparse.ArgumentTypeError(f"{text}: a recorded video is needed here, not a "
+                                         f"{'stream' if is_stream(spec) else 'camera'}")
+    return Path(spec)

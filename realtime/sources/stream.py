@@ -11,6 +11,7 @@ new segment (:mod:`nerveseg.realtime.sinks.recording`), nothing is stretched.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Iterator
 
@@ -26,9 +27,15 @@ SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt
 LOW_LATENCY = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768", "analyzeduration": "200000"}
 
 
+def url_scheme(spec: str) -> str | None:
+    """The scheme of a URL-like ``spec`` (``rtsp`` of ``RTSP://cam/1``), lower case; None
+    for anything else (a path, a device, ``C:\\video.mp4``)."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", spec)
+    return match.group(1).lower() if match else None
+
+
 def is_stream(spec: str) -> bool:
-    scheme, sep, _ = spec.partition("://")
-    return bool(sep) and scheme.lower() in SCHEMES
+    return url_scheme(spec) in SCHEMES
 
 
 def redact(url: str) -> str:
