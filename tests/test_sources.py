@@ -91,6 +91,33 @@ def test_image_folder_skips_unreadable_images(tmp_path):
     assert frames[2].image[0, 0, 0] == 100
 
 
+def test_image_folder_plays_numbered_names_by_number_and_keeps_each_images_place(tmp_path):
+    """FFmpeg's ``out%d.png`` (unpadded): out10 after out9, not after out1; an unreadable
+    image keeps its place, so the frames after it keep their own numbers (``--gt``)."""
+    names = [f"out{i}.png" for i in range(1, 13)]
+    for i, name in enumerate(names):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 40, 3), 10 * i, np.uint8))
+    (tmp_path / "out5.png").write_bytes(b"not a png")
+    source = ImageFolderSource(tmp_path)
+    assert [p.name for p in source.files] == names
+    frames = list(source.frames(threading.Event()))
+    assert source.skipped == 1 and [f.index for f in frames] == list(range(11))
+    kept = [i for i in range(12) if i != 4]
+    assert [f.number for f in frames] == kept and [int(f.image[0, 0, 0]) for f in frames] == [10 * i for i in kept]
+    assert frames[4].pts == pytest.approx(5 / source.fps)  # out6.png: its own time, a gap where out5 was
+
+
+@pytest.mark.parametrize("names", [
+    ["a_000.png", "a_001.png", "a_010.png", "a_100.png"],  # zero-padded: the same order either way
+    ["Scan2.png", "scan10.png", "SCAN11.png"],  # case ignored
+    ["1-2.png", "1-10.png", "2-1.png", "10-1.png"],  # every number in the name by value
+])
+def test_image_folder_name_order(tmp_path, names):
+    for name in reversed(names):
+        cv2.imwrite(str(tmp_path / name), np.zeros((4, 4, 3), np.uint8))
+    assert [p.name for p in ImageFolderSource(tmp_path).files] == names
+
+
 def test_open_source_picks_by_spec(tmp_path):
     assert isinstance(open_source("0"), CameraSource)
     (tmp_path / "a.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())

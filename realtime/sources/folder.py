@@ -1,8 +1,9 @@
-"""An image folder: every image, in name order, one frame each."""
+"""An image folder: every image, in name order (numbers by value), one frame each."""
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -17,8 +18,19 @@ from .base import IMAGE_SUFFIXES, Pacer, Source
 log = logging.getLogger(__name__)
 
 
+def natural_key(path: Path) -> tuple:
+    """Name order with the numbers in a name compared by value: ``frame2.png`` before
+    ``frame10.png``, as FFmpeg's ``out%d.png`` and most exporters number their images
+    (plain string order would play frame 10 after frame 1). Zero-padded names keep
+    their order; case is ignored, then the name itself breaks ties."""
+    parts = re.split(r"(\d+)", path.name.lower())
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), path.name
+
+
 class ImageFolderSource(Source):
-    """Every image in a folder, in name order, as one frame each."""
+    """Every image in a folder, in name order (:func:`natural_key`), as one frame each.
+    ``Frame.position`` is the image's place in that order, unreadable ones included, so
+    ``--gt`` scores each frame on its own annotation after a skipped image."""
 
     def __init__(self, path: str | Path, fps: float = 30.0, pace: bool = False):
         super().__init__()
@@ -28,7 +40,7 @@ class ImageFolderSource(Source):
         self.pace = pace
         if not self.path.is_dir():
             raise UserError(f"{self.path}: image folder not found")
-        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
         if not self.files:
             raise UserError(f"{self.path}: no images in folder (looked for {', '.join(IMAGE_SUFFIXES)})")
         self.frame_count = len(self.files)
@@ -37,7 +49,7 @@ class ImageFolderSource(Source):
         self.status.set("ok")
         pacer = Pacer(self.fps) if self.pace else None
         index = 0
-        for file in self.files:
+        for position, file in enumerate(self.files):
             if stop.is_set():
                 break
             t0 = now_ns()
@@ -50,6 +62,7 @@ class ImageFolderSource(Source):
             decoded = now_ns()
             if pacer is not None:
                 pacer.wait(stop)
-            yield Frame(index, now_ns(), image, pts=index / self.fps, stamps=(("decode", t0, decoded),))
+            yield Frame(index, now_ns(), image, pts=position / self.fps, stamps=(("decode", t0, decoded),),
+                        position=position)
             index += 1
         self.status.set("ended", "end of images")
