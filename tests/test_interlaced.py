@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 from engine_fixtures import make_gate, make_segmenter
-from test_stream import free_port
+from test_stream import first_images, free_port
 from fault_fixtures import python_child
 from video_fixtures import write_video
 
@@ -177,12 +177,7 @@ def test_an_interlaced_stream_is_shown_one_field_at_a_time():
     try:
         assert server.stdout.readline().strip() == "serving"
         source = StreamSource(f"tcp://127.0.0.1:{port}", timeout=0.5, backoff=(0.1, 0.5))
-        stop = threading.Event()
-        images = []
-        for frame in source.frames(stop):
-            images.append(frame.image)
-            if len(images) == 8:
-                stop.set()
+        images = first_images(source.frames, 8)
     finally:
         server.kill()
         server.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import socket
+import threading
 import time
 
 import pytest
@@ -43,6 +44,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def first_images(frames_of, n: int) -> list:
+    """The images of the first ``n`` frames of ``frames_of(stop)`` (a source's ``frames`` or an
+    operator's ``items``), then the stop set."""
+    stop, images = threading.Event(), []
+    for frame in frames_of(stop):
+        images.append(frame.image)
+        if len(images) == n:
+            stop.set()
+    return images
 
 
 def serve(port: int, size=(320, 120)):
@@ -114,8 +126,6 @@ def test_a_stream_taller_than_max_height_is_reduced_as_it_is_converted(tmp_path)
     """``source.max_height`` on a network stream: its 4:2:0 frames reduced by the whole
     factor in their planes as they are converted, the bright band where it was; the
     summary's sizes say what the stream sent."""
-    import threading
-
     from nerveseg.realtime.stages import SourceOp
 
     port = free_port()
@@ -125,12 +135,7 @@ def test_a_stream_taller_than_max_height_is_reduced_as_it_is_converted(tmp_path)
         source = StreamSource(f"tcp://127.0.0.1:{port}", timeout=0.5, backoff=(0.1, 0.5))
         op = SourceOp(source, max_height=120)
         assert op.at_source
-        stop = threading.Event()
-        frames = []
-        for frame in op.items(stop):
-            frames.append(frame.image)
-            if len(frames) == 8:
-                stop.set()
+        frames = first_images(op.items, 8)
     finally:
         server.kill()
         server.wait()
