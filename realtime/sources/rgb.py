@@ -48,12 +48,15 @@ class RgbConverter:
         small = reduce_420(frame, self.max_height)
         image = (self._rgb.reformat(small, format="rgb24").to_ndarray() if small is not None
                  else reduce(self._rgb.reformat(frame, format="rgb24").to_ndarray(), self.max_height))
+        self._note_reduced(frame, image, ", in their 4:2:0 planes" if small is not None else "")
+        return image
+
+    def _note_reduced(self, frame, image: np.ndarray, how: str = "") -> None:
+        """Remember (``reduced_from``) and tell once that frames are reduced."""
         if self.reduced_from is None:
             self.reduced_from = (frame.height, frame.width)
             log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d%s)", self.name,
-                     frame.width, frame.height, image.shape[1], image.shape[0], self.max_height,
-                     ", in their 4:2:0 planes" if small is not None else "")
-        return image
+                     frame.width, frame.height, image.shape[1], image.shape[0], self.max_height, how)
 
     def _deinterlaced(self, frame) -> np.ndarray:
         h, w = frame.height, frame.width
@@ -70,10 +73,8 @@ class RgbConverter:
             log.info("%s: interlaced %dx%d frames: the top field kept, the lines between interpolated%s", self.name,
                      w, h, "" if top is not None else f" (its {frame.format.name} converted whole: colour may fringe)")
         self.deinterlaced += 1
-        if (rh, rw) != (h, w) and self.reduced_from is None:
-            self.reduced_from = (h, w)
-            log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d)", self.name,
-                     w, h, rw, rh, self.max_height)
+        if (rh, rw) != (h, w):
+            self._note_reduced(frame, image, ", from their top field")
         return image
 
 
