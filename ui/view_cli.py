@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", type=source_arg, help="camera index (0, 1, ...) or device path, stream URL (rtsp://, "
-                                         "http://, ...), video file or image folder (or open one from the window)")
+    parser.add_argument("--source", type=source_arg,
+                        help="camera index (0, 1, ...) or device path, stream URL (rtsp://, http://, ...), video "
+                             "file or image folder (or open one from the window)")
     parser.add_argument("--out", type=Path, default=Path("runs/view"),
                         help="folder for recordings (AVI + CSV) and snapshots (PNG) (default runs/view)")
     parser.add_argument("--record", action="store_true", help="start recording as soon as the source runs")
