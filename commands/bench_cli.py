@@ -26,7 +26,8 @@ DEFAULT_VIDEO = "samples/stereo_sample.mp4"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", nargs="?", default=DEFAULT_VIDEO, type=video_file_arg, help=f"video to run on (default {DEFAULT_VIDEO})")
+    parser.add_argument("video", nargs="?", default=DEFAULT_VIDEO, type=video_file_arg,
+                        help=f"video to run on (default {DEFAULT_VIDEO})")
     add_engine_arguments(parser)
     parser.add_argument("--gate-pt", type=Path, help="torch checkpoint of the gate (naive loop, torch format); "
                                                      "default: the gate engine's path with .pt")

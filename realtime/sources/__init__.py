@@ -25,8 +25,8 @@ from .pair import PairedSource
 from .stream import SCHEMES, StreamSource, is_stream, url_scheme
 
 __all__ = ["IMAGE_SUFFIXES", "SCHEMES", "SOURCES", "CameraMode", "CameraSource", "SourceOptions", "ImageFolderSource",
-           "Pacer", "PairedSource", "Source", "SourceKind", "SourceStatus", "StreamSource", "VideoFileSource", "is_camera",
-           "normalise_spec", "open_source", "source_arg", "to_rgb", "video_file_arg"]
+           "Pacer", "PairedSource", "Source", "SourceKind", "SourceStatus", "StreamSource", "VideoFileSource",
+           "is_camera", "normalise_spec", "open_source", "source_arg", "to_rgb", "video_file_arg"]
 
 
 @dataclass(frozen=True)
