@@ -24,7 +24,7 @@ from ..frames import Frame, now_ns
 from ..priority import lower_this_thread
 from ..stall import Stalled, with_deadline
 from .base import Pacer, Source, reduced_size
-from .rgb import RgbConverter
+from .rgb import RgbConverter, display_width, not_square
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class VideoFileSource(Source):
                     raise UserError(f"{self.path}: file has no video stream")
                 stream = container.streams.video[0]
                 self.frame_count = int(stream.frames or 0)
-                self.size = (stream.codec_context.height, stream.codec_context.width)
+                self.sar = not_square(stream.sample_aspect_ratio)
+                self.size = (stream.codec_context.height, display_width(stream.codec_context.width, self.sar))
                 self.fps = _frame_rate(container, stream)
         except av.error.FFmpegError as exc:
             raise UserError(f"{self.path}: not a readable video ({_av_message(exc)})") from None
@@ -97,7 +98,8 @@ class VideoFileSource(Source):
     def describe(self) -> dict:
         described = {**super().describe(), "frame_count": self.frame_count, "concealed": self.concealed,
                      "height": self.size[0], "width": self.size[1], "ended_early": self.ended_early,
-                     "deinterlaced": self._converter.deinterlaced if self._converter is not None else 0}
+                     "deinterlaced": self._converter.deinterlaced if self._converter is not None else 0,
+                     "sample_aspect_ratio": f"{self.sar.numerator}:{self.sar.denominator}" if self.sar else "1:1"}
         if self._pacer is not None:
             described["late"] = self._pacer.late
         if self.lead is not None:
@@ -133,7 +135,7 @@ class VideoFileSource(Source):
         """``(image, time_s, t0_ns, t1_ns)`` per decoded frame, in the reader thread."""
         import av
 
-        rgb = self._converter = RgbConverter(self.max_height, str(self.path))
+        rgb = self._converter = RgbConverter(self.max_height, str(self.path), self.sar)
         if self.lead is not None:
             # Before the file opens, so FFmpeg's decoding threads, started from this
             # thread, are lowered with it (a new thread takes its creator's priority).

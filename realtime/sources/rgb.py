@@ -1,5 +1,6 @@
 """Decoded PyAV frames to RGB arrays, reduced as they are converted (``source.max_height``)
-and deinterlaced where the decoder says a frame is interlaced (:func:`bob`).
+deinterlaced where the decoder says a frame is interlaced (:func:`bob`), and brought to
+square pixels where the stream's are not (:func:`display_width`).
 
 One :class:`RgbConverter` per input: ``frame.to_ndarray(format=...)`` builds a new
 converter per frame, and since PyAV 17 each of those starts and ends its own thread pool
@@ -10,6 +11,7 @@ thread count never settles.
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -30,19 +32,28 @@ class RgbConverter:
     A frame the decoder marks interlaced (a 1080i capture card or recorder, an SDI
     encoder's stream) holds two fields half a frame period apart: anything that moves is
     combed, line by line. Such a frame is shown as its top field, the lines between
-    interpolated (:func:`bob`), before it is reduced; ``deinterlaced`` counts them."""
+    interpolated (:func:`bob`), before it is reduced; ``deinterlaced`` counts them.
 
-    def __init__(self, max_height: int = 0, name: str = "source"):
+    ``sar``: the stream's sample aspect ratio. Pixels that are not square (HDV's 1440x1080
+    shown as 1920x1080, anamorphic PAL) are widened to square ones as they are converted:
+    the layout's side-by-side test, the engines and the overlay all see the picture's shape,
+    not a squeezed one."""
+
+    def __init__(self, max_height: int = 0, name: str = "source", sar: Fraction | None = None):
         from av.video.reformatter import VideoReformatter
 
         self.max_height, self.name = max_height, name
+        self.sar = not_square(sar)
         self.reduced_from: tuple[int, int] | None = None
         self.deinterlaced = 0
         self._rgb = VideoReformatter()
+        self._told_sar = False
 
     def __call__(self, frame) -> np.ndarray:
         if frame.interlaced_frame:
             return self._deinterlaced(frame)
+        if self.sar is not None:
+            return self._widened(frame)
         if not self.max_height or frame.height <= self.max_height:
             return self._rgb.reformat(frame, format="rgb24").to_ndarray()
         small = reduce_420(frame, self.max_height)
@@ -58,24 +69,62 @@ class RgbConverter:
             log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d%s)", self.name,
                      frame.width, frame.height, image.shape[1], image.shape[0], self.max_height, how)
 
+    def _target(self, frame) -> tuple[int, int]:
+        """``(H, W)`` of the converted frame: square pixels, then ``max_height``."""
+        w = display_width(frame.width, self.sar)
+        if w != frame.width and not self._told_sar:
+            self._told_sar = True
+            log.info("%s: pixels not square (sample aspect ratio %s): %dx%d frames shown as %dx%d", self.name,
+                     f"{self.sar.numerator}:{self.sar.denominator}", frame.width, frame.height, w, frame.height)
+        return reduced_size(frame.height, w, self.max_height)
+
+    def _widened(self, frame) -> np.ndarray:
+        rh, rw = self._target(frame)
+        image = _resized(self._rgb.reformat(frame, format="rgb24").to_ndarray(), rh, rw)
+        if rh != frame.height:
+            self._note_reduced(frame, image)
+        return image
+
     def _deinterlaced(self, frame) -> np.ndarray:
         h, w = frame.height, frame.width
         top = top_field(frame)  # the field in its own planes: each field's own chroma
         field = (self._rgb.reformat(top, format="rgb24").to_ndarray() if top is not None
                  else self._rgb.reformat(frame, format="rgb24").to_ndarray()[0::2])
-        rh, rw = reduced_size(h, w, self.max_height)
-        if rh <= field.shape[0]:  # reduced to the field's rows or fewer: straight from the field
-            image = field if (rh, rw) == field.shape[:2] else cv2.resize(field, (rw, rh), interpolation=cv2.INTER_AREA)
-        else:
-            image = bob(field, h)
-            image = image if (rh, rw) == (h, w) else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
+        rh, rw = self._target(frame)
+        # reduced to the field's rows or fewer: straight from the field; else the frame rebuilt first
+        image = _resized(field if rh <= field.shape[0] else bob(field, h), rh, rw)
         if not self.deinterlaced:
             log.info("%s: interlaced %dx%d frames: the top field kept, the lines between interpolated%s", self.name,
                      w, h, "" if top is not None else f" (its {frame.format.name} converted whole: colour may fringe)")
         self.deinterlaced += 1
-        if (rh, rw) != (h, w):
+        if rh != h:
             self._note_reduced(frame, image, ", from their top field")
         return image
+
+
+def not_square(sar) -> Fraction | None:
+    """A stream's sample aspect ratio where its pixels are not square; None where they are
+    or it is unknown (0/1, absent, or beyond any real camera's: 1:4 to 4:1)."""
+    if not sar or not 0.25 <= float(sar) <= 4 or sar == 1:
+        return None
+    return Fraction(sar.numerator, sar.denominator)
+
+
+def display_width(width: int, sar: Fraction | None) -> int:
+    """A ``width`` of pixels ``sar`` wide as square pixels (even, as every size here)."""
+    if not sar or sar == 1:
+        return width
+    return max(2, 2 * round(width * sar / 2))
+
+
+def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` at ``height`` x ``width``: area averaging where it shrinks both ways (no
+    aliasing), linear interpolation where it grows either way; as it is when it fits."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    shrinks = height <= h and width <= w
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
 
 
 #: planar formats whose top field is taken in their own planes (every plane's even rows)

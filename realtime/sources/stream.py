@@ -17,7 +17,7 @@ from typing import Iterator
 
 from ..frames import Frame, now_ns
 from .base import Source
-from .rgb import RgbConverter
+from .rgb import RgbConverter, not_square
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class StreamSource(Source):
             if opened is None:
                 break
             container, stream = opened
+            rgb.sar = not_square(stream.sample_aspect_ratio)  # this connection's: a new mode may bring another
             delivered, why = False, "stream ended"
             try:
                 for packet in container.demux(stream):
