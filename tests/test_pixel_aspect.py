@@ -79,9 +79,15 @@ def test_replay_takes_a_squeezed_side_by_side_file_for_two_eyes(tmp_path, tiny_e
     assert json.loads(out.with_suffix(".json").read_text())["source"]["sample_aspect_ratio"] == "2:1"
 
 
-def test_square_pixels_then_max_height(tmp_path):
-    images, described = frames_of(write_squeezed(tmp_path / "s.mp4"), max_height=120)
+def test_square_pixels_then_max_height(tmp_path, tiny_engines):
+    video = write_squeezed(tmp_path / "s.mp4")
+    images, described = frames_of(video, max_height=120)
     assert all(image.shape == (120, 320, 3) for image in images)
+    out = tmp_path / "r.avi"
+    assert main(["replay", str(video), "--out", str(out), "--max-height", "120", "--gate", str(tiny_engines[0]),
+                 "--seg", str(tiny_engines[1]), "--no-progress"]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())  # the sizes as shown, not as stored
+    assert summary["source"]["reduced"] == {"from": [240, 640], "to": [120, 320], "max_height": 120}
     dark = dark_columns(images[-1])
     assert 6 <= len(dark) <= 10 and abs(dark.mean() - 80) <= 2
 

@@ -63,11 +63,12 @@ class RgbConverter:
         return image
 
     def _note_reduced(self, frame, image: np.ndarray, how: str = "") -> None:
-        """Remember (``reduced_from``) and tell once that frames are reduced."""
+        """Remember (``reduced_from``: the size as shown, square pixels) and tell once that
+        frames are reduced."""
         if self.reduced_from is None:
-            self.reduced_from = (frame.height, frame.width)
+            self.reduced_from = (frame.height, display_width(frame.width, self.sar))
             log.info("%s: %dx%d frames reduced to %dx%d as they are decoded (source.max_height %d%s)", self.name,
-                     frame.width, frame.height, image.shape[1], image.shape[0], self.max_height, how)
+                     self.reduced_from[1], frame.height, image.shape[1], image.shape[0], self.max_height, how)
 
     def _target(self, frame) -> tuple[int, int]:
         """``(H, W)`` of the converted frame: square pixels, then ``max_height``."""
