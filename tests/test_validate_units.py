@@ -153,3 +153,18 @@ def test_the_video_score_says_where_the_product_stayed_silent(tmp_path):
     assert shown == {"frames": 4, "silent": 2, "silent_fraction": 0.5, "silent_where_the_label_would_be_wrong": 1,
                      "silent_where_the_label_would_be_right": 1, "labels_shown": 2, "wrong_labels_shown": 1,
                      "accuracy_of_labels_shown": 0.5}
+
+
+def test_a_closed_qt_probe_leaves_no_window_behind():
+    """Its window and bridge are deleted at close, while the run is known to be over, not
+    in whichever event loop comes next (the next probe's, during another run)."""
+    from PyQt6 import sip
+    from PyQt6.QtWidgets import QApplication
+
+    from nerveseg.ui.paint_probe import QtPaintProbe
+
+    probe = QtPaintProbe(size=(320, 240))
+    assert probe.view in QApplication.topLevelWidgets()
+    probe.close()
+    assert sip.isdeleted(probe.view) and sip.isdeleted(probe.bridge)
+    assert not [w for w in QApplication.topLevelWidgets() if type(w).__name__ == "StampedView"]

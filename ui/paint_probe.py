@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Callable
 
-from PyQt6.QtCore import QEventLoop, QTimer
+from PyQt6.QtCore import QCoreApplication, QEvent, QEventLoop, QTimer
 from PyQt6.QtWidgets import QApplication
 
 from nerveseg.realtime.frames import Rendered, now_ns
@@ -172,7 +172,11 @@ class QtPaintProbe:
         return len(set(self.view.received) - set(self.view.painted))
 
     def close(self) -> None:
+        """The window and its bridge deleted now, while the run is known to be over.
+        ``processEvents`` alone leaves a ``deleteLater`` pending until some later event
+        loop, which may be the next probe's, in the middle of another run."""
         self.view.close()
         self.view.deleteLater()
         self.bridge.deleteLater()
         self.app.processEvents()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
