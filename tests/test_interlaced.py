@@ -185,21 +185,25 @@ def test_an_interlaced_stream_is_shown_one_field_at_a_time():
     assert all(image.shape == (240, 640, 3) and combing(image) < 0.5 for image in images)
 
 
-def test_validate_on_an_interlaced_video_finds_the_picture_unchanged_outside_the_overlay(tmp_path):
-    """The re-decode that validate compares the recordings with is deinterlaced as the run's
-    frames were: the pixels outside the overlay still match bit for bit."""
-    video = write_interlaced(tmp_path / "i.mp4", frames=24, level=160)  # bright: the tiny gate says nerve
-    out = tmp_path / "report"
-    code = main(["validate", "--gate", str(make_gate(tmp_path / "gate.onnx")), "--seg",
-                 str(make_segmenter(tmp_path / "seg.onnx")), "--video", str(video), "--out", str(out), "--no-pdf",
+def assert_validate_keeps_the_picture(video: Path, folder: Path) -> None:
+    """``nerveseg validate`` on ``video`` passes: the re-decode it compares the recordings
+    with is converted as the run's frames were, so the pixels outside the overlay match."""
+    out = folder / "report"
+    code = main(["validate", "--gate", str(make_gate(folder / "gate.onnx")), "--seg",
+                 str(make_segmenter(folder / "seg.onnx")), "--video", str(video), "--out", str(out), "--no-pdf",
                  "--display", "subscriber", "--no-progress", "--annotation-threshold-ms", "5000",
                  "--video-threshold-ms", "5000"])
-    report = json.loads((out / "validation.json").read_text())
-    checks = {c["name"]: c for c in report["verdict"]["checks"]}
+    checks = {c["name"]: c for c in json.loads((out / "validation.json").read_text())["verdict"]["checks"]}
     for name in ("displayed frames unchanged outside the overlay", "lossless recording unchanged outside the overlay",
                  "recording equals the displayed frames"):
         assert checks[name]["passed"], checks[name]["line"]
     assert code == 0, [c["line"] for c in checks.values()]
+
+
+def test_validate_on_an_interlaced_video_finds_the_picture_unchanged_outside_the_overlay(tmp_path):
+    """Deinterlaced in the run and in validate's re-decode alike."""
+    assert_validate_keeps_the_picture(write_interlaced(tmp_path / "i.mp4", frames=24, level=160),  # bright: nerve
+                                      tmp_path)
 
 
 def test_extract_writes_deinterlaced_frames(tmp_path):
